@@ -1,0 +1,77 @@
+"""``phenom-chat dev``: the whole stack on this machine, on SQLite, offline."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import threading
+from pathlib import Path
+from types import FrameType
+
+from rich.table import Table
+
+from synapse_phenom import devstack
+from synapse_phenom.cli._common import add_data_dir, console, fail
+from synapse_phenom.membership import RoomsConfig
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = sub.add_parser("dev", help="run the dev stack (Synapse with all Phenom modules) until Ctrl-C")
+    add_data_dir(p)
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=8008, help="Synapse client port (default 8008)")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    data_dir: Path = args.data_dir.resolve()
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+
+    first_run = not (data_dir / "homeserver.yaml").exists()
+    config_path = devstack.prepare_synapse(data_dir, host=args.host, port=args.port)
+    procs: list[devstack.ManagedProcess] = []
+    try:
+        with console.status("starting Synapse…"):
+            synapse = devstack.start_synapse(config_path)
+            procs.append(synapse)
+            base_url = devstack.base_url_of(config_path)
+            devstack.wait_http(f"{base_url}/_matrix/client/versions", procs, timeout=120)
+            aliases = [f"#{spec.alias}:localhost" for spec in RoomsConfig().rooms.values()]
+            rooms = devstack.wait_rooms(base_url, aliases)
+        _print_welcome(data_dir, base_url, rooms, first_run)
+        while not stop.wait(0.5):
+            dead = [p for p in procs if not p.alive()]
+            if dead:
+                return fail(f"{dead[0].name} stopped unexpectedly:\n{dead[0].log_tail()}", code=1)
+        console.print("stopping…")
+        return 0
+    except devstack.StackError as err:
+        return fail(str(err), code=1)
+    finally:
+        for proc in reversed(procs):
+            proc.stop()
+
+
+def _print_welcome(data_dir: Path, base_url: str, rooms: dict[str, str], first_run: bool) -> None:
+    console.print(f"[bold green]Phenom chat dev stack is up[/] ({'new' if first_run else 'existing'} data in {data_dir})")
+    table = Table(show_header=False, box=None)
+    table.add_row("Homeserver (client URL)", base_url)
+    table.add_row("Server name", "localhost")
+    for alias, room_id in rooms.items():
+        table.add_row(f"Room {alias}", room_id)
+    table.add_row("Config", str(data_dir / "homeserver.yaml"))
+    table.add_row("Log", str(data_dir / "homeserver.log"))
+    console.print(table)
+    console.print(
+        "Create a user (in another terminal):\n"
+        f"  phenom-chat provision-user --data-dir {data_dir} --username alice "
+        "--password 'choose-one' --groups team\n"
+        "then sign in from Element (homeserver "
+        f"{base_url}) or any Matrix client. Ctrl-C stops everything."
+    )

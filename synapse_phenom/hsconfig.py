@@ -1,0 +1,219 @@
+"""Render homeserver.yaml from the one template in ``homeserver/``.
+
+Production values come from ``PHENOM_*`` environment variables (``values_from_env``);
+``phenom-chat dev`` and the test harness pass dev values (``dev_values``). Both go
+through ``render``, so dev and production configs cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Mapping
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import attrs
+import jinja2
+import yaml
+
+ROOMS_MODULE = "synapse_phenom.modules.rooms.PhenomRooms"
+
+
+@attrs.frozen
+class Var:
+    name: str
+    help: str
+    default: str | None = None  # None: required
+
+    @property
+    def required(self) -> bool:
+        return self.default is None
+
+
+# Every environment variable `render-config` reads. Secrets are files, never values.
+ENV_VARS: tuple[Var, ...] = (
+    Var("PHENOM_SERVER_NAME", "Matrix server name, e.g. chat.thephenom.app"),
+    Var("PHENOM_PUBLIC_BASEURL", "public URL clients use, e.g. https://chat.thephenom.app/"),
+    Var("PHENOM_DB_HOST", "PostgreSQL host"),
+    Var("PHENOM_DB_NAME", "PostgreSQL database (C collation)"),
+    Var("PHENOM_DB_USER", "PostgreSQL user"),
+    Var("PHENOM_DB_PASSWORD_FILE", "file holding the PostgreSQL password ('' for none)", ""),
+    Var("PHENOM_DB_PORT", "PostgreSQL port", "5432"),
+    Var("PHENOM_REGISTRATION_SHARED_SECRET_FILE", "file holding the registration shared secret"),
+    Var("PHENOM_MACAROON_SECRET_KEY_FILE", "file holding the macaroon secret key"),
+    Var("PHENOM_FORM_SECRET_FILE", "file holding the form secret"),
+    Var("PHENOM_DATA_DIR", "directory for media, pid and logs", "/data"),
+    Var("PHENOM_SIGNING_KEY_PATH", "server signing key file", "/data/signing.key"),
+    Var("PHENOM_BIND_ADDRESS", "address the client listener binds", "0.0.0.0"),
+    Var("PHENOM_PORT", "client listener port", "8008"),
+    Var("PHENOM_METRICS_PORT", "Prometheus metrics port ('' disables)", "9000"),
+    Var("PHENOM_MODULE_CONFIG_FILE", "optional YAML: module class -> config overrides", ""),
+    Var("PHENOM_APPSERVICE_FILES", "comma-separated application service registration files", ""),
+)
+
+
+class MissingVariables(ValueError):
+    def __init__(self, missing: list[Var]) -> None:
+        self.missing = missing
+        names = "\n".join(f"  {v.name}: {v.help}" for v in missing)
+        super().__init__(f"missing environment variables ({len(missing)}):\n{names}")
+
+
+def _template_env() -> jinja2.Environment:
+    return jinja2.Environment(
+        loader=jinja2.FunctionLoader(_load_template),
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        autoescape=False,
+    )
+
+
+def _load_template(name: str) -> str:
+    return resources.files("synapse_phenom").joinpath("templates", name).read_text()
+
+
+def default_modules(overrides: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
+    """The ``modules:`` block: every Phenom module, with per-module config overrides."""
+    overrides = dict(overrides or {})
+    configs: dict[str, dict[str, Any]] = {
+        ROOMS_MODULE: {"unmanaged_users": ["^@phenom-admin:"]},
+    }
+    for name, extra in overrides.items():
+        if name not in configs:
+            raise ValueError(f"module config override for unknown module {name!r}; known: {sorted(configs)}")
+        configs[name] = {**configs[name], **(extra or {})}
+    return [{"module": name, "config": cfg} for name, cfg in configs.items()]
+
+
+def render(values: Mapping[str, Any]) -> tuple[str, str]:
+    """(homeserver.yaml, log.yaml) text for these template values."""
+    env = _template_env()
+    hs = env.get_template("homeserver.yaml.j2").render(**values)
+    log = env.get_template("log.yaml.j2").render(**values)
+    yaml.safe_load(hs)  # a template bug must fail here, not in Synapse
+    return hs, log
+
+
+def values_from_env(env: Mapping[str, str]) -> dict[str, Any]:
+    """Production template values; raise MissingVariables naming every missing one."""
+    missing = [v for v in ENV_VARS if v.required and not env.get(v.name)]
+    if missing:
+        raise MissingVariables(missing)
+    get = {v.name: env.get(v.name) or v.default or "" for v in ENV_VARS}
+    data_dir = get["PHENOM_DATA_DIR"]
+    password = ""
+    if get["PHENOM_DB_PASSWORD_FILE"]:
+        password = Path(get["PHENOM_DB_PASSWORD_FILE"]).read_text().strip()
+    overrides = {}
+    if get["PHENOM_MODULE_CONFIG_FILE"]:
+        overrides = yaml.safe_load(Path(get["PHENOM_MODULE_CONFIG_FILE"]).read_text()) or {}
+    return {
+        "profile": "production",
+        "server_name": get["PHENOM_SERVER_NAME"],
+        "public_baseurl": get["PHENOM_PUBLIC_BASEURL"],
+        "data_dir": data_dir,
+        "signing_key_path": get["PHENOM_SIGNING_KEY_PATH"],
+        "log_config_path": f"{data_dir}/log.yaml",
+        "log_file": "",
+        "console_log_level": "INFO",
+        "trusted_key_servers": [{"server_name": "matrix.org"}],
+        "bind_address": get["PHENOM_BIND_ADDRESS"],
+        "port": int(get["PHENOM_PORT"]),
+        "x_forwarded": True,
+        "metrics_port": int(get["PHENOM_METRICS_PORT"]) if get["PHENOM_METRICS_PORT"] else None,
+        "metrics_bind_address": "0.0.0.0",
+        "database": {
+            "engine": "postgres",
+            "host": get["PHENOM_DB_HOST"],
+            "port": int(get["PHENOM_DB_PORT"]),
+            "name": get["PHENOM_DB_NAME"],
+            "user": get["PHENOM_DB_USER"],
+            "password": password,
+        },
+        "registration_shared_secret_path": get["PHENOM_REGISTRATION_SHARED_SECRET_FILE"],
+        "macaroon_secret_key_path": get["PHENOM_MACAROON_SECRET_KEY_FILE"],
+        "form_secret_path": get["PHENOM_FORM_SECRET_FILE"],
+        "password_login": False,
+        "rc_message_per_second": 0.5,
+        "rc_message_burst": 20,
+        "rc_joins_per_second": 0.5,
+        "rc_joins_burst": 20,
+        "rc_login_per_second": 0.3,
+        "rc_login_burst": 10,
+        "app_service_config_files": [f for f in get["PHENOM_APPSERVICE_FILES"].split(",") if f],
+        "oidc_providers": [],
+        "sso_client_whitelist": [],
+        "modules": default_modules(overrides),
+    }
+
+
+@attrs.frozen
+class DevDatabase:
+    """SQLite (the embedded default) or a PostgreSQL database (tests on CI)."""
+
+    engine: str = "sqlite"
+    host: str = ""
+    port: int = 5432
+    name: str = ""
+    user: str = ""
+    password: str = ""
+
+
+def dev_values(
+    data_dir: Path,
+    host: str,
+    port: int,
+    database: DevDatabase | None = None,
+    server_name: str = "localhost",
+    module_overrides: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Template values for the local dev stack (and the test harness)."""
+    database = database or DevDatabase()
+    db: dict[str, Any] = attrs.asdict(database)
+    if database.engine == "sqlite":
+        db["path"] = str(data_dir / "homeserver.db")
+    public_host = "localhost" if host in ("0.0.0.0", "::", "127.0.0.1") else host
+    return {
+        "profile": "dev",
+        "server_name": server_name,
+        "public_baseurl": f"http://{public_host}:{port}/",
+        "data_dir": str(data_dir),
+        "signing_key_path": str(data_dir / "signing.key"),
+        "log_config_path": str(data_dir / "log.yaml"),
+        "log_file": str(data_dir / "homeserver.log"),
+        "console_log_level": "WARNING",
+        "trusted_key_servers": [],
+        "bind_address": host,
+        "port": port,
+        "x_forwarded": False,
+        "metrics_port": None,
+        "metrics_bind_address": "127.0.0.1",
+        "database": db,
+        "registration_shared_secret_path": str(data_dir / "registration_shared_secret"),
+        "macaroon_secret_key_path": str(data_dir / "macaroon_secret_key"),
+        "form_secret_path": str(data_dir / "form_secret"),
+        "password_login": True,
+        # Generous limits so local testing and the test suite are not throttled.
+        "rc_message_per_second": 1000,
+        "rc_message_burst": 10000,
+        "rc_joins_per_second": 1000,
+        "rc_joins_burst": 10000,
+        "rc_login_per_second": 1000,
+        "rc_login_burst": 10000,
+        "app_service_config_files": [],
+        "oidc_providers": [],
+        "sso_client_whitelist": [],
+        "modules": default_modules(module_overrides),
+    }
+
+
+def write_secret_files(values: Mapping[str, Any]) -> None:
+    """Create the dev secret files (once; kept across runs), owner-only."""
+    for key in ("registration_shared_secret_path", "macaroon_secret_key_path", "form_secret_path"):
+        path = Path(values[key])
+        if not path.exists():
+            path.write_text(secrets.token_urlsafe(32))
+            path.chmod(0o600)

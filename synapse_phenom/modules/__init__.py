@@ -1,0 +1,1 @@
+"""Synapse modules, loaded by operators from homeserver.yaml ``modules:``."""

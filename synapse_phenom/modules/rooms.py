@@ -1,0 +1,401 @@
+"""The three Phenom rooms, with membership decided by the user's groups.
+
+Load with::
+
+    modules:
+      - module: synapse_phenom.modules.rooms.PhenomRooms
+        config: {}   # see docs/rooms.md
+
+The one process that runs background tasks creates the rooms (owned by the system
+user). Groups live in the ``phenom_user_groups`` table; they are written through the
+admin-only endpoint ``/_synapse/client/phenom/v1/groups`` (``phenom-chat
+provision-user``, the user-provisioner Lambda) or by the Cognito mapping provider.
+Memberships are reconciled whenever groups are written, at registration and at login.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from typing import TYPE_CHECKING, Any
+
+import re2
+from synapse.api.errors import Codes, SynapseError
+from synapse.module_api import NOT_SPAM, DirectServeJsonResource, ModuleApi, RatelimitOverride
+from synapse.types import UserID
+
+from synapse_phenom import membership, store
+from synapse_phenom.config import parse_module_config
+from synapse_phenom.membership import GROUPS_PATH, MembershipPlan, RoomsConfig
+from synapse_phenom.modules._guard import guarded
+
+if TYPE_CHECKING:
+    from twisted.web.server import Request
+
+logger = logging.getLogger(__name__)
+
+_CLAIM_STALE_MS = 5 * 60 * 1000
+
+# The rooms module of this process, for other Phenom modules (e.g. the Cognito
+# mapping provider) that must write groups and reconcile through the same code.
+_INSTANCE: PhenomRooms | None = None
+
+
+def get_rooms_module() -> PhenomRooms | None:
+    return _INSTANCE
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+class PhenomRooms:
+    def __init__(self, config: RoomsConfig, api: ModuleApi) -> None:
+        global _INSTANCE
+        self._config = config
+        self._api = api
+        self._server_name = api.server_name
+        self.system_user_id = UserID(config.system_user, api.server_name).to_string()
+        self._unmanaged = [re2.compile(p) for p in config.unmanaged_users]
+        self._room_ids: dict[str, str] = {}  # room key -> room id, filled as aliases resolve
+        self._room_keys: dict[str, str] = {}  # room id -> room key
+        self._schema_ready = False
+        self._claim_owner = f"{api.worker_name or 'main'}:{uuid.uuid4()}"
+
+        api.register_spam_checker_callbacks(
+            user_may_join_room=self.user_may_join_room,
+            user_may_invite=self.user_may_invite,
+        )
+        api.register_account_validity_callbacks(
+            on_user_registration=self.on_user_registration,
+            on_user_login=self.on_user_login,
+        )
+        # The system user invites and kicks on behalf of group sync: never throttle it.
+        api.register_ratelimit_callbacks(get_ratelimit_override_for_user=self.ratelimit_override)
+        api.register_web_resource(GROUPS_PATH, GroupsResource(self, api))
+        if api.should_run_background_tasks():
+            api.delayed_background_call(100, self.ensure_rooms, desc="phenom_ensure_rooms")
+            # Self-healing: cheap when every alias resolves.
+            api.looping_background_call(self.ensure_rooms, 60_000, desc="phenom_ensure_rooms")
+        _INSTANCE = self
+
+    @staticmethod
+    def parse_config(config: dict[str, Any]) -> RoomsConfig:
+        return parse_module_config(RoomsConfig, config, "synapse_phenom.modules.rooms.PhenomRooms")
+
+    @property
+    def config(self) -> RoomsConfig:
+        return self._config
+
+    # -- room ids ---------------------------------------------------------------
+
+    def alias(self, key: str) -> str:
+        return f"#{self._config.rooms[key].alias}:{self._server_name}"
+
+    async def room_id(self, key: str) -> str | None:
+        """Room id of a managed room, or None while it does not exist yet."""
+        if key in self._room_ids:
+            return self._room_ids[key]
+        try:
+            room_id, _ = await self._api.lookup_room_alias(self.alias(key))
+        except SynapseError as err:
+            if err.code == 404:
+                return None
+            raise
+        self._room_ids[key] = room_id
+        self._room_keys[room_id] = key
+        return room_id
+
+    async def room_key(self, room_id: str) -> str | None:
+        """Which managed room ``room_id`` is, if any."""
+        if room_id in self._room_keys:
+            return self._room_keys[room_id]
+        if len(self._room_ids) < len(self._config.rooms):
+            for key in self._config.rooms:
+                await self.room_id(key)
+        return self._room_keys.get(room_id)
+
+    async def room_ids(self) -> dict[str, str]:
+        for key in self._config.rooms:
+            await self.room_id(key)
+        return dict(self._room_ids)
+
+    # -- groups -----------------------------------------------------------------
+
+    async def _ensure_schema(self) -> None:
+        if not self._schema_ready:
+            await self._api.run_db_interaction("phenom_rooms_schema", store.create_schema)
+            self._schema_ready = True
+
+    async def get_groups(self, user_id: str) -> list[str] | None:
+        await self._ensure_schema()
+        return await self._api.run_db_interaction("phenom_get_groups", store.get_groups, user_id)
+
+    async def set_groups(self, user_id: str, groups: list[str], source: str) -> bool:
+        """Store groups (normalised); True when they changed."""
+        await self._ensure_schema()
+        return await self._api.run_db_interaction(
+            "phenom_set_groups",
+            store.set_groups,
+            user_id,
+            membership.normalise_groups(groups),
+            source,
+            _now_ms(),
+        )
+
+    def is_managed_user(self, user_id: str) -> bool:
+        if user_id == self.system_user_id or not self._api.is_mine(user_id):
+            return False
+        return not any(p.search(user_id) for p in self._unmanaged)
+
+    async def _may_be_in(self, user_id: str, key: str) -> bool:
+        if membership.is_open_to_everyone(self._config, key) or user_id == self.system_user_id:
+            return True
+        if self._api.is_mine(user_id):
+            groups = await self.get_groups(user_id) or []
+            if key in membership.rooms_for_groups(self._config, groups):
+                return True
+            if self._config.admins_exempt and await self._api.is_user_admin(user_id):
+                return True
+        return False
+
+    # -- reconciliation ---------------------------------------------------------
+
+    async def _membership(self, room_id: str, user_id: str) -> str | None:
+        state = await self._api.get_room_state(room_id, [("m.room.member", user_id)])
+        event = state.get(("m.room.member", user_id))
+        return None if event is None else event.content.get("membership")
+
+    async def reconcile(self, user_id: str) -> MembershipPlan:
+        """Join the user to the rooms their groups allow and remove them from the rest.
+
+        Returns what was actually done. Each room is handled on its own: one failure is
+        logged and does not stop the others.
+        """
+        if not self.is_managed_user(user_id):
+            return MembershipPlan(join=(), remove=())
+        groups = await self.get_groups(user_id) or []
+        current: dict[str, str | None] = {}
+        for key in self._config.rooms:
+            room_id = await self.room_id(key)
+            if room_id is not None:
+                current[key] = await self._membership(room_id, user_id)
+        plan = membership.plan_memberships(self._config, groups, current)
+        joined, removed = [], []
+        for key in plan.join:
+            if await self._try(self._join, key, user_id, current[key]):
+                joined.append(key)
+        for key in plan.remove:
+            if await self._try(self._remove, key, user_id):
+                removed.append(key)
+        if joined or removed:
+            logger.info("Reconciled %s (groups %s): joined %s, removed %s", user_id, groups, joined, removed)
+        return MembershipPlan(join=tuple(joined), remove=tuple(removed))
+
+    async def _try(self, action: Any, key: str, *args: Any) -> bool:
+        try:
+            await action(key, *args)
+            return True
+        except Exception:
+            logger.exception("Membership change in %s failed for %s", self.alias(key), args[0])
+            return False
+
+    async def _join(self, key: str, user_id: str, current: str | None) -> None:
+        room_id = self._room_ids[key]
+        if self._config.rooms[key].join_rule != "public" and current != "invite":
+            await self._api.update_room_membership(self.system_user_id, user_id, room_id, "invite")
+        await self._api.update_room_membership(user_id, user_id, room_id, "join")
+
+    async def _remove(self, key: str, user_id: str) -> None:
+        await self._api.update_room_membership(
+            self.system_user_id,
+            user_id,
+            self._room_ids[key],
+            "leave",
+            content={"reason": membership.removal_reason(self._config, key)},
+        )
+
+    async def set_groups_and_reconcile(
+        self, user_id: str, groups: list[str], source: str
+    ) -> MembershipPlan:
+        await self.set_groups(user_id, groups, source)
+        return await self.reconcile(user_id)
+
+    # -- Synapse callbacks -------------------------------------------------------
+
+    @guarded("rooms", fallback=None)
+    async def on_user_registration(self, user_id: str) -> None:
+        await self.reconcile(user_id)
+
+    @guarded("rooms", fallback=None)
+    async def on_user_login(
+        self, user_id: str, auth_provider_type: str | None, auth_provider_id: str | None
+    ) -> None:
+        await self.reconcile(user_id)
+
+    @guarded("rooms", fallback=None)
+    async def ratelimit_override(self, user_id: str, limiter_name: str) -> RatelimitOverride | None:
+        if user_id == self.system_user_id:
+            # Synapse uses these numbers as-is (0 would mean "never"), so: effectively unlimited.
+            return RatelimitOverride(per_second=1e6, burst_count=1_000_000)
+        return None
+
+    # Fail closed: if we cannot tell whether someone belongs, they do not get in.
+    @guarded("rooms", fallback=(Codes.FORBIDDEN, {"error": "Membership check failed; try again later."}))
+    async def user_may_join_room(self, user_id: str, room_id: str, is_invited: bool) -> Any:
+        key = await self.room_key(room_id)
+        if key is None or await self._may_be_in(user_id, key):
+            return NOT_SPAM
+        return (Codes.FORBIDDEN, {"error": membership.denial_message(self._config, key, self._server_name)})
+
+    @guarded("rooms", fallback=(Codes.FORBIDDEN, {"error": "Membership check failed; try again later."}))
+    async def user_may_invite(self, inviter: str, invitee: str, room_id: str) -> Any:
+        key = await self.room_key(room_id)
+        if key is None or await self._may_be_in(invitee, key):
+            return NOT_SPAM
+        message = f"{invitee} cannot be invited: " + membership.denial_message(
+            self._config, key, self._server_name
+        )
+        return (Codes.FORBIDDEN, {"error": message})
+
+    # -- room creation (background-task process only) ------------------------------
+
+    @guarded("rooms", fallback=None)
+    async def ensure_rooms(self) -> None:
+        await self._ensure_schema()
+        await self._ensure_system_user()
+        for key, spec in self._config.rooms.items():
+            room_id = await self.room_id(key)
+            if room_id is None:
+                room_id = await self._create_room(key)
+            if room_id is not None:
+                await self._sync_room_profile(key, room_id)
+
+    async def _ensure_system_user(self) -> None:
+        if await self._api.check_user_exists(self.system_user_id):
+            return
+        try:
+            await self._api.register_user(
+                self._config.system_user, displayname=self._config.system_display_name
+            )
+        except SynapseError as err:
+            if err.errcode != Codes.USER_IN_USE:  # another process won the race
+                raise
+
+    async def _create_room(self, key: str) -> str | None:
+        spec = self._config.rooms[key]
+        alias = self.alias(key)
+        claimed = await self._api.run_db_interaction(
+            "phenom_claim_alias", store.claim_alias, alias, self._claim_owner, _now_ms(), _CLAIM_STALE_MS
+        )
+        if not claimed:
+            existing = await self._api.run_db_interaction("phenom_claimed_room", store.claimed_room, alias)
+            if existing:
+                logger.error(
+                    "%s does not resolve but room %s was created for it; not creating another. "
+                    "Restore the alias with the admin API.",
+                    alias,
+                    existing,
+                )
+            return None
+        try:
+            room_id, _ = await self._api.create_room(
+                self.system_user_id,
+                membership.room_creation_request(spec, self.system_user_id),
+                ratelimit=False,
+            )
+        except Exception:
+            await self._api.run_db_interaction(
+                "phenom_release_claim", store.release_claim, alias, self._claim_owner
+            )
+            raise
+        await self._api.run_db_interaction(
+            "phenom_record_room", store.record_claimed_room, alias, self._claim_owner, room_id
+        )
+        self._room_ids[key] = room_id
+        self._room_keys[room_id] = key
+        logger.info("Created %s as %s", alias, room_id)
+        return room_id
+
+    async def _sync_room_profile(self, key: str, room_id: str) -> None:
+        """Keep name and topic as configured (they may change in config after creation)."""
+        spec = self._config.rooms[key]
+        wanted = {"m.room.name": {"name": spec.name}, "m.room.topic": {"topic": spec.topic}}
+        state = await self._api.get_room_state(room_id, [(t, "") for t in wanted])
+        for event_type, content in wanted.items():
+            event = state.get((event_type, ""))
+            field = next(iter(content))
+            if event is not None and event.content.get(field) == content[field]:
+                continue
+            await self._api.create_and_send_event_into_room(
+                {
+                    "type": event_type,
+                    "room_id": room_id,
+                    "sender": self.system_user_id,
+                    "state_key": "",
+                    "content": content,
+                }
+            )
+
+
+class GroupsResource(DirectServeJsonResource):
+    """Admin-only: ``GET ?user_id=`` reads a user's groups, ``POST`` sets them and reconciles.
+
+    POST body: ``{"user_id": "@u:server", "groups": ["team"], "source": "cli"}``.
+    """
+
+    def __init__(self, rooms: PhenomRooms, api: ModuleApi) -> None:
+        super().__init__()
+        self._rooms = rooms
+        self._api = api
+
+    async def _require_admin(self, request: Request) -> None:
+        requester = await self._api.get_user_by_req(request)
+        if not await self._api.is_user_admin(requester.user.to_string()):
+            raise SynapseError(403, "Only server administrators may manage groups", Codes.FORBIDDEN)
+
+    def _checked_user(self, user_id: Any) -> str:
+        if not isinstance(user_id, str):
+            raise SynapseError(400, "'user_id' must be a string such as '@alice:server'", Codes.MISSING_PARAM)
+        try:
+            parsed = UserID.from_string(user_id)
+        except SynapseError:
+            raise SynapseError(400, f"'user_id' {user_id!r} is not a Matrix user ID", Codes.INVALID_PARAM) from None
+        if not self._api.is_mine(parsed):
+            raise SynapseError(400, f"{user_id} is not a user of this server", Codes.INVALID_PARAM)
+        return user_id
+
+    async def _async_render_GET(self, request: Request) -> tuple[int, dict[str, Any]]:
+        await self._require_admin(request)
+        args = request.args or {}
+        raw = args.get(b"user_id", [b""])[0].decode()
+        user_id = self._checked_user(raw or None)
+        groups = await self._rooms.get_groups(user_id)
+        return 200, {"user_id": user_id, "groups": groups or [], "known": groups is not None}
+
+    async def _async_render_POST(self, request: Request) -> tuple[int, dict[str, Any]]:
+        from synapse.http.servlet import parse_json_object_from_request
+
+        await self._require_admin(request)
+        body = parse_json_object_from_request(request)
+        user_id = self._checked_user(body.get("user_id"))
+        groups = body.get("groups")
+        if not isinstance(groups, list) or not all(isinstance(g, str) for g in groups):
+            raise SynapseError(400, "'groups' must be a list of group names", Codes.INVALID_PARAM)
+        try:
+            groups = membership.normalise_groups(groups)
+        except ValueError as err:
+            raise SynapseError(400, str(err), Codes.INVALID_PARAM) from None
+        source = body.get("source", "api")
+        if not isinstance(source, str):
+            raise SynapseError(400, "'source' must be a string", Codes.INVALID_PARAM)
+        if not await self._api.check_user_exists(user_id):
+            raise SynapseError(404, f"{user_id} does not exist; create the user first", Codes.NOT_FOUND)
+        plan = await self._rooms.set_groups_and_reconcile(user_id, groups, source)
+        return 200, {
+            "user_id": user_id,
+            "groups": groups,
+            "joined": [self._rooms.alias(k) for k in plan.join],
+            "removed": [self._rooms.alias(k) for k in plan.remove],
+        }

@@ -1,0 +1,108 @@
+"""Tables of the Phenom modules, shared by every Synapse process through the database.
+
+Functions here take a Synapse ``LoggingTransaction`` and are run with
+``ModuleApi.run_db_interaction``; ``?`` placeholders work on SQLite and PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Protocol
+
+
+class Txn(Protocol):
+    def execute(self, sql: str, args: Any = ...) -> None: ...
+    def fetchone(self) -> tuple[Any, ...] | None: ...
+    def fetchall(self) -> list[tuple[Any, ...]]: ...
+
+
+GROUPS_SCHEMA = (
+    """
+    CREATE TABLE IF NOT EXISTS phenom_user_groups (
+        user_id TEXT NOT NULL PRIMARY KEY,
+        groups_json TEXT NOT NULL,
+        source TEXT NOT NULL,
+        updated_ts BIGINT NOT NULL
+    )
+    """,
+    """
+    CREATE TABLE IF NOT EXISTS phenom_room_claims (
+        alias TEXT NOT NULL PRIMARY KEY,
+        owner TEXT NOT NULL,
+        claimed_ts BIGINT NOT NULL,
+        room_id TEXT
+    )
+    """,
+)
+
+
+def create_schema(txn: Txn, statements: tuple[str, ...] = GROUPS_SCHEMA) -> None:
+    for sql in statements:
+        txn.execute(sql)
+
+
+def get_groups(txn: Txn, user_id: str) -> list[str] | None:
+    """The user's stored groups, or None when nothing was ever stored for them."""
+    txn.execute("SELECT groups_json FROM phenom_user_groups WHERE user_id = ?", (user_id,))
+    row = txn.fetchone()
+    if row is None:
+        return None
+    groups = json.loads(row[0])
+    return [str(g) for g in groups]
+
+
+def set_groups(txn: Txn, user_id: str, groups: list[str], source: str, now_ms: int) -> bool:
+    """Store the user's groups; return True when they differ from what was stored."""
+    previous = get_groups(txn, user_id)
+    txn.execute(
+        """
+        INSERT INTO phenom_user_groups (user_id, groups_json, source, updated_ts)
+        VALUES (?, ?, ?, ?)
+        ON CONFLICT (user_id) DO UPDATE SET
+            groups_json = excluded.groups_json,
+            source = excluded.source,
+            updated_ts = excluded.updated_ts
+        """,
+        (user_id, json.dumps(sorted(groups)), source, now_ms),
+    )
+    return previous is None or sorted(previous) != sorted(groups)
+
+
+def claim_alias(txn: Txn, alias: str, owner: str, now_ms: int, stale_after_ms: int) -> bool:
+    """Take the right to create the room for ``alias``.
+
+    Exactly one process wins; a claim whose owner died before recording a room id is
+    taken over once it is ``stale_after_ms`` old.
+    """
+    txn.execute(
+        """
+        INSERT INTO phenom_room_claims (alias, owner, claimed_ts, room_id)
+        VALUES (?, ?, ?, NULL)
+        ON CONFLICT (alias) DO UPDATE SET owner = excluded.owner, claimed_ts = excluded.claimed_ts
+        WHERE phenom_room_claims.room_id IS NULL AND phenom_room_claims.claimed_ts < ?
+        """,
+        (alias, owner, now_ms, now_ms - stale_after_ms),
+    )
+    txn.execute("SELECT owner, room_id FROM phenom_room_claims WHERE alias = ?", (alias,))
+    row = txn.fetchone()
+    return row is not None and row[0] == owner and row[1] is None
+
+
+def record_claimed_room(txn: Txn, alias: str, owner: str, room_id: str) -> None:
+    txn.execute(
+        "UPDATE phenom_room_claims SET room_id = ? WHERE alias = ? AND owner = ?",
+        (room_id, alias, owner),
+    )
+
+
+def release_claim(txn: Txn, alias: str, owner: str) -> None:
+    txn.execute(
+        "DELETE FROM phenom_room_claims WHERE alias = ? AND owner = ? AND room_id IS NULL",
+        (alias, owner),
+    )
+
+
+def claimed_room(txn: Txn, alias: str) -> str | None:
+    txn.execute("SELECT room_id FROM phenom_room_claims WHERE alias = ?", (alias,))
+    row = txn.fetchone()
+    return None if row is None else row[0]

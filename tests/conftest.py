@@ -1,0 +1,47 @@
+"""Session fixtures: one real Synapse per database engine.
+
+Every test that takes ``synapse`` runs on SQLite and, when PHENOM_TEST_POSTGRES_DSN is
+set, again on PostgreSQL. On CI (CI=true) a missing DSN is an error, not a skip.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from harness import SynapseStack, create_postgres_database, drop_postgres_database, postgres_dsn
+
+from synapse_phenom import hsconfig
+
+
+@pytest.fixture(scope="session", params=["sqlite", "postgres"])
+def db_engine(request: pytest.FixtureRequest) -> str:
+    engine = str(request.param)
+    if engine == "postgres" and not postgres_dsn():
+        if os.environ.get("CI"):
+            pytest.fail("CI must run the PostgreSQL suite: PHENOM_TEST_POSTGRES_DSN is not set")
+        pytest.skip("PostgreSQL run needs PHENOM_TEST_POSTGRES_DSN (CI sets it)")
+    return engine
+
+
+@pytest.fixture(scope="session")
+def synapse_database(db_engine: str) -> Iterator[hsconfig.DevDatabase]:
+    if db_engine == "sqlite":
+        yield hsconfig.DevDatabase()
+        return
+    dsn = postgres_dsn()
+    assert dsn
+    database = create_postgres_database(dsn)
+    yield database
+    drop_postgres_database(dsn, database.name)
+
+
+@pytest.fixture(scope="session")
+def synapse(synapse_database: hsconfig.DevDatabase, tmp_path_factory: pytest.TempPathFactory) -> Iterator[SynapseStack]:
+    """The shared Synapse of this engine, with every Phenom module loaded."""
+    data_dir: Path = tmp_path_factory.mktemp(f"synapse-{synapse_database.engine}")
+    stack = SynapseStack.start(data_dir, synapse_database)
+    yield stack
+    stack.stop()

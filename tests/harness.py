@@ -1,0 +1,297 @@
+"""Test harness: a real Synapse (the dev-stack code path) and a small Matrix client.
+
+Tests talk to Synapse over HTTP exactly as a client would. One Synapse runs per test
+session and database engine; tests isolate themselves with fresh users (``unique``).
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote, urlsplit
+
+import attrs
+import httpx2
+import psycopg2
+
+from synapse_phenom import devstack, hsconfig
+from synapse_phenom.admin_client import SynapseAdmin, raise_for_matrix
+
+POSTGRES_ENV = "PHENOM_TEST_POSTGRES_DSN"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def unique(prefix: str = "u") -> str:
+    return f"{prefix}{uuid.uuid4().hex[:10]}"
+
+
+def create_postgres_database(dsn: str) -> hsconfig.DevDatabase:
+    """A fresh database with the C collation Synapse requires; dropped by the caller."""
+    parts = urlsplit(dsn)
+    name = f"phenom_test_{uuid.uuid4().hex[:12]}"
+    conn = psycopg2.connect(dsn)
+    conn.autocommit = True
+    with conn.cursor() as cur:
+        cur.execute(
+            f"CREATE DATABASE {name} ENCODING 'UTF8' LC_COLLATE='C' LC_CTYPE='C' TEMPLATE template0"
+        )
+    conn.close()
+    return hsconfig.DevDatabase(
+        engine="postgres",
+        host=parts.hostname or "127.0.0.1",
+        port=parts.port or 5432,
+        name=name,
+        user=parts.username or "postgres",
+        password=parts.password or "",
+    )
+
+
+def drop_postgres_database(dsn: str, name: str) -> None:
+    conn = psycopg2.connect(dsn)
+    conn.autocommit = True
+    with conn.cursor() as cur:
+        cur.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+    conn.close()
+
+
+@attrs.define
+class SynapseStack:
+    """A running Synapse with all Phenom modules, started like ``phenom-chat dev``."""
+
+    data_dir: Path
+    base_url: str
+    server_name: str
+    engine: str
+    config_path: Path
+    process: devstack.ManagedProcess
+    database: hsconfig.DevDatabase
+    rooms: dict[str, str] = attrs.field(factory=dict)  # room key -> room id
+    _admin_token: str | None = None
+
+    @classmethod
+    def start(
+        cls,
+        data_dir: Path,
+        database: hsconfig.DevDatabase,
+        module_overrides: Mapping[str, Any] | None = None,
+        extra_values: Mapping[str, Any] | None = None,
+        port: int | None = None,
+    ) -> SynapseStack:
+        port = port or free_port()
+        config_path = devstack.prepare_synapse(
+            data_dir,
+            port=port,
+            database=database,
+            module_overrides=module_overrides,
+            extra_values=extra_values,
+        )
+        proc = devstack.start_synapse(config_path)
+        base_url = f"http://127.0.0.1:{port}"
+        stack = cls(
+            data_dir=data_dir,
+            base_url=base_url,
+            server_name="localhost",
+            engine=database.engine,
+            config_path=config_path,
+            process=proc,
+            database=database,
+        )
+        try:
+            stack.wait_ready()
+        except Exception:
+            proc.stop()
+            raise
+        return stack
+
+    def wait_ready(self) -> None:
+        devstack.wait_http(f"{self.base_url}/_matrix/client/versions", [self.process], timeout=120)
+        found = devstack.wait_rooms(
+            self.base_url, [self.alias(k) for k in ("internal", "partners", "community")]
+        )
+        self.rooms = {alias[1:].split(":")[0]: rid for alias, rid in found.items()}
+
+    def stop(self) -> None:
+        self.process.stop()
+
+    def restart(self) -> None:
+        self.process.stop()
+        self.process = devstack.start_synapse(self.config_path)
+        self.wait_ready()
+
+    def alias(self, key: str) -> str:
+        return f"#{key}:{self.server_name}"
+
+    def user_id(self, localpart: str) -> str:
+        return f"@{localpart}:{self.server_name}"
+
+    @property
+    def admin_token(self) -> str:
+        if self._admin_token is None:
+            self._admin_token = devstack.ensure_admin_token(self.data_dir, self.base_url)
+        return self._admin_token
+
+    def admin(self) -> SynapseAdmin:
+        return SynapseAdmin(self.base_url, self.admin_token)
+
+    def register(
+        self, localpart: str | None = None, admin: bool = False, displayname: str | None = None
+    ) -> MatrixClient:
+        """A new user registered with the shared secret, logged in."""
+        localpart = localpart or unique()
+        password = uuid.uuid4().hex
+        with SynapseAdmin(self.base_url) as api:
+            result = api.register_with_shared_secret(
+                devstack.read_shared_secret(self.config_path),
+                localpart,
+                password,
+                admin=admin,
+                displayname=displayname,
+            )
+        return MatrixClient(self.base_url, result["user_id"], result["access_token"], password)
+
+    def login(self, localpart: str, password: str) -> MatrixClient:
+        resp = httpx2.post(
+            f"{self.base_url}/_matrix/client/v3/login",
+            json={
+                "type": "m.login.password",
+                "identifier": {"type": "m.id.user", "user": localpart},
+                "password": password,
+            },
+            timeout=30,
+        )
+        body = raise_for_matrix(resp)
+        return MatrixClient(self.base_url, body["user_id"], body["access_token"], password)
+
+    def metric(self, name: str, **labels: str) -> float:
+        """Sum of a Prometheus metric's samples matching ``labels`` (0 when absent)."""
+        text = httpx2.get(f"{self.base_url}/_synapse/metrics", timeout=10).text
+        total = 0.0
+        for line in text.splitlines():
+            if not line.startswith(name):
+                continue
+            head, _, value = line.rpartition(" ")
+            if head.split("{")[0] != name:
+                continue
+            if all(f'{k}="{v}"' in head for k, v in labels.items()):
+                total += float(value)
+        return total
+
+
+@attrs.define
+class MatrixClient:
+    """Just enough of the client-server API for tests; every call returns parsed JSON."""
+
+    base_url: str
+    user_id: str
+    access_token: str
+    password: str = ""
+    _http: httpx2.Client = attrs.field(init=False)
+    _txn: int = 0
+
+    def __attrs_post_init__(self) -> None:
+        self._http = httpx2.Client(
+            base_url=self.base_url,
+            headers={"Authorization": f"Bearer {self.access_token}"},
+            timeout=30,
+        )
+
+    @property
+    def localpart(self) -> str:
+        return self.user_id[1:].split(":", 1)[0]
+
+    def request(self, method: str, path: str, **kwargs: Any) -> httpx2.Response:
+        return self._http.request(method, path, **kwargs)
+
+    def call(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
+        """Request; raise MatrixError on an error response."""
+        return raise_for_matrix(self.request(method, path, **kwargs))
+
+    def join(self, room: str) -> dict[str, Any]:
+        return self.call("POST", f"/_matrix/client/v3/join/{quote(room)}", json={})
+
+    def try_join(self, room: str) -> httpx2.Response:
+        return self.request("POST", f"/_matrix/client/v3/join/{quote(room)}", json={})
+
+    def invite(self, room_id: str, user_id: str) -> httpx2.Response:
+        return self.request(
+            "POST", f"/_matrix/client/v3/rooms/{quote(room_id)}/invite", json={"user_id": user_id}
+        )
+
+    def leave(self, room_id: str) -> dict[str, Any]:
+        return self.call("POST", f"/_matrix/client/v3/rooms/{quote(room_id)}/leave", json={})
+
+    def send_raw(self, room_id: str, content: dict[str, Any], event_type: str = "m.room.message") -> httpx2.Response:
+        self._txn += 1
+        txn = f"t{time.time_ns()}{self._txn}"
+        return self.request(
+            "PUT",
+            f"/_matrix/client/v3/rooms/{quote(room_id)}/send/{event_type}/{txn}",
+            json=content,
+        )
+
+    def send(self, room_id: str, body: str, **extra: Any) -> str:
+        content = {"msgtype": "m.text", "body": body, **extra}
+        return str(raise_for_matrix(self.send_raw(room_id, content))["event_id"])
+
+    def send_state(self, room_id: str, event_type: str, content: dict[str, Any], state_key: str = "") -> httpx2.Response:
+        return self.request(
+            "PUT",
+            f"/_matrix/client/v3/rooms/{quote(room_id)}/state/{event_type}/{quote(state_key)}",
+            json=content,
+        )
+
+    def joined_rooms(self) -> set[str]:
+        return set(self.call("GET", "/_matrix/client/v3/joined_rooms")["joined_rooms"])
+
+    def event(self, room_id: str, event_id: str) -> dict[str, Any]:
+        return self.call("GET", f"/_matrix/client/v3/rooms/{quote(room_id)}/event/{quote(event_id)}")
+
+    def messages(self, room_id: str, limit: int = 20) -> list[dict[str, Any]]:
+        return list(
+            self.call(
+                "GET",
+                f"/_matrix/client/v3/rooms/{quote(room_id)}/messages",
+                params={"dir": "b", "limit": limit},
+            )["chunk"]
+        )
+
+    def state(self, room_id: str, event_type: str, state_key: str = "") -> httpx2.Response:
+        return self.request(
+            "GET", f"/_matrix/client/v3/rooms/{quote(room_id)}/state/{event_type}/{quote(state_key)}"
+        )
+
+    def sync(self, since: str | None = None, timeout_ms: int = 0) -> dict[str, Any]:
+        params: dict[str, Any] = {"timeout": timeout_ms}
+        if since:
+            params["since"] = since
+        return self.call("GET", "/_matrix/client/v3/sync", params=params, timeout=timeout_ms / 1000 + 30)
+
+
+def eventually(check: Callable[[], Any], timeout: float = 10.0, interval: float = 0.1) -> Any:
+    """Retry ``check`` until it returns a truthy value; the last AssertionError is raised."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            result = check()
+            if result:
+                return result
+            error: Exception = AssertionError(f"condition still false after {timeout}s")
+        except AssertionError as err:
+            error = err
+        if time.monotonic() > deadline:
+            raise error
+        time.sleep(interval)
+
+
+def postgres_dsn() -> str | None:
+    return os.environ.get(POSTGRES_ENV) or None
