@@ -107,7 +107,7 @@ def values_from_env(env: Mapping[str, str]) -> dict[str, Any]:
     password = ""
     if get["PHENOM_DB_PASSWORD_FILE"]:
         password = Path(get["PHENOM_DB_PASSWORD_FILE"]).read_text().strip()
-    overrides = {}
+    overrides: dict[str, Any] = {}
     if get["PHENOM_MODULE_CONFIG_FILE"]:
         overrides = yaml.safe_load(Path(get["PHENOM_MODULE_CONFIG_FILE"]).read_text()) or {}
     return {

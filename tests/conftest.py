@@ -11,9 +11,20 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from harness import SynapseStack, create_postgres_database, drop_postgres_database, postgres_dsn
+from harness import (
+    SynapseConfigPart,
+    SynapseStack,
+    create_postgres_database,
+    drop_postgres_database,
+    merge_parts,
+    postgres_dsn,
+)
 
 from synapse_phenom import hsconfig
+
+# Each area keeps its session fixtures in its own file; each provides
+# `<area>_synapse_config`, merged into the shared Synapse's config below.
+pytest_plugins = ["fixtures_cognito", "fixtures_moderation", "fixtures_previews", "fixtures_mcp"]
 
 
 @pytest.fixture(scope="session", params=["sqlite", "postgres"])
@@ -39,9 +50,30 @@ def synapse_database(db_engine: str) -> Iterator[hsconfig.DevDatabase]:
 
 
 @pytest.fixture(scope="session")
-def synapse(synapse_database: hsconfig.DevDatabase, tmp_path_factory: pytest.TempPathFactory) -> Iterator[SynapseStack]:
+def synapse_config(
+    cognito_synapse_config: SynapseConfigPart,
+    moderation_synapse_config: SynapseConfigPart,
+    previews_synapse_config: SynapseConfigPart,
+    mcp_synapse_config: SynapseConfigPart,
+) -> SynapseConfigPart:
+    return merge_parts(
+        [cognito_synapse_config, moderation_synapse_config, previews_synapse_config, mcp_synapse_config]
+    )
+
+
+@pytest.fixture(scope="session")
+def synapse(
+    synapse_database: hsconfig.DevDatabase,
+    synapse_config: SynapseConfigPart,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[SynapseStack]:
     """The shared Synapse of this engine, with every Phenom module loaded."""
     data_dir: Path = tmp_path_factory.mktemp(f"synapse-{synapse_database.engine}")
-    stack = SynapseStack.start(data_dir, synapse_database)
+    stack = SynapseStack.start(
+        data_dir,
+        synapse_database,
+        module_overrides=synapse_config.module_overrides,
+        extra_values=synapse_config.extra_values,
+    )
     yield stack
     stack.stop()

@@ -64,6 +64,33 @@ def drop_postgres_database(dsn: str, name: str) -> None:
     conn.close()
 
 
+@attrs.frozen
+class SynapseConfigPart:
+    """What one area's fixtures add to the shared test Synapse's config.
+
+    ``extra_values`` are homeserver template values (e.g. ``oidc_providers``,
+    ``app_service_config_files``); ``module_overrides`` map a module class path to
+    config merged over its dev defaults (see ``hsconfig.default_modules``).
+    """
+
+    extra_values: Mapping[str, Any] = attrs.field(factory=dict)
+    module_overrides: Mapping[str, Any] = attrs.field(factory=dict)
+
+
+def merge_parts(parts: list[SynapseConfigPart]) -> SynapseConfigPart:
+    values: dict[str, Any] = {}
+    overrides: dict[str, Any] = {}
+    for part in parts:
+        for key, value in part.extra_values.items():
+            if isinstance(value, list) and isinstance(values.get(key), list):
+                values[key] = [*values[key], *value]
+            else:
+                values[key] = value
+        for module, cfg in part.module_overrides.items():
+            overrides[module] = {**overrides.get(module, {}), **cfg}
+    return SynapseConfigPart(extra_values=values, module_overrides=overrides)
+
+
 @attrs.define
 class SynapseStack:
     """A running Synapse with all Phenom modules, started like ``phenom-chat dev``."""

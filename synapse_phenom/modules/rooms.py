@@ -31,7 +31,7 @@ from synapse_phenom.membership import GROUPS_PATH, MembershipPlan, RoomsConfig
 from synapse_phenom.modules._guard import guarded
 
 if TYPE_CHECKING:
-    from twisted.web.server import Request
+    from synapse.http.site import SynapseRequest as Request
 
 logger = logging.getLogger(__name__)
 
@@ -265,7 +265,7 @@ class PhenomRooms:
     async def ensure_rooms(self) -> None:
         await self._ensure_schema()
         await self._ensure_system_user()
-        for key, spec in self._config.rooms.items():
+        for key in self._config.rooms:
             room_id = await self.room_id(key)
             if room_id is None:
                 room_id = await self._create_room(key)
