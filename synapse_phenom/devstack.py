@@ -77,7 +77,6 @@ def prepare_synapse(
     data_dir = data_dir.resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
     values = hsconfig.dev_values(data_dir, host, port, database, server_name, module_overrides)
-    values["metrics_on_main_listener"] = True
     values.update(extra_values or {})
     hsconfig.write_secret_files(values)
     ensure_signing_key(Path(values["signing_key_path"]))

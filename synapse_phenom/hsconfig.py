@@ -124,6 +124,7 @@ def values_from_env(env: Mapping[str, str]) -> dict[str, Any]:
         "port": int(get["PHENOM_PORT"]),
         "x_forwarded": True,
         "metrics_port": int(get["PHENOM_METRICS_PORT"]) if get["PHENOM_METRICS_PORT"] else None,
+        "metrics_on_main_listener": False,
         "metrics_bind_address": "0.0.0.0",
         "database": {
             "engine": "postgres",
@@ -155,6 +156,7 @@ class DevDatabase:
     """SQLite (the embedded default) or a PostgreSQL database (tests on CI)."""
 
     engine: str = "sqlite"
+    path: str = ""  # SQLite file; default DIR/homeserver.db
     host: str = ""
     port: int = 5432
     name: str = ""
@@ -173,7 +175,7 @@ def dev_values(
     """Template values for the local dev stack (and the test harness)."""
     database = database or DevDatabase()
     db: dict[str, Any] = attrs.asdict(database)
-    if database.engine == "sqlite":
+    if database.engine == "sqlite" and not database.path:
         db["path"] = str(data_dir / "homeserver.db")
     public_host = "localhost" if host in ("0.0.0.0", "::", "127.0.0.1") else host
     return {
@@ -191,6 +193,8 @@ def dev_values(
         "x_forwarded": False,
         "metrics_port": None,
         "metrics_bind_address": "127.0.0.1",
+        # Dev and tests read /_synapse/metrics on the client port.
+        "metrics_on_main_listener": True,
         "database": db,
         "registration_shared_secret_path": str(data_dir / "registration_shared_secret"),
         "macaroon_secret_key_path": str(data_dir / "macaroon_secret_key"),

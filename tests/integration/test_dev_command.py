@@ -1,0 +1,140 @@
+"""`phenom-chat dev` as a newcomer runs it: up, usable, stops cleanly, keeps data."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx2
+from harness import free_port
+
+from synapse_phenom.admin_client import SynapseAdmin
+
+BIN = Path(sys.executable).parent / "phenom-chat"
+
+
+def start_dev(data_dir: Path, port: int) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [str(BIN), "dev", "--data-dir", str(data_dir), "--port", str(port)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, "COLUMNS": "200"},
+    )
+
+
+def wait_up(proc: subprocess.Popen[str], timeout: float = 120) -> str:
+    assert proc.stdout is not None
+    seen = []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if not line:
+            raise AssertionError("dev exited early:\n" + "".join(seen))
+        seen.append(line)
+        if "Ctrl-C stops everything" in line:
+            return "".join(seen)
+    raise AssertionError("dev stack did not come up:\n" + "".join(seen))
+
+
+def child_pids(parent: int) -> list[int]:
+    pids = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == parent:
+            pids.append(int(stat.parent.name))
+    return pids
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def provision(data_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(BIN), "provision-user", "--data-dir", str(data_dir), *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "COLUMNS": "200"},
+    )
+
+
+def test_dev_stack_lifecycle(tmp_path: Path) -> None:
+    data_dir = tmp_path / "dev"
+    port = free_port()
+    proc = start_dev(data_dir, port)
+    try:
+        banner = wait_up(proc)
+        for alias in ("#internal:localhost", "#partners:localhost", "#community:localhost"):
+            assert alias in banner
+        assert f"http://127.0.0.1:{port}" in banner
+        assert "provision-user" in banner
+
+        created = provision(data_dir, "--username", "alice", "--password", "pw-alice", "--groups", "team")
+        assert created.returncode == 0, created.stdout + created.stderr
+        assert "@alice:localhost created" in created.stdout
+        bad = provision(data_dir, "--username", "bob", "--groups", "no spaces allowed")
+        assert bad.returncode == 2 and "invalid group name" in bad.stderr
+        children = child_pids(proc.pid)
+        assert children, "dev started no processes"
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(60)
+    assert proc.returncode == 0
+    assert not any(alive(p) for p in children), "a child outlived the dev command"
+
+    # Second run, same dir: the user and their rooms are still there.
+    proc = start_dev(data_dir, port)
+    try:
+        wait_up(proc)
+        resp = httpx2.post(
+            f"http://127.0.0.1:{port}/_matrix/client/v3/login",
+            json={"type": "m.login.password", "identifier": {"type": "m.id.user", "user": "alice"}, "password": "pw-alice"},
+        )
+        assert resp.status_code == 200, resp.text
+        token = resp.json()["access_token"]
+        with SynapseAdmin(f"http://127.0.0.1:{port}", token) as client:
+            rooms = client._http.get("/_matrix/client/v3/joined_rooms", headers={"Authorization": f"Bearer {token}"})
+        assert len(rooms.json()["joined_rooms"]) == 3
+        children = child_pids(proc.pid)
+        assert children, "dev started no processes"
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.wait(60)
+    assert proc.returncode == 0
+    assert not any(alive(p) for p in children)
+
+
+def test_render_config_names_missing_variables(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PHENOM_")}
+    result = subprocess.run([str(BIN), "render-config"], capture_output=True, text=True, env={**env, "COLUMNS": "200"})
+    assert result.returncode == 2
+    assert "PHENOM_SERVER_NAME" in result.stderr and "PHENOM_DB_HOST" in result.stderr
+    env.update(
+        {
+            "PHENOM_SERVER_NAME": "chat.example.org",
+            "PHENOM_PUBLIC_BASEURL": "https://chat.example.org/",
+            "PHENOM_DB_HOST": "db",
+            "PHENOM_DB_NAME": "synapse",
+            "PHENOM_DB_USER": "synapse",
+            "PHENOM_REGISTRATION_SHARED_SECRET_FILE": "/run/secrets/reg",
+            "PHENOM_MACAROON_SECRET_KEY_FILE": "/run/secrets/mac",
+            "PHENOM_FORM_SECRET_FILE": "/run/secrets/form",
+        }
+    )
+    out = tmp_path / "homeserver.yaml"
+    result = subprocess.run([str(BIN), "render-config", "-o", str(out)], capture_output=True, text=True, env=env)
+    assert result.returncode == 0, result.stderr
+    assert "server_name: \"chat.example.org\"" in out.read_text()
