@@ -1,0 +1,1 @@
+"""AWS Lambda handlers (user provisioner, link preview). Import nothing from Synapse here."""
