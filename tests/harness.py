@@ -24,6 +24,25 @@ from synapse_phenom.admin_client import SynapseAdmin, raise_for_matrix
 
 POSTGRES_ENV = "PHENOM_TEST_POSTGRES_DSN"
 
+# The minimal environment `phenom-chat render-config` needs (values are examples).
+PRODUCTION_ENV = {
+    "PHENOM_SERVER_NAME": "chat.example.org",
+    "PHENOM_PUBLIC_BASEURL": "https://chat.example.org/",
+    "PHENOM_DB_HOST": "db",
+    "PHENOM_DB_NAME": "synapse",
+    "PHENOM_DB_USER": "synapse",
+    "PHENOM_REGISTRATION_SHARED_SECRET_FILE": "/run/secrets/reg",
+    "PHENOM_MACAROON_SECRET_KEY_FILE": "/run/secrets/mac",
+    "PHENOM_FORM_SECRET_FILE": "/run/secrets/form",
+}
+
+
+def env_without_phenom(**extra: str) -> dict[str, str]:
+    """This process's environment minus PHENOM_* variables, plus ``extra``."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PHENOM_")}
+    env.update(extra)
+    return env
+
 
 def free_port() -> int:
     with socket.socket() as s:

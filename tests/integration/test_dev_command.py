@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 import httpx2
-from harness import free_port
+from harness import PRODUCTION_ENV, env_without_phenom, free_port
 
 from synapse_phenom.admin_client import SynapseAdmin
 
@@ -118,22 +118,11 @@ def test_dev_stack_lifecycle(tmp_path: Path) -> None:
 
 
 def test_render_config_names_missing_variables(tmp_path: Path) -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PHENOM_")}
-    result = subprocess.run([str(BIN), "render-config"], capture_output=True, text=True, env={**env, "COLUMNS": "200"})
+    env = env_without_phenom(COLUMNS="200")
+    result = subprocess.run([str(BIN), "render-config"], capture_output=True, text=True, env=env)
     assert result.returncode == 2
     assert "PHENOM_SERVER_NAME" in result.stderr and "PHENOM_DB_HOST" in result.stderr
-    env.update(
-        {
-            "PHENOM_SERVER_NAME": "chat.example.org",
-            "PHENOM_PUBLIC_BASEURL": "https://chat.example.org/",
-            "PHENOM_DB_HOST": "db",
-            "PHENOM_DB_NAME": "synapse",
-            "PHENOM_DB_USER": "synapse",
-            "PHENOM_REGISTRATION_SHARED_SECRET_FILE": "/run/secrets/reg",
-            "PHENOM_MACAROON_SECRET_KEY_FILE": "/run/secrets/mac",
-            "PHENOM_FORM_SECRET_FILE": "/run/secrets/form",
-        }
-    )
+    env.update(PRODUCTION_ENV)
     out = tmp_path / "homeserver.yaml"
     result = subprocess.run([str(BIN), "render-config", "-o", str(out)], capture_output=True, text=True, env=env)
     assert result.returncode == 0, result.stderr

@@ -6,7 +6,6 @@ COPYs, build the wheel the same way, and check it carries what the entrypoints u
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
 import subprocess
@@ -15,6 +14,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
+from harness import PRODUCTION_ENV, env_without_phenom
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCKERFILES = ["docker/Dockerfile.synapse", "docker/Dockerfile.mcp"]
@@ -62,19 +62,8 @@ def test_synapse_entrypoint_renders_config(tmp_path: Path) -> None:
     """The entrypoint's first step, as the container runs it."""
     script = (ROOT / "docker/synapse-entrypoint.sh").read_text()
     assert "phenom-chat render-config" in script
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PHENOM_")}
-    env.update(
-        PHENOM_DATA_DIR=str(tmp_path),
-        PHENOM_SERVER_NAME="chat.example.org",
-        PHENOM_PUBLIC_BASEURL="https://chat.example.org/",
-        PHENOM_DB_HOST="db",
-        PHENOM_DB_NAME="synapse",
-        PHENOM_DB_USER="synapse",
-        PHENOM_REGISTRATION_SHARED_SECRET_FILE="/run/secrets/reg",
-        PHENOM_MACAROON_SECRET_KEY_FILE="/run/secrets/mac",
-        PHENOM_FORM_SECRET_FILE="/run/secrets/form",
-        PATH=f"{Path(sys.executable).parent}:{env.get('PATH', '')}",
-    )
+    env = env_without_phenom(**PRODUCTION_ENV, PHENOM_DATA_DIR=str(tmp_path))
+    env["PATH"] = f"{Path(sys.executable).parent}:{env.get('PATH', '')}"
     render_line = next(line for line in script.splitlines() if "render-config" in line)
     result = subprocess.run(["sh", "-c", render_line], env=env, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr

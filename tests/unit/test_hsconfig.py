@@ -6,19 +6,9 @@ from pathlib import Path
 
 import pytest
 import yaml
+from harness import PRODUCTION_ENV as PROD_ENV
 
 from synapse_phenom import hsconfig
-
-PROD_ENV = {
-    "PHENOM_SERVER_NAME": "chat.example.org",
-    "PHENOM_PUBLIC_BASEURL": "https://chat.example.org/",
-    "PHENOM_DB_HOST": "db",
-    "PHENOM_DB_NAME": "synapse",
-    "PHENOM_DB_USER": "synapse",
-    "PHENOM_REGISTRATION_SHARED_SECRET_FILE": "/run/secrets/reg",
-    "PHENOM_MACAROON_SECRET_KEY_FILE": "/run/secrets/mac",
-    "PHENOM_FORM_SECRET_FILE": "/run/secrets/form",
-}
 
 
 def test_missing_variables_are_all_named() -> None:
