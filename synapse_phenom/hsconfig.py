@@ -17,7 +17,13 @@ import attrs
 import jinja2
 import yaml
 
+from synapse_phenom.moderation.config import default_module_config as moderation_defaults
+from synapse_phenom.previews.config import DEFAULT_ORIGINS, normalise_origin
+
 ROOMS_MODULE = "synapse_phenom.modules.rooms.PhenomRooms"
+AGENTS_MODULE = "synapse_phenom.modules.agents.PhenomAgents"
+LINK_PREVIEW_MODULE = "synapse_phenom.modules.link_preview.PhenomLinkPreviews"
+MODERATION_MODULE = "synapse_phenom.modules.moderation.PhenomModeration"
 
 
 @attrs.frozen
@@ -50,6 +56,16 @@ ENV_VARS: tuple[Var, ...] = (
     Var("PHENOM_METRICS_PORT", "Prometheus metrics port ('' disables)", "9000"),
     Var("PHENOM_MODULE_CONFIG_FILE", "optional YAML: module class -> config overrides", ""),
     Var("PHENOM_APPSERVICE_FILES", "comma-separated application service registration files", ""),
+    # Cognito sign-in: set PHENOM_COGNITO_USER_POOL_ID to enable; then CLIENT_ID and
+    # CLIENT_SECRET_FILE are required too (see cognito_oidc_from_env).
+    Var("PHENOM_COGNITO_USER_POOL_ID", "Cognito user pool id, e.g. eu-west-1_AbC123 ('' = no Cognito SSO)", ""),
+    Var("PHENOM_COGNITO_REGION", "AWS region of the pool ('' = from the pool id)", ""),
+    Var("PHENOM_COGNITO_CLIENT_ID", "Cognito app client id used by Synapse", ""),
+    Var("PHENOM_COGNITO_CLIENT_SECRET_FILE", "file holding that app client's secret", ""),
+    Var("PHENOM_COGNITO_IDP_ID", "idp_id (URLs and external ids use oidc-<idp_id>)", "cognito"),
+    Var("PHENOM_COGNITO_IDP_NAME", "name shown on Synapse's SSO pages", "Phenom"),
+    Var("PHENOM_COGNITO_REQUIRED_GROUP", "only members of this Cognito group may sign in ('' = anyone)", ""),
+    Var("PHENOM_SSO_CLIENT_WHITELIST", "comma-separated redirect prefixes sent straight back, e.g. phenom://", ""),
 )
 
 
@@ -79,7 +95,12 @@ def default_modules(overrides: Mapping[str, Any] | None = None) -> list[dict[str
     """The ``modules:`` block: every Phenom module, with per-module config overrides."""
     overrides = dict(overrides or {})
     configs: dict[str, dict[str, Any]] = {
-        ROOMS_MODULE: {"unmanaged_users": ["^@phenom-admin:"]},
+        # Agents (MCP application-service users) get their rooms from modules.agents instead.
+        ROOMS_MODULE: {"unmanaged_users": ["^@phenom-admin:", "^@agent-"]},
+        AGENTS_MODULE: {},
+        LINK_PREVIEW_MODULE: {},
+        # Working Community policy (docs/moderation.md); other rooms lenient.
+        MODERATION_MODULE: moderation_defaults(),
     }
     for name, extra in overrides.items():
         if name not in configs:
@@ -95,6 +116,42 @@ def render(values: Mapping[str, Any]) -> tuple[str, str]:
     log = env.get_template("log.yaml.j2").render(**values)
     yaml.safe_load(hs)  # a template bug must fail here, not in Synapse
     return hs, log
+
+
+def cognito_oidc_from_env(get: Mapping[str, str]) -> list[dict[str, Any]]:
+    """The Cognito ``oidc_providers`` entry, or none when no user pool is configured.
+
+    All or nothing: any PHENOM_COGNITO_* setting without the pool id, or a pool id
+    without client id and secret file, is an error naming what is missing.
+    """
+    from pydantic import ValidationError
+
+    from synapse_phenom.cognito_config import CognitoOidcSettings, oidc_provider
+
+    fields = {
+        "user_pool_id": "PHENOM_COGNITO_USER_POOL_ID",
+        "region": "PHENOM_COGNITO_REGION",
+        "client_id": "PHENOM_COGNITO_CLIENT_ID",
+        "client_secret_path": "PHENOM_COGNITO_CLIENT_SECRET_FILE",
+        "idp_id": "PHENOM_COGNITO_IDP_ID",
+        "idp_name": "PHENOM_COGNITO_IDP_NAME",
+        "required_group": "PHENOM_COGNITO_REQUIRED_GROUP",
+    }
+    required = ("PHENOM_COGNITO_USER_POOL_ID", "PHENOM_COGNITO_CLIENT_ID", "PHENOM_COGNITO_CLIENT_SECRET_FILE")
+    if not any(get[name] for name in fields.values() if name not in ("PHENOM_COGNITO_IDP_ID", "PHENOM_COGNITO_IDP_NAME")):
+        return []
+    missing = [v for v in ENV_VARS if v.name in required and not get[v.name]]
+    if missing:
+        raise MissingVariables(missing)
+    try:
+        settings = CognitoOidcSettings.model_validate({f: get[name] for f, name in fields.items()})
+    except ValidationError as err:
+        problems = [
+            f"{fields.get(str(p['loc'][0]) if p['loc'] else 'region', 'PHENOM_COGNITO_*')}: {p['msg']}"
+            for p in err.errors()
+        ]
+        raise ValueError("; ".join(problems)) from None
+    return [oidc_provider(settings)]
 
 
 def values_from_env(env: Mapping[str, str]) -> dict[str, Any]:
@@ -145,8 +202,8 @@ def values_from_env(env: Mapping[str, str]) -> dict[str, Any]:
         "rc_login_per_second": 0.3,
         "rc_login_burst": 10,
         "app_service_config_files": [f for f in get["PHENOM_APPSERVICE_FILES"].split(",") if f],
-        "oidc_providers": [],
-        "sso_client_whitelist": [],
+        "oidc_providers": cognito_oidc_from_env(get),
+        "sso_client_whitelist": [p.strip() for p in get["PHENOM_SSO_CLIENT_WHITELIST"].split(",") if p.strip()],
         "modules": default_modules(overrides),
     }
 
@@ -162,6 +219,17 @@ class DevDatabase:
     name: str = ""
     user: str = ""
     password: str = ""
+
+
+def content_origin_overrides(content_origin: str) -> dict[str, Any]:
+    """Module overrides pointing Phenom links at a local/staging copy of the site.
+
+    Links to the default Phenom origins are fetched from ``content_origin`` (trusted, so it
+    may be loopback or private), and links to ``content_origin`` itself get cards too.
+    """
+    local = normalise_origin(content_origin)
+    origins = [{"url": o, "fetch_from": local, "trusted": True} for o in DEFAULT_ORIGINS if o != local]
+    return {LINK_PREVIEW_MODULE: {"origins": [*origins, {"url": local, "trusted": True}]}}
 
 
 def dev_values(

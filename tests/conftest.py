@@ -6,7 +6,6 @@ set, again on PostgreSQL. On CI (CI=true) a missing DSN is an error, not a skip.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,6 +17,7 @@ from harness import (
     drop_postgres_database,
     merge_parts,
     postgres_dsn,
+    require_postgres_dsn,
 )
 
 from synapse_phenom import hsconfig
@@ -30,10 +30,8 @@ pytest_plugins = ["fixtures_cognito", "fixtures_moderation", "fixtures_previews"
 @pytest.fixture(scope="session", params=["sqlite", "postgres"])
 def db_engine(request: pytest.FixtureRequest) -> str:
     engine = str(request.param)
-    if engine == "postgres" and not postgres_dsn():
-        if os.environ.get("CI"):
-            pytest.fail("CI must run the PostgreSQL suite: PHENOM_TEST_POSTGRES_DSN is not set")
-        pytest.skip("PostgreSQL run needs PHENOM_TEST_POSTGRES_DSN (CI sets it)")
+    if engine == "postgres":
+        require_postgres_dsn("the PostgreSQL run")
     return engine
 
 

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import os
 import socket
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Callable, Mapping
@@ -341,3 +343,43 @@ def eventually(check: Callable[[], Any], timeout: float = 10.0, interval: float 
 
 def postgres_dsn() -> str | None:
     return os.environ.get(POSTGRES_ENV) or None
+
+
+def require_postgres_dsn(why: str = "this test needs PostgreSQL") -> str:
+    """The DSN; without one, skip locally but fail on CI (which must run PostgreSQL)."""
+    import pytest
+
+    dsn = postgres_dsn()
+    if dsn:
+        return dsn
+    if os.environ.get("CI"):
+        pytest.fail(f"CI must run the PostgreSQL suite: {POSTGRES_ENV} is not set")
+    pytest.skip(f"{why}: set {POSTGRES_ENV} (CI does)")
+
+
+def start_dev_command(
+    data_dir: Path, port: int, *extra_args: str, timeout: float = 120
+) -> subprocess.Popen[str]:
+    """Run ``phenom-chat dev`` as a developer would; return once its banner is printed.
+
+    The caller stops it with SIGINT/SIGTERM and ``wait()``.
+    """
+    binary = Path(sys.executable).parent / "phenom-chat"
+    proc = subprocess.Popen(
+        # Every port free-chosen: the dev stack also serves MCP (default port 3001).
+        [str(binary), "dev", "--data-dir", str(data_dir), "--port", str(port), "--mcp-port", str(free_port()), *extra_args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, "COLUMNS": "200"},
+    )
+    assert proc.stdout is not None
+    seen: list[str] = []
+    deadline = time.monotonic() + timeout
+    while "Ctrl-C stops everything" not in (seen[-1] if seen else ""):
+        line = proc.stdout.readline()
+        if not line or time.monotonic() > deadline:
+            proc.kill()
+            raise AssertionError("phenom-chat dev did not come up:\n" + "".join(seen))
+        seen.append(line)
+    return proc

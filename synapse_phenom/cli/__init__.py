@@ -7,10 +7,17 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from synapse_phenom.cli import config_cmd, dev_cmd, provision_cmd
+from synapse_phenom.cli import (
+    config_cmd,
+    dev_cmd,
+    dev_token_cmd,
+    mcp_cmd,
+    moderation_cmd,
+    provision_cmd,
+)
 
 # Each command module offers add_parser(subparsers) and sets func on its parser.
-COMMANDS = [dev_cmd, config_cmd, provision_cmd]
+COMMANDS = [dev_cmd, config_cmd, provision_cmd, moderation_cmd, mcp_cmd, dev_token_cmd]
 
 
 def build_parser() -> argparse.ArgumentParser:

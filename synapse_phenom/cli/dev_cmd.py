@@ -10,8 +10,9 @@ from types import FrameType
 
 from rich.table import Table
 
-from synapse_phenom import devstack
+from synapse_phenom import devstack, hsconfig
 from synapse_phenom.cli._common import add_data_dir, console, fail
+from synapse_phenom.mcp import dev as mcp_dev
 from synapse_phenom.membership import RoomsConfig
 
 
@@ -20,6 +21,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     add_data_dir(p)
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     p.add_argument("--port", type=int, default=8008, help="Synapse client port (default 8008)")
+    p.add_argument("--mcp-port", type=int, default=3001, help="MCP server port (default 3001)")
+    p.add_argument(
+        "--content-origin",
+        metavar="URL",
+        help="fetch Phenom link previews from this copy of the site (e.g. http://127.0.0.1:3000); "
+        "trusted, so it may be loopback",
+    )
     p.set_defaults(func=run)
 
 
@@ -34,7 +42,21 @@ def run(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, on_signal)
 
     first_run = not (data_dir / "homeserver.yaml").exists()
-    config_path = devstack.prepare_synapse(data_dir, host=args.host, port=args.port)
+    overrides = None
+    if args.content_origin:
+        try:
+            overrides = hsconfig.content_origin_overrides(args.content_origin)
+        except ValueError as err:
+            return fail(f"--content-origin: {err}", code=2)
+    # The MCP server's application service registration must exist before Synapse starts.
+    registration = mcp_dev.write_registration_file(data_dir, "localhost")
+    config_path = devstack.prepare_synapse(
+        data_dir,
+        host=args.host,
+        port=args.port,
+        module_overrides=overrides,
+        extra_values={"app_service_config_files": [str(registration)]},
+    )
     procs: list[devstack.ManagedProcess] = []
     try:
         with console.status("starting Synapse…"):
@@ -44,7 +66,15 @@ def run(args: argparse.Namespace) -> int:
             devstack.wait_http(f"{base_url}/_matrix/client/versions", procs, timeout=120)
             aliases = [f"#{spec.alias}:localhost" for spec in RoomsConfig().rooms.values()]
             rooms = devstack.wait_rooms(base_url, aliases)
-        _print_welcome(data_dir, base_url, rooms, first_run)
+        with console.status("starting the MCP server…"):
+            mcp_files = mcp_dev.prepare_mcp(data_dir, base_url, host=args.host, port=args.mcp_port)
+            procs.append(mcp_dev.start_mcp(mcp_files.config, args.host, args.mcp_port))
+            mcp_url = f"http://{'127.0.0.1' if args.host in ('0.0.0.0', '::') else args.host}:{args.mcp_port}"
+            devstack.wait_http(f"{mcp_url}/health", procs, timeout=60)
+        extra_rows = [("MCP server (agents)", f"{mcp_url}/mcp"), ("Agent token", str(mcp_files.token))]
+        if args.content_origin:
+            extra_rows.append(("Link previews fetched from", args.content_origin))
+        _print_welcome(data_dir, base_url, rooms, first_run, extra_rows)
         while not stop.wait(0.5):
             dead = [p for p in procs if not p.alive()]
             if dead:
@@ -58,13 +88,21 @@ def run(args: argparse.Namespace) -> int:
             proc.stop()
 
 
-def _print_welcome(data_dir: Path, base_url: str, rooms: dict[str, str], first_run: bool) -> None:
+def _print_welcome(
+    data_dir: Path,
+    base_url: str,
+    rooms: dict[str, str],
+    first_run: bool,
+    extra_rows: list[tuple[str, str]],
+) -> None:
     console.print(f"[bold green]Phenom chat dev stack is up[/] ({'new' if first_run else 'existing'} data in {data_dir})")
     table = Table(show_header=False, box=None)
     table.add_row("Homeserver (client URL)", base_url)
     table.add_row("Server name", "localhost")
     for alias, room_id in rooms.items():
         table.add_row(f"Room {alias}", room_id)
+    for label, value in extra_rows:
+        table.add_row(label, value)
     table.add_row("Config", str(data_dir / "homeserver.yaml"))
     table.add_row("Log", str(data_dir / "homeserver.log"))
     console.print(table)

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import os
 
 from synapse_phenom import devstack
 from synapse_phenom.admin_client import MatrixError, SynapseAdmin
-from synapse_phenom.cli._common import add_data_dir, console, fail
+from synapse_phenom.cli._common import CliError, add_admin_target, admin_target, console, fail
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -15,35 +14,20 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
         "provision-user",
         help="create or update a user, store their groups and fix their room memberships now",
     )
-    add_data_dir(p)
+    add_admin_target(p)
     p.add_argument("--username", required=True, help="localpart or full Matrix ID")
     p.add_argument("--groups", default="", help="comma-separated groups, e.g. team,partners")
     p.add_argument("--display-name", help="display name to set")
     p.add_argument("--password", help="set a password (dev: lets the user sign in from Element)")
-    p.add_argument("--homeserver", help="base URL (default: from DIR/homeserver.yaml)")
-    p.add_argument(
-        "--admin-token-env",
-        default="PHENOM_ADMIN_TOKEN",
-        help="env var holding an admin token (default PHENOM_ADMIN_TOKEN; "
-        "without it the dev admin user of DIR is used)",
-    )
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    config_path = args.data_dir / "homeserver.yaml"
-    if args.homeserver:
-        base_url = args.homeserver.rstrip("/")
-    elif config_path.exists():
-        base_url = devstack.base_url_of(config_path)
-    else:
-        return fail(f"{config_path} not found: pass --data-dir of a dev stack or --homeserver URL")
-    token = os.environ.get(args.admin_token_env)
     try:
-        if not token:
-            if not config_path.exists():
-                return fail(f"set {args.admin_token_env} to an admin access token")
-            token = devstack.ensure_admin_token(args.data_dir.resolve(), base_url)
+        base_url, token = admin_target(args)
+    except CliError as err:
+        return fail(str(err))
+    try:
         with SynapseAdmin(base_url, token) as admin:
             server_name = admin.whoami().split(":", 1)[1]
             user_id = args.username if args.username.startswith("@") else f"@{args.username}:{server_name}"

@@ -16,12 +16,13 @@ Memberships are reconciled whenever groups are written, at registration and at l
 from __future__ import annotations
 
 import logging
+import random
 import time
 import uuid
 from typing import TYPE_CHECKING, Any
 
 import re2
-from synapse.api.errors import Codes, SynapseError
+from synapse.api.errors import Codes, LimitExceededError, SynapseError
 from synapse.module_api import NOT_SPAM, DirectServeJsonResource, ModuleApi, RatelimitOverride
 from synapse.types import UserID
 
@@ -36,6 +37,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 _CLAIM_STALE_MS = 5 * 60 * 1000
+_MAX_RETRIES = 8
 
 # The rooms module of this process, for other Phenom modules (e.g. the Cognito
 # mapping provider) that must write groups and reconcile through the same code.
@@ -61,6 +63,8 @@ class PhenomRooms:
         self._room_ids: dict[str, str] = {}  # room key -> room id, filled as aliases resolve
         self._room_keys: dict[str, str] = {}  # room id -> room key
         self._schema_ready = False
+        self._retries: dict[str, int] = {}  # user id -> rate-limited reconcile attempts so far
+        self._retry_pending: set[str] = set()
         self._claim_owner = f"{api.worker_name or 'main'}:{uuid.uuid4()}"
 
         api.register_spam_checker_callbacks(
@@ -162,7 +166,7 @@ class PhenomRooms:
 
     # -- reconciliation ---------------------------------------------------------
 
-    async def _membership(self, room_id: str, user_id: str) -> str | None:
+    async def membership_of(self, room_id: str, user_id: str) -> str | None:
         state = await self._api.get_room_state(room_id, [("m.room.member", user_id)])
         event = state.get(("m.room.member", user_id))
         return None if event is None else event.content.get("membership")
@@ -180,11 +184,11 @@ class PhenomRooms:
         for key in self._config.rooms:
             room_id = await self.room_id(key)
             if room_id is not None:
-                current[key] = await self._membership(room_id, user_id)
+                current[key] = await self.membership_of(room_id, user_id)
         plan = membership.plan_memberships(self._config, groups, current)
         joined, removed = [], []
         for key in plan.join:
-            if await self._try(self._join, key, user_id, current[key]):
+            if await self._try(self.join, key, user_id, current[key]):
                 joined.append(key)
         for key in plan.remove:
             if await self._try(self._remove, key, user_id):
@@ -197,11 +201,40 @@ class PhenomRooms:
         try:
             await action(key, *args)
             return True
+        except LimitExceededError as err:
+            # A burst of sign-ins can hit Synapse's per-room join limit: finish later.
+            self._schedule_retry(args[0], (err.retry_after_ms or 1000) / 1000)
+            return False
         except Exception:
             logger.exception("Membership change in %s failed for %s", self.alias(key), args[0])
             return False
 
-    async def _join(self, key: str, user_id: str, current: str | None) -> None:
+    def _schedule_retry(self, user_id: str, delay_s: float) -> None:
+        attempt = self._retries.get(user_id, 0) + 1
+        if attempt > _MAX_RETRIES:
+            logger.warning("Giving up reconciling %s until their next login: rate limited", user_id)
+            self._retries.pop(user_id, None)
+            return
+        if user_id in self._retry_pending:
+            return
+        self._retries[user_id] = attempt
+        self._retry_pending.add(user_id)
+        # Jittered exponential backoff: a burst of users retrying together would keep
+        # hitting the same per-room limit.
+        delay_s += random.uniform(0, min(2.0**attempt, 60.0))
+        logger.info("Rate limited reconciling %s; retry %d in %.1fs", user_id, attempt, delay_s)
+        self._api.run_as_background_process("phenom_reconcile_retry", self._retry, user_id, delay_s)
+
+    @guarded("rooms", fallback=None)
+    async def _retry(self, user_id: str, delay_s: float) -> None:
+        await self._api.sleep(delay_s)
+        self._retry_pending.discard(user_id)
+        plan = await self.reconcile(user_id)
+        if user_id not in self._retry_pending:  # no new rate limit: done
+            self._retries.pop(user_id, None)
+        logger.info("Retried reconcile of %s: joined %s, removed %s", user_id, plan.join, plan.remove)
+
+    async def join(self, key: str, user_id: str, current: str | None) -> None:
         room_id = self._room_ids[key]
         if self._config.rooms[key].join_rule != "public" and current != "invite":
             await self._api.update_room_membership(self.system_user_id, user_id, room_id, "invite")
@@ -232,6 +265,12 @@ class PhenomRooms:
     async def on_user_login(
         self, user_id: str, auth_provider_type: str | None, auth_provider_id: str | None
     ) -> None:
+        # SSO logins take their groups from the ID token, once per login although
+        # Synapse fires this twice (m.login.sso, then m.login.token): see cognito.py.
+        from synapse_phenom.modules import cognito
+
+        if await cognito.on_login(self, self._api, user_id, auth_provider_type, auth_provider_id):
+            return
         await self.reconcile(user_id)
 
     @guarded("rooms", fallback=None)

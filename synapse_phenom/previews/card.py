@@ -35,12 +35,20 @@ class Card(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     url: str = Field(description="the link the card is for (normalised)")
-    canonical_url: str = Field(description="the page's canonical URL (og:url, rel=canonical, or the link)")
+    canonical_url: str = Field(
+        description="the page's canonical URL (og:url, rel=canonical, or the link)"
+    )
     title: str
-    description: str | None = Field(None, max_length=DESCRIPTION_MAX)
+    description: str | None = Field(default=None, max_length=DESCRIPTION_MAX)
     site_name: str | None = None
-    kind: str = Field("website", description="og:type-like: website, article, video, profile, event, ...")
-    facts: tuple[Fact, ...] = Field((), max_length=MAX_FACTS)
-    theme_color: str | None = Field(None, description="#rrggbb")
-    image_url: str | None = Field(None, description="the image as the page names it (not fetched by clients)")
-    image: CardImage | None = Field(None, description="the image in the media repository, when re-hosted")
+    kind: str = Field(
+        default="website", description="og:type-like: website, article, video, profile, event, ..."
+    )
+    facts: tuple[Fact, ...] = Field(default=(), max_length=MAX_FACTS)
+    theme_color: str | None = Field(default=None, description="#rrggbb")
+    image_url: str | None = Field(
+        default=None, description="the image as the page names it (not fetched by clients)"
+    )
+    image: CardImage | None = Field(
+        default=None, description="the image in the media repository, when re-hosted"
+    )

@@ -12,24 +12,34 @@ from synapse_phenom.config import FrozenModel
 DEFAULT_ORIGINS = ("https://thephenom.app", "https://www.thephenom.app")
 
 
-def normalise_origin(value: str) -> str:
-    """``https://Host:443/`` -> ``https://host``; raise ValueError for anything that is not an origin."""
-    parts = urlsplit(value.strip())
-    if parts.scheme not in ("http", "https"):
-        raise ValueError(f"{value!r}: must start with http:// or https://")
-    if not parts.hostname:
-        raise ValueError(f"{value!r}: has no host")
-    if parts.path not in ("", "/") or parts.query or parts.fragment or parts.username or parts.password:
-        raise ValueError(f"{value!r}: must be an origin only (scheme://host[:port]), without path or query")
+def origin_of(url: str) -> str | None:
+    """``HTTPS://Host:443/x`` -> ``https://host``; None for non-http(s) URLs or URLs with credentials."""
+    parts = urlsplit(url.strip())
+    scheme = parts.scheme.lower()
+    if scheme not in ("http", "https") or not parts.hostname or parts.username or parts.password:
+        return None
     try:
         port = parts.port
     except ValueError:
-        raise ValueError(f"{value!r}: invalid port") from None
+        return None
     host = parts.hostname.lower()
     if ":" in host:  # IPv6 literal
         host = f"[{host}]"
-    default = 443 if parts.scheme == "https" else 80
-    return f"{parts.scheme}://{host}" if port in (None, default) else f"{parts.scheme}://{host}:{port}"
+    default = 443 if scheme == "https" else 80
+    return f"{scheme}://{host}" if port in (None, default) else f"{scheme}://{host}:{port}"
+
+
+def normalise_origin(value: str) -> str:
+    """An origin as configured, normalised; ValueError for anything that is not an origin."""
+    parts = urlsplit(value.strip())
+    if parts.path not in ("", "/") or parts.query or parts.fragment:
+        raise ValueError(
+            f"{value!r}: must be an origin only (scheme://host[:port]), without path or query"
+        )
+    origin = origin_of(value)
+    if origin is None:
+        raise ValueError(f"{value!r}: must be http:// or https:// with a host and a valid port")
+    return origin
 
 
 class OriginConfig(FrozenModel):
@@ -65,18 +75,18 @@ class ResolverConfig(FrozenModel):
     )
     # Further origins og:image may be fetched from (e.g. a CDN); pages are never fetched there.
     image_origins: tuple[OriginConfig, ...] = ()
-    connect_timeout_s: float = Field(3.0, gt=0, le=30)
-    total_timeout_s: float = Field(8.0, gt=0, le=60)
-    max_body_bytes: int = Field(1_000_000, gt=0, le=10_000_000)
-    max_image_bytes: int = Field(5_000_000, gt=0, le=50_000_000)
-    max_redirects: int = Field(5, ge=0, le=10)
+    connect_timeout_s: float = Field(default=3.0, gt=0, le=30)
+    total_timeout_s: float = Field(default=8.0, gt=0, le=60)
+    max_body_bytes: int = Field(default=1_000_000, gt=0, le=10_000_000)
+    max_image_bytes: int = Field(default=5_000_000, gt=0, le=50_000_000)
+    max_redirects: int = Field(default=5, ge=0, le=10)
     user_agent: str = "PhenomLinkPreview/1.0 (+https://thephenom.app)"
     # Card lifetime: Cache-Control max-age / oEmbed cache_age, clamped to [min, max].
-    default_ttl_s: int = Field(3600, ge=1)
-    min_ttl_s: int = Field(60, ge=1)
-    max_ttl_s: int = Field(86_400, ge=1)
+    default_ttl_s: int = Field(default=3600, ge=1)
+    min_ttl_s: int = Field(default=60, ge=1)
+    max_ttl_s: int = Field(default=86_400, ge=1)
     # A failed resolution is remembered this long so a broken page is not hammered.
-    failure_ttl_s: int = Field(120, ge=1)
+    failure_ttl_s: int = Field(default=120, ge=1)
 
     @field_validator("origins", "image_origins", mode="before")
     @classmethod
@@ -97,11 +107,14 @@ class LinkPreviewConfig(ResolverConfig):
     """Config of the Synapse module ``synapse_phenom.modules.link_preview.PhenomLinkPreviews``."""
 
     # Longest the send of a message may be held waiting for a card (cache lookup + resolution).
-    budget_ms: int = Field(250, ge=0, le=5000)
+    budget_ms: int = Field(default=250, ge=0, le=5000)
     # Links previewed per message (the first N distinct Phenom links of the body).
-    max_links_per_message: int = Field(3, ge=1, le=10)
+    max_links_per_message: int = Field(default=3, ge=1, le=10)
+    # Resolutions running at once in one process; links beyond it get no card (not cached),
+    # so a flood of unique links cannot turn the homeserver into a crawler.
+    max_concurrent_resolutions: int = Field(default=8, ge=1, le=100)
     # Cached cards kept (oldest dropped first).
-    max_cache_entries: int = Field(10_000, ge=10)
+    max_cache_entries: int = Field(default=10_000, ge=10)
     # Copy card images into the media repository (mxc); without it cards carry no image.
     rehost_images: bool = True
     # Localpart of the user recorded as uploader of re-hosted images.

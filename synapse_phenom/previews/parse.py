@@ -43,7 +43,9 @@ _OEMBED_KINDS = {"photo": "photo", "video": "video", "rich": "website", "link": 
 class PageMeta:
     """Everything the card is built from, as found in one HTML page."""
 
-    meta: Mapping[str, str]  # og:*, twitter:*, article:*, description, theme-color, ... (first wins)
+    meta: Mapping[
+        str, str
+    ]  # og:*, twitter:*, article:*, description, theme-color, ... (first wins)
     jsonld: tuple[Mapping[str, Any], ...]
     title: str | None
     first_heading: str | None
@@ -104,15 +106,24 @@ def _jsonld_objects(raw: str) -> list[Mapping[str, Any]]:
             stack.extend(item)
         elif isinstance(item, dict):
             if "@graph" in item:
-                stack.extend(item["@graph"] if isinstance(item["@graph"], list) else [item["@graph"]])
+                stack.extend(
+                    item["@graph"] if isinstance(item["@graph"], list) else [item["@graph"]]
+                )
             if "@type" in item:
                 out.append(item)
     return out
 
 
-def parse_html(html: str | bytes) -> PageMeta:
-    """Extract metadata from a (possibly broken) HTML document."""
-    soup = BeautifulSoup(html, "html.parser")
+def parse_html(html: str | bytes, encoding: str | None = None) -> PageMeta:
+    """Extract metadata from a (possibly broken) HTML document.
+
+    ``encoding`` is the charset of the Content-Type header, if any; without it the
+    document's own ``<meta charset>`` or detection decides.
+    """
+    if isinstance(html, bytes) and encoding:
+        soup = BeautifulSoup(html, "html.parser", from_encoding=encoding)
+    else:
+        soup = BeautifulSoup(html, "html.parser")
     meta: dict[str, str] = {}
     for tag in soup.find_all("meta"):
         if not isinstance(tag, Tag):
@@ -142,7 +153,8 @@ def parse_html(html: str | bytes) -> PageMeta:
     title_tag = soup.find("title")
     heading = soup.find("h1")
     paragraph = next(
-        (t for t in (clean(p.get_text(" ")) for p in soup.find_all("p")) if t and len(t) >= 20), None
+        (t for t in (clean(p.get_text(" ")) for p in soup.find_all("p")) if t and len(t) >= 20),
+        None,
     )
     return PageMeta(
         meta=meta,
@@ -214,7 +226,9 @@ def _first(*values: Any) -> str | None:
     return next((c for c in (clean(v) for v in values) if c), None)
 
 
-def _facts(meta: Mapping[str, str], ld: Mapping[str, Any], oembed: Mapping[str, Any]) -> tuple[Fact, ...]:
+def _facts(
+    meta: Mapping[str, str], ld: Mapping[str, Any], oembed: Mapping[str, Any]
+) -> tuple[Fact, ...]:
     facts: list[Fact] = []
     # Twitter's label/data pairs are the site's own choice of facts: they come first.
     for i in (1, 2):
@@ -222,7 +236,9 @@ def _facts(meta: Mapping[str, str], ld: Mapping[str, Any], oembed: Mapping[str, 
         if label and data:
             facts.append(Fact(label=label, value=data))
     author = _first(
-        meta.get("article:author") if not str(meta.get("article:author", "")).startswith("http") else None,
+        meta.get("article:author")
+        if not str(meta.get("article:author", "")).startswith("http")
+        else None,
         _ld_name(ld.get("author")),
         oembed.get("author_name"),
         meta.get("author"),

@@ -6,6 +6,7 @@ after DNS resolution and connect only to the address it returned.
 
 from __future__ import annotations
 
+import codecs
 import ipaddress
 import re
 from collections.abc import Iterable, Sequence
@@ -13,9 +14,15 @@ from urllib.parse import urljoin, urlsplit, urlunsplit
 
 import attrs
 
-from synapse_phenom.previews.config import OriginConfig, ResolverConfig
+from synapse_phenom.previews.config import OriginConfig, ResolverConfig, origin_of
 
-PAGE_TYPES = ("text/html", "application/xhtml+xml", "application/json", "application/json+oembed", "text/json")
+PAGE_TYPES = (
+    "text/html",
+    "application/xhtml+xml",
+    "application/json",
+    "application/json+oembed",
+    "text/json",
+)
 IMAGE_TYPES = ("image/png", "image/jpeg", "image/gif", "image/webp")
 
 # Candidate links in a message body; trailing punctuation is trimmed afterwards.
@@ -33,13 +40,21 @@ _METADATA = (
 _EXTRA_BLOCKED = (ipaddress.ip_network("100.64.0.0/10"), ipaddress.ip_network("192.0.0.0/24"))
 
 
-class Refused(Exception):
-    """A fetch the policy forbids; nothing was (or will be) fetched. ``reason`` is a short code."""
+class PreviewError(Exception):
+    """No card for this link. ``reason`` is a short code (``origin``, ``address``, ``timeout``, ...)."""
 
     def __init__(self, reason: str, detail: str) -> None:
         super().__init__(f"{reason}: {detail}")
         self.reason = reason
         self.detail = detail
+
+
+class Refused(PreviewError):
+    """A fetch the policy forbids; nothing was (or will be) fetched."""
+
+
+class FetchFailed(PreviewError):
+    """The site did not deliver (timeout, connection error, HTTP error)."""
 
 
 def _trim(link: str) -> str:
@@ -56,37 +71,15 @@ def _trim(link: str) -> str:
 
 def find_links(text: str) -> list[str]:
     """http(s) links in ``text``, exactly as written (MSC4095's matched_url must match the body)."""
-    return [t for t in (_trim(m.group(0)) for m in _LINK.finditer(text)) if "://" in t and len(t) > 8]
+    return [
+        t for t in (_trim(m.group(0)) for m in _LINK.finditer(text)) if "://" in t and len(t) > 8
+    ]
 
 
 def normalise_url(url: str) -> str:
     """Cache key of a link: lower-case scheme/host, default port dropped, fragment dropped."""
     parts = urlsplit(url)
-    host = (parts.hostname or "").lower()
-    if ":" in host:
-        host = f"[{host}]"
-    try:
-        port = parts.port
-    except ValueError:
-        port = None
-    default = 443 if parts.scheme.lower() == "https" else 80
-    netloc = host if port in (None, default) else f"{host}:{port}"
-    return urlunsplit((parts.scheme.lower(), netloc, parts.path or "/", parts.query, ""))
-
-
-def origin_of(url: str) -> str | None:
-    parts = urlsplit(url)
-    if parts.scheme.lower() not in ("http", "https") or not parts.hostname or parts.username or parts.password:
-        return None
-    try:
-        port = parts.port
-    except ValueError:
-        return None
-    host = parts.hostname.lower()
-    if ":" in host:
-        host = f"[{host}]"
-    default = 443 if parts.scheme.lower() == "https" else 80
-    return f"{parts.scheme.lower()}://{host}" if port in (None, default) else f"{parts.scheme.lower()}://{host}:{port}"
+    return f"{origin_of(url) or ''}{parts.path or '/'}{'?' + parts.query if parts.query else ''}"
 
 
 @attrs.frozen
@@ -191,17 +184,33 @@ def check_addresses(host: str, addresses: Sequence[str], trusted: bool) -> str:
         bad = [a for a in addresses if is_forbidden_address(a)]
         if bad:
             raise Refused("address", f"{host} resolves to a non-public address ({bad[0]})")
-    return addresses[0]
+    # Every address passed; prefer IPv4 (dev servers often listen on 127.0.0.1 only).
+    return sorted(addresses, key=lambda a: ":" in a)[0]
 
 
 def content_type_of(header: str | None) -> str:
     return (header or "").split(";", 1)[0].strip().lower()
 
 
+def charset_of(header: str | None) -> str | None:
+    """The ``charset=`` parameter of a Content-Type header, if it names a known codec."""
+    for param in (header or "").split(";")[1:]:
+        name, _, value = param.partition("=")
+        if name.strip().lower() == "charset":
+            value = value.strip().strip('"')
+            try:
+                return codecs.lookup(value).name
+            except LookupError:
+                return None
+    return None
+
+
 def check_content_type(header: str | None, accept: Sequence[str]) -> str:
     ctype = content_type_of(header)
     if ctype not in accept:
-        raise Refused("content_type", f"content type {ctype or 'missing'!r} is not one of {', '.join(accept)}")
+        raise Refused(
+            "content_type", f"content type {ctype or 'missing'!r} is not one of {', '.join(accept)}"
+        )
     return ctype
 
 

@@ -19,7 +19,8 @@ BIN = Path(sys.executable).parent / "phenom-chat"
 
 def start_dev(data_dir: Path, port: int) -> subprocess.Popen[str]:
     return subprocess.Popen(
-        [str(BIN), "dev", "--data-dir", str(data_dir), "--port", str(port)],
+        # --mcp-port: never the fixed default 3001 in tests.
+        [str(BIN), "dev", "--data-dir", str(data_dir), "--port", str(port), "--mcp-port", str(free_port())],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,

@@ -1,0 +1,139 @@
+"""Link Preview Lambda: the card of one Phenom link, on the same resolver core as Synapse.
+
+``handler(event, context)`` accepts
+
+- a direct invocation ``{"url": "https://thephenom.app/p/42"}``, answered with the
+  result object below;
+- an API Gateway / Lambda function URL event (``queryStringParameters.url`` or a JSON
+  body ``{"url": ...}``), answered with ``{"statusCode", "headers", "body"}`` whose body
+  is the result object (200 card, 400 bad request, 404 no card for the page).
+
+Result object::
+
+    {"url": "...", "card": {...} | null, "preview": {MSC4095 entry} | null,
+     "error": null | "reason: detail", "reason": null | "origin" | "address" | ...,
+     "ttl_seconds": 3600}
+
+Images are not re-hosted here (no homeserver): ``card.image`` is null and
+``card.image_url`` names the page's image. Environment:
+
+- ``PHENOM_PREVIEW_ORIGINS``  comma-separated origins (default the Phenom sites)
+- ``PHENOM_PREVIEW_CONFIG``   optional JSON of the full resolver config (ResolverConfig);
+  ``origins`` from it wins over PHENOM_PREVIEW_ORIGINS
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+from collections.abc import Mapping
+from typing import Any
+
+from synapse_phenom.config import InvalidConfig, parse_model
+from synapse_phenom.previews import msc4095
+from synapse_phenom.previews.config import ResolverConfig
+from synapse_phenom.previews.fetch_httpx import HttpxFetcher
+from synapse_phenom.previews.policy import Refused
+from synapse_phenom.previews.resolver import PreviewResolver
+
+logger = logging.getLogger("synapse_phenom.link_preview_lambda")
+logger.setLevel(logging.INFO)
+
+
+def config_from_env(env: Mapping[str, str]) -> ResolverConfig:
+    """Resolver config from the environment; InvalidConfig names the bad variable/key."""
+    raw: dict[str, Any] = {}
+    if env.get("PHENOM_PREVIEW_CONFIG"):
+        try:
+            raw = json.loads(env["PHENOM_PREVIEW_CONFIG"])
+        except ValueError as err:
+            raise InvalidConfig(f"PHENOM_PREVIEW_CONFIG: not JSON ({err})") from None
+    if env.get("PHENOM_PREVIEW_ORIGINS") and "origins" not in raw:
+        raw["origins"] = [o.strip() for o in env["PHENOM_PREVIEW_ORIGINS"].split(",") if o.strip()]
+    return parse_model(ResolverConfig, raw, "PHENOM_PREVIEW_CONFIG")
+
+
+def _result(url: str, **fields: Any) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "url": url,
+        "card": None,
+        "preview": None,
+        "error": None,
+        "reason": None,
+        "ttl_seconds": 0,
+    }
+    out.update(fields)
+    return out
+
+
+async def preview(url: str, config: ResolverConfig) -> tuple[int, dict[str, Any]]:
+    """(HTTP-like status, result object) for one link."""
+    async with HttpxFetcher(config) as fetcher:
+        try:
+            resolution = await PreviewResolver(config, fetcher).resolve(url)
+        except Refused as err:
+            return 400, _result(url, error=str(err), reason=err.reason)
+    if resolution.card is None:
+        return 404, _result(
+            url, error=resolution.error, reason=resolution.reason, ttl_seconds=resolution.ttl_s
+        )
+    return 200, _result(
+        url,
+        card=resolution.card.model_dump(mode="json"),
+        preview=msc4095.preview_entry(url, resolution.card),
+        ttl_seconds=resolution.ttl_s,
+    )
+
+
+def _url_of(event: Mapping[str, Any]) -> tuple[str | None, bool]:
+    """(url, is an HTTP event) from a direct or API Gateway / function URL event."""
+    if "url" in event:
+        return (event["url"] if isinstance(event["url"], str) else None), False
+    is_http = "requestContext" in event or "queryStringParameters" in event or "body" in event
+    query = event.get("queryStringParameters") or {}
+    if isinstance(query, Mapping) and isinstance(query.get("url"), str):
+        return query["url"], is_http
+    body = event.get("body")
+    if isinstance(body, str) and body:
+        try:
+            parsed = json.loads(body)
+        except ValueError:
+            return None, is_http
+        if isinstance(parsed, Mapping) and isinstance(parsed.get("url"), str):
+            return parsed["url"], is_http
+    return None, is_http
+
+
+def _http(status: int, result: Mapping[str, Any]) -> dict[str, Any]:
+    headers = {"Content-Type": "application/json"}
+    if result.get("ttl_seconds"):
+        headers["Cache-Control"] = f"public, max-age={int(result['ttl_seconds'])}"
+    return {"statusCode": status, "headers": headers, "body": json.dumps(result)}
+
+
+def handler(event: Any, context: Any) -> dict[str, Any]:
+    if not isinstance(event, Mapping):
+        return _result(
+            "",
+            error='event must be a JSON object such as {"url": "https://thephenom.app/..."}',
+            reason="bad_request",
+        )
+    url, is_http = _url_of(event)
+    if not url:
+        result = _result(
+            "",
+            error='missing \'url\' (e.g. {"url": "https://thephenom.app/..."} or ?url=)',
+            reason="bad_request",
+        )
+        return _http(400, result) if is_http else result
+    try:
+        config = config_from_env(os.environ)
+    except InvalidConfig as err:
+        logger.error("link preview: invalid configuration: %s", err)
+        result = _result(url, error=f"server misconfigured: {err}", reason="config")
+        return _http(500, result) if is_http else result
+    status, result = asyncio.run(preview(url, config))
+    logger.info("link preview %s -> %s %s", url[:200], status, result["reason"] or "card")
+    return _http(status, result) if is_http else result

@@ -1,0 +1,70 @@
+"""The application service registration through which the MCP server acts as agents.
+
+Synapse loads the file (``app_service_config_files``); the MCP server reads its
+``as_token``. Agents are ``@agent-<name>:<server>`` users in an exclusive namespace,
+so no human can register such a name and the rooms module leaves them alone.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from synapse_phenom.config import InvalidConfig
+
+APPSERVICE_ID = "phenom-mcp"
+SENDER_LOCALPART = "phenom-mcp"
+
+
+def registration(
+    server_name: str,
+    agent_prefix: str = "agent-",
+    as_id: str = APPSERVICE_ID,
+    sender_localpart: str = SENDER_LOCALPART,
+) -> dict[str, Any]:
+    """A fresh registration with random tokens.
+
+    ``url: null``: Synapse pushes no transactions (the MCP server pulls with /sync).
+    ``rate_limited: false``: agents are throttled per agent by the MCP server instead.
+    """
+    return {
+        "id": as_id,
+        "url": None,
+        "as_token": secrets.token_urlsafe(32),
+        "hs_token": secrets.token_urlsafe(32),
+        "sender_localpart": sender_localpart,
+        "rate_limited": False,
+        "namespaces": {
+            "users": [{"exclusive": True, "regex": f"@{re.escape(agent_prefix)}.*:{re.escape(server_name)}"}],
+            "aliases": [],
+            "rooms": [],
+        },
+    }
+
+
+def write_registration(path: Path, server_name: str, agent_prefix: str = "agent-") -> bool:
+    """Create the file (owner-only) unless it exists; True when written.
+
+    Existing tokens are kept: Synapse and running MCP replicas already use them.
+    """
+    if path.exists():
+        return False
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(registration(server_name, agent_prefix), sort_keys=False))
+    path.chmod(0o600)
+    return True
+
+
+def read_as_token(path: Path) -> str:
+    try:
+        data = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError) as err:
+        raise InvalidConfig(f"mcp.synapse.registration_file: cannot read {path}: {err}") from None
+    token = data.get("as_token") if isinstance(data, dict) else None
+    if not isinstance(token, str) or not token:
+        raise InvalidConfig(f"mcp.synapse.registration_file: {path} has no as_token")
+    return token

@@ -1,0 +1,100 @@
+"""Rooms of AI agents: the MCP application service asks, this module joins.
+
+Load with::
+
+    modules:
+      - module: synapse_phenom.modules.agents.PhenomAgents
+        config: {}   # see docs/mcp.md
+
+``POST /_synapse/client/phenom/v1/agent_rooms?user_id=@agent-x:server`` with the
+application service's token and ``{"rooms": ["community", "partners"]}`` stores the
+groups those rooms need (so the rooms module's checks pass), has the system user invite
+the agent where the room is invite-only, joins it, and leaves the managed rooms not
+listed. Only users of the configured application services may call it.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any
+
+from synapse.api.errors import Codes, SynapseError
+from synapse.module_api import DirectServeJsonResource, ModuleApi
+
+from synapse_phenom.agent_rooms import (
+    AGENT_ROOMS_PATH,
+    AgentsConfig,
+    check_wanted,
+    groups_for_rooms,
+    plan_agent_rooms,
+)
+from synapse_phenom.config import parse_module_config
+from synapse_phenom.modules.rooms import get_rooms_module
+
+if TYPE_CHECKING:
+    from synapse.http.site import SynapseRequest as Request
+
+logger = logging.getLogger(__name__)
+
+
+class PhenomAgents:
+    def __init__(self, config: AgentsConfig, api: ModuleApi) -> None:
+        self._config = config
+        self._api = api
+        api.register_web_resource(AGENT_ROOMS_PATH, AgentRoomsResource(config, api))
+
+    @staticmethod
+    def parse_config(config: dict[str, Any]) -> AgentsConfig:
+        return parse_module_config(AgentsConfig, config, "synapse_phenom.modules.agents.PhenomAgents")
+
+
+class AgentRoomsResource(DirectServeJsonResource):
+    def __init__(self, config: AgentsConfig, api: ModuleApi) -> None:
+        super().__init__()
+        self._config = config
+        self._api = api
+
+    async def _async_render_POST(self, request: Request) -> tuple[int, dict[str, Any]]:
+        from synapse.http.servlet import parse_json_object_from_request
+
+        requester = await self._api.get_user_by_req(request)
+        if requester.app_service_id not in self._config.appservice_ids:
+            raise SynapseError(
+                403, "Only the Phenom MCP application service may manage agent rooms", Codes.FORBIDDEN
+            )
+        rooms = get_rooms_module()
+        if rooms is None:
+            raise SynapseError(503, "The Phenom rooms module is not loaded", Codes.UNKNOWN)
+        body = parse_json_object_from_request(request)
+        raw = body.get("rooms")
+        if not isinstance(raw, list) or not all(isinstance(k, str) for k in raw):
+            raise SynapseError(400, "'rooms' must be a list of room keys such as ['community']", Codes.INVALID_PARAM)
+        try:
+            wanted = check_wanted(rooms.config, self._config, raw)
+            groups = groups_for_rooms(rooms.config, wanted)
+        except ValueError as err:
+            raise SynapseError(400, str(err), Codes.INVALID_PARAM) from None
+        user_id = requester.user_id
+        await rooms.set_groups(user_id, groups, "mcp-agent")
+        current: dict[str, str | None] = {}
+        room_ids: dict[str, str] = {}
+        for key in rooms.config.rooms:
+            room_id = await rooms.room_id(key)
+            if room_id is not None:
+                room_ids[key] = room_id
+                current[key] = await rooms.membership_of(room_id, user_id)
+        plan = plan_agent_rooms(rooms.config, wanted, current)
+        for key in plan.join:
+            # The rooms module's own invite-then-join, so agents enter exactly like people.
+            await rooms.join(key, user_id, current[key])
+        for key in plan.remove:
+            await self._api.update_room_membership(user_id, user_id, room_ids[key], "leave")
+        if not plan.empty:
+            logger.info("Agent %s rooms %s: joined %s, left %s", user_id, wanted, plan.join, plan.remove)
+        return 200, {
+            "user_id": user_id,
+            "groups": groups,
+            "rooms": {k: room_ids[k] for k in wanted if k in room_ids},
+            "joined": list(plan.join),
+            "left": list(plan.remove),
+        }

@@ -1,0 +1,342 @@
+"""The nine MCP tools through the real `mcp` client over HTTP, against the real Synapse.
+
+Agents act as their own Matrix users (application service masquerading); a human test
+user checks over the Matrix client API what the agents did.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import anyio
+import httpx2
+import pytest
+from fixtures_mcp import COMMUNITY, FULL, SLOW, McpStack
+from harness import MatrixClient, eventually
+from mcp import Client
+from mcp_types import CallToolResult
+from previews_site import PhenomSite
+
+pytestmark = pytest.mark.synapse
+
+NINE = {
+    "list_rooms",
+    "get_messages",
+    "search_messages",
+    "send_message",
+    "react_to_message",
+    "list_room_members",
+    "wait_for_messages",
+    "delete_message",
+    "get_link_preview",
+}
+
+
+def run(fn: Callable[[], Awaitable[Any]]) -> Any:
+    return anyio.run(fn)
+
+
+async def ok(client: Client, tool: str, **args: Any) -> dict[str, Any]:
+    result = await client.call_tool(tool, args)
+    assert not result.is_error, f"{tool} failed: {result.content}"
+    assert result.structured_content is not None
+    return result.structured_content
+
+
+async def error_text(client: Client, tool: str, **args: Any) -> str:
+    result: CallToolResult = await client.call_tool(tool, args)
+    assert result.is_error, f"{tool} unexpectedly succeeded: {result.structured_content}"
+    return " ".join(getattr(c, "text", "") for c in result.content)
+
+
+@pytest.fixture
+def human(mcp_stack: McpStack) -> MatrixClient:
+    user = mcp_stack.synapse.register(displayname="Hugo Human")
+    community = mcp_stack.synapse.rooms["community"]
+    eventually(lambda: community in user.joined_rooms())
+    return user
+
+
+def test_exactly_nine_tools_with_schemas_and_annotations(mcp_stack: McpStack) -> None:
+    async def main() -> None:
+        async with mcp_stack.client() as client:
+            tools = {t.name: t for t in (await client.list_tools()).tools}
+        assert set(tools) == NINE
+        for tool in tools.values():
+            assert tool.description and len(tool.description) > 20, tool.name
+            assert tool.input_schema["type"] == "object"
+            assert tool.output_schema is not None, tool.name
+            assert tool.annotations is not None
+        for name in ("list_rooms", "get_messages", "search_messages", "list_room_members", "wait_for_messages", "get_link_preview"):
+            assert tools[name].annotations.read_only_hint is True, name
+        for name in ("send_message", "react_to_message", "delete_message"):
+            assert tools[name].annotations.read_only_hint is False, name
+        assert tools["delete_message"].annotations.destructive_hint is True
+        assert tools["send_message"].annotations.destructive_hint is False
+        limit = tools["get_messages"].input_schema["properties"]["limit"]
+        assert limit["maximum"] == 100 and limit["minimum"] == 1
+        assert set(tools["send_message"].input_schema["required"]) == {"room", "body"}
+
+    run(main)
+
+
+def test_rooms_members_and_agent_identity(mcp_stack: McpStack, human: MatrixClient) -> None:
+    async def main() -> None:
+        async with mcp_stack.client() as client:
+            rooms = (await ok(client, "list_rooms"))["rooms"]
+            members = await ok(client, "list_room_members", room="#community:localhost")
+        async with mcp_stack.client(mcp_stack.token(COMMUNITY)) as client:
+            community_only = (await ok(client, "list_rooms"))["rooms"]
+            denied = await error_text(client, "get_messages", room="internal")
+            denied_id = await error_text(client, "list_room_members", room=mcp_stack.synapse.rooms["partners"])
+            missing = await error_text(client, "get_messages", room="#no-such-room:localhost")
+            invalid = await error_text(client, "get_messages", room="the lobby")
+            remote = await error_text(client, "get_messages", room="#community:elsewhere.example")
+        assert {r["key"] for r in rooms} == {"internal", "partners", "community"}
+        by_key = {r["key"]: r for r in rooms}
+        assert by_key["internal"]["room_id"] == mcp_stack.synapse.rooms["internal"]
+        assert by_key["community"]["name"] == "Community" and by_key["community"]["member_count"] >= 2
+        assert [r["key"] for r in community_only] == ["community"]
+        assert "Not allowed" in denied and "internal" in denied
+        assert "Not allowed" in denied_id
+        assert "Room not found" in missing
+        assert "Invalid room" in invalid and "community" in invalid
+        assert "not a room of this server" in remote
+        roles = {m["user_id"]: m for m in members["members"]}
+        assert roles["@phenom:localhost"]["role"] == "admin"
+        assert roles[mcp_stack.agent_user_id()]["display_name"] == "Full Agent"
+        assert roles[human.user_id]["role"] == "member"
+
+    run(main)
+    # The agent got into the invite-only rooms its profile allows, the community-only one did not.
+    internal = mcp_stack.synapse.rooms["internal"]
+    admin = mcp_stack.synapse.admin()
+    members = admin._http.get(
+        f"/_synapse/admin/v1/rooms/{internal}/members", headers={"Authorization": f"Bearer {admin.token}"}
+    ).json()["members"]
+    assert mcp_stack.agent_user_id(FULL) in members
+    assert mcp_stack.agent_user_id(COMMUNITY) not in members
+
+
+def test_send_markdown_reply_and_thread_seen_by_a_matrix_user(mcp_stack: McpStack, human: MatrixClient) -> None:
+    community = mcp_stack.synapse.rooms["community"]
+    since = human.sync()["next_batch"]
+    question = human.send(community, f"question {uuid.uuid4().hex}")
+
+    async def main() -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+        async with mcp_stack.client() as client:
+            sent = await ok(client, "send_message", room="community", body="**Yes** — see `docs`", reply_to=question)
+            threaded = await ok(client, "send_message", room="community", body="in the thread", thread_id=question)
+            thread = await ok(client, "get_messages", room="community", thread_id=question)
+            return sent, threaded, thread
+
+    sent, threaded, thread = run(main)
+    assert sent["sender"] == mcp_stack.agent_user_id() and sent["room_id"] == community
+    event = human.event(community, sent["event_id"])
+    assert event["sender"] == "@agent-full:localhost"
+    assert event["content"]["format"] == "org.matrix.custom.html"
+    assert event["content"]["formatted_body"] == "<strong>Yes</strong> — see <code>docs</code>"
+    assert event["content"]["m.relates_to"]["m.in_reply_to"]["event_id"] == question
+    assert [m["event_id"] for m in thread["messages"]] == [threaded["event_id"]]
+    assert thread["messages"][0]["thread_id"] == question
+
+    def seen_in_sync() -> bool:
+        timeline = human.sync(since=since)["rooms"]["join"].get(community, {}).get("timeline", {})
+        return any(e["event_id"] == sent["event_id"] and e["sender"] == "@agent-full:localhost" for e in timeline.get("events", []))
+
+    eventually(seen_in_sync)
+
+
+def test_idempotency_key_never_posts_twice(mcp_stack: McpStack, human: MatrixClient) -> None:
+    key = f"order-{uuid.uuid4().hex}"
+    body = f"exactly once {key}"
+
+    async def main() -> list[str]:
+        ids = []
+        async with mcp_stack.client() as client:
+            for _ in range(2):
+                ids.append((await ok(client, "send_message", room="community", body=body, idempotency_key=key))["event_id"])
+        # A second connection (as another replica would have) with the same key.
+        async with mcp_stack.client() as client:
+            ids.append((await ok(client, "send_message", room="partners", body=body, idempotency_key=key))["event_id"])
+            ids.append((await ok(client, "send_message", room="community", body=body, idempotency_key=key))["event_id"])
+        return ids
+
+    first, second, other_room, third = run(main)
+    assert first == second == third
+    assert other_room != first
+    bodies = [e["content"].get("body") for e in human.messages(mcp_stack.synapse.rooms["community"], limit=50)]
+    assert bodies.count(body) == 1
+
+
+def test_get_messages_pages_newest_first(mcp_stack: McpStack, human: MatrixClient) -> None:
+    community = mcp_stack.synapse.rooms["community"]
+    tag = uuid.uuid4().hex[:8]
+    sent = [human.send(community, f"page {tag} #{i}") for i in range(5)]
+
+    async def main() -> list[dict[str, Any]]:
+        pages = []
+        cursor = None
+        async with mcp_stack.client() as client:
+            for _ in range(3):
+                page = await ok(client, "get_messages", room=community, limit=2, before=cursor)
+                pages.append(page)
+                cursor = page["next_cursor"]
+            too_many = await client.call_tool("get_messages", {"room": "community", "limit": 101})
+        assert too_many.is_error
+        return pages
+
+    pages = run(main)
+    seen = [m["event_id"] for p in pages for m in p["messages"]]
+    assert seen[:5] == list(reversed(sent))
+    assert all(len(p["messages"]) == 2 for p in pages)
+    first = pages[0]["messages"][0]
+    assert first["sender"] == human.user_id and first["sender_display_name"] == "Hugo Human"
+    assert first["body"] == f"page {tag} #4" and first["trust"] == "untrusted_user_content"
+    assert first["timestamp"].endswith("Z")
+    assert "untrusted" in pages[0]["notice"]
+
+
+def test_search_react_and_delete(mcp_stack: McpStack, human: MatrixClient) -> None:
+    community = mcp_stack.synapse.rooms["community"]
+    word = f"zebra{uuid.uuid4().hex[:8]}"
+    target = human.send(community, f"the {word} crossed")
+
+    async def main() -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        async with mcp_stack.client() as client:
+            deadline = time.monotonic() + 10
+            while True:
+                found = await ok(client, "search_messages", query=word)
+                if found["messages"] or time.monotonic() > deadline:
+                    break
+                await anyio.sleep(0.2)
+            out["search"] = found
+            out["react"] = await ok(client, "react_to_message", room="community", event_id=target, emoji="👍")
+            out["react_again"] = await ok(client, "react_to_message", room="community", event_id=target, emoji="👍")
+            out["not_mine"] = await error_text(client, "delete_message", room="community", event_id=target)
+            own = await ok(client, "send_message", room="community", body=f"oops {word}")
+            out["own"] = own
+            out["delete"] = await ok(client, "delete_message", room="community", event_id=own["event_id"], reason="typo")
+            out["after"] = await ok(client, "get_messages", room="community", limit=20)
+            out["bad_id"] = await error_text(client, "react_to_message", room="community", event_id="abc", emoji="👍")
+        return out
+
+    out = run(main)
+    assert [m["event_id"] for m in out["search"]["messages"]] == [target]
+    assert out["search"]["messages"][0]["sender_display_name"] == "Hugo Human"
+    assert out["react"]["event_id"] == out["react_again"]["event_id"]
+    reaction = human.event(community, out["react"]["event_id"])
+    assert reaction["content"]["m.relates_to"] == {"rel_type": "m.annotation", "event_id": target, "key": "👍"}
+    assert reaction["sender"] == mcp_stack.agent_user_id()
+    assert "Not allowed" in out["not_mine"]
+    assert human.event(community, out["own"]["event_id"])["content"] == {}
+    assert out["own"]["event_id"] not in [m["event_id"] for m in out["after"]["messages"]]
+    assert "Invalid event ID" in out["bad_id"]
+
+
+def test_wait_for_messages_long_polls(mcp_stack: McpStack, human: MatrixClient) -> None:
+    community = mcp_stack.synapse.rooms["community"]
+    body = f"wake up {uuid.uuid4().hex}"
+
+    async def main() -> tuple[dict[str, Any], float, dict[str, Any]]:
+        async with mcp_stack.client() as client:
+            start = await ok(client, "wait_for_messages", room="community", timeout_seconds=0)
+            assert start["messages"] == [] and start["timed_out"] is True
+            result: dict[str, Any] = {}
+
+            async def waiter() -> None:
+                result.update(await ok(client, "wait_for_messages", room="community", since=start["next_cursor"], timeout_seconds=20))
+
+            began = time.monotonic()
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(waiter)
+                await anyio.sleep(1.0)
+                await ok(client, "send_message", room="community", body="the agent's own words are not news")
+                await anyio.to_thread.run_sync(human.send, community, body)
+            waited = time.monotonic() - began
+            after = await ok(client, "wait_for_messages", since=result["next_cursor"], timeout_seconds=1)
+        return result, waited, after
+
+    result, waited, after = run(main)
+    assert [m["body"] for m in result["messages"]] == [body]
+    assert result["timed_out"] is False and result["messages"][0]["sender"] == human.user_id
+    assert result["messages"][0]["sender_display_name"] == "Hugo Human"
+    assert 1.0 <= waited < 10
+    assert after["messages"] == [] and after["timed_out"] is True
+
+
+def test_link_preview(mcp_stack: McpStack, phenom_site: PhenomSite) -> None:
+    link = f"{phenom_site.origin}/p/full?t={uuid.uuid4().hex}"
+
+    async def main() -> tuple[dict[str, Any], str]:
+        async with mcp_stack.client() as client:
+            card = await ok(client, "get_link_preview", url=link)
+            refused = await error_text(client, "get_link_preview", url="http://169.254.169.254/latest/meta-data/")
+        return card, refused
+
+    card, refused = run(main)
+    assert card["card"]["title"] == "Northern Lights over Tromsø"
+    assert card["card"]["url"] == link
+    assert "Only links to" in refused
+
+
+def test_rate_limit_per_agent(mcp_stack: McpStack) -> None:
+    async def main() -> tuple[list[bool], str, bool]:
+        async with mcp_stack.client(mcp_stack.token(SLOW)) as client:
+            oks = [not (await client.call_tool("list_rooms", {})).is_error for _ in range(3)]
+            limited = await error_text(client, "list_rooms")
+        async with mcp_stack.client(mcp_stack.token(FULL)) as client:
+            other_fine = not (await client.call_tool("list_rooms", {})).is_error
+        return oks, limited, other_fine
+
+    oks, limited, other_fine = run(main)
+    assert oks == [True, True, True]
+    assert "Rate limited" in limited and "3 calls per minute" in limited
+    assert other_fine
+
+
+def test_ops_endpoints_audit_and_metrics(mcp_stack: McpStack) -> None:
+    async def main() -> str:
+        async with mcp_stack.client() as client:
+            return str((await ok(client, "send_message", room="community", body="audited"))["event_id"])
+
+    event_id = run(main)
+    health = httpx2.get(f"{mcp_stack.base_url}/health", timeout=10)
+    assert health.status_code == 200 and health.json()["status"] == "ok"
+    metadata = httpx2.get(f"{mcp_stack.base_url}/.well-known/oauth-protected-resource/mcp", timeout=10).json()
+    assert metadata["resource"].endswith("/mcp")
+    assert metadata["authorization_servers"] == [mcp_stack.signer.issuer]
+    assert set(metadata["scopes_supported"]) == {"chat-mcp/read", "chat-mcp/write", "chat-mcp/moderate"}
+    metrics = httpx2.get(f"{mcp_stack.base_url}/metrics", timeout=10).text
+    assert 'phenom_mcp_tool_calls_total{outcome="ok",tool="send_message"}' in metrics
+
+    def post_with(header: str, value: str) -> int:
+        headers = {header: value, "Authorization": f"Bearer {mcp_stack.token()}", "Content-Type": "application/json"}
+        return httpx2.post(mcp_stack.url, headers=headers, content=b"{}", timeout=10).status_code
+
+    assert post_with("Host", "evil.example") == 421  # DNS rebinding
+    assert post_with("Origin", "https://evil.example") == 403
+
+    def audited() -> dict[str, Any] | None:
+        log = (mcp_stack.config_path.parent / "mcp.log").read_text()
+        for line in log.splitlines():
+            if line.startswith("{") and event_id in line:
+                return dict(json.loads(line))
+        return None
+
+    record = eventually(audited)
+    assert record["audit"] == "mcp_write" and record["tool"] == "send_message"
+    assert record["agent"] == "agent-full" and record["client_id"] == FULL and record["room"] == "community"
+
+
+def test_only_the_mcp_appservice_may_place_agents(mcp_stack: McpStack, human: MatrixClient) -> None:
+    """A person calling the agents module for themselves gets 403 and stays out of Internal."""
+    resp = human.request("POST", "/_synapse/client/phenom/v1/agent_rooms", json={"rooms": ["internal"]})
+    assert resp.status_code == 403 and "application service" in resp.json()["error"]
+    assert human.try_join(mcp_stack.synapse.rooms["internal"]).status_code == 403
+    assert mcp_stack.synapse.rooms["internal"] not in human.joined_rooms()

@@ -1,0 +1,76 @@
+"""The moderation module's failure handling (fail-open / fail-closed) with a stub API."""
+
+from __future__ import annotations
+
+import asyncio
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+from synapse.api.errors import Codes
+from synapse.module_api import NOT_SPAM
+
+from synapse_phenom.modules._guard import CALLBACK_ERRORS
+from synapse_phenom.modules.moderation import PhenomModeration
+
+
+class BrokenApi:
+    """Registers nothing, and every room-state read fails."""
+
+    server_name = "x"
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("register_"):
+            return lambda *a, **k: None
+        raise AttributeError(name)
+
+    def should_run_background_tasks(self) -> bool:
+        return False
+
+    async def get_room_state(self, *args: Any) -> Any:
+        raise RuntimeError("database down")
+
+    def is_mine(self, user_id: str) -> bool:
+        return True
+
+
+def event(event_type: str = "m.room.message", **content: Any) -> Any:
+    member = event_type == "m.room.member"
+    return SimpleNamespace(
+        type=event_type,
+        sender="@a:x",
+        state_key="@a:x" if member else None,
+        room_id="!r:x",
+        content=content,
+        is_state=lambda: member,
+    )
+
+
+@pytest.mark.parametrize("fail_closed", [False, True])
+def test_failure_is_logged_counted_and_falls_back(fail_closed: bool) -> None:
+    module = PhenomModeration(PhenomModeration.parse_config({"fail_closed": fail_closed}), BrokenApi())  # type: ignore[arg-type]
+    counter = CALLBACK_ERRORS.labels(module="moderation", callback="_check_event_for_spam")
+    before = counter._value.get()
+    result = asyncio.run(module.check_event_for_spam(event(body="hi")))
+    assert counter._value.get() == before + 1
+    allowed = asyncio.run(module.check_event_allowed(event("m.room.member", membership="join", displayname="n"), {}))
+    if fail_closed:
+        assert result[0] == Codes.FORBIDDEN and "not sent" in result[1]["error"]
+        assert allowed == (False, None)
+    else:
+        assert result is NOT_SPAM and allowed == (True, None)
+    # Never a bool, whatever happens.
+    assert not isinstance(result, bool)
+
+
+def test_moderation_log_since_parsing() -> None:
+    from synapse_phenom.cli.moderation_cmd import parse_since
+
+    now = 1_700_000_000.0
+    assert parse_since("30m", now) == int((now - 1800) * 1000)
+    assert parse_since("2d", now) == int((now - 172_800) * 1000)
+    assert parse_since("1700000000000") == 1_700_000_000_000
+    assert parse_since("2023-11-14T22:13:20") == 1_700_000_000_000  # UTC unless stated
+    assert parse_since("2023-11-14T23:13:20+01:00") == 1_700_000_000_000
+    with pytest.raises(ValueError, match="30m"):
+        parse_since("yesterday")
