@@ -187,15 +187,22 @@ def claims_from_user_attributes(
 
 
 def candidate_localpart(
-    base: str | None, sub: str, failures: int, reserved: Iterable[str] = ()
+    base: str | None,
+    sub: str,
+    failures: int,
+    reserved: Iterable[str] = (),
+    reserved_prefixes: Iterable[str] = (),
 ) -> str:
     """The localpart to try after ``failures`` collisions: ``ann``, ``ann1``, ``ann2``...
 
     Without a usable base the sub names the account (``cognito-<first 8 hex>``).
-    Reserved localparts (the system user...) count as taken.
+    Reserved localparts (the system user...) count as taken; a base in a reserved
+    namespace (the MCP agents' ``agent-``) is not usable.
     """
     if failures < 0:
         raise ValueError("failures must be >= 0")
+    if base and any(base.startswith(p) for p in reserved_prefixes):
+        base = None
     root = base or normalise_localpart(f"cognito-{sub.replace('-', '')[:8]}") or "cognito"
     taken = set(reserved)
     # Reserved names are skipped without costing the caller a Synapse round-trip.

@@ -26,6 +26,9 @@ class CognitoMappingConfig(FrozenModel):
     reserved_localparts: list[str] = Field(
         default_factory=lambda: ["phenom", "phenom-admin", "admin"]
     )
+    # Localpart namespaces never handed to a Cognito user (their name falls back to
+    # cognito-<sub>): "agent-" is the MCP agents' application-service namespace.
+    reserved_prefixes: list[str] = Field(default_factory=lambda: ["agent-"])
     # Let new users edit the proposed Matrix ID on Synapse's pick-a-username page.
     confirm_localpart: bool = False
 

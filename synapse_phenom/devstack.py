@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import io
 import json
 import logging
 import os
@@ -27,6 +28,7 @@ from signedjson.key import generate_signing_key, write_signing_keys
 
 from synapse_phenom import hsconfig
 from synapse_phenom.admin_client import MatrixError, SynapseAdmin
+from synapse_phenom.files import write_private
 
 logger = logging.getLogger(__name__)
 
@@ -50,8 +52,7 @@ def write_managed(path: Path, text: str) -> bool:
             if current != _sha(text):
                 logger.warning("%s was edited by hand; keeping it (delete it to regenerate)", path)
             return False
-    path.write_text(text)
-    path.chmod(0o600)
+    write_private(path, text)
     stamp.write_text(_sha(text))
     return True
 
@@ -59,9 +60,9 @@ def write_managed(path: Path, text: str) -> bool:
 def ensure_signing_key(path: Path) -> None:
     if not path.exists():
         key = generate_signing_key("a_" + secrets.token_hex(2))
-        with path.open("w") as f:
-            write_signing_keys(f, [key])
-        path.chmod(0o600)
+        buf = io.StringIO()
+        write_signing_keys(buf, [key])
+        write_private(path, buf.getvalue())
 
 
 def prepare_synapse(
@@ -86,6 +87,35 @@ def prepare_synapse(
     write_managed(data_dir / "log.yaml", log_text)
     (data_dir / "media_store").mkdir(exist_ok=True)
     return config_path
+
+
+def prepare_worker(
+    data_dir: Path,
+    name: str,
+    port: int,
+    host: str = "127.0.0.1",
+    resources: tuple[str, ...] = ("client",),
+) -> Path:
+    """Write DIR/<name>.yaml (+ its log config) for a generic worker; return its path.
+
+    DIR/homeserver.yaml must have been prepared with the ``replication`` value
+    (``hsconfig.replication_values``) so main and worker can reach each other.
+    """
+    data_dir = data_dir.resolve()
+    log_config = data_dir / f"{name}.log.yaml"
+    worker_text, log_text = hsconfig.render_worker(
+        name,
+        port,
+        str(log_config),
+        bind_address=host,
+        resources=resources,
+        log_file=str(data_dir / f"{name}.log"),
+        console_log_level="WARNING",
+    )
+    path = data_dir / f"{name}.yaml"
+    write_managed(path, worker_text)
+    write_managed(log_config, log_text)
+    return path
 
 
 @attrs.define
@@ -145,6 +175,12 @@ def start_synapse(config_path: Path) -> ManagedProcess:
                 pid_file.unlink()
     argv = [sys.executable, "-m", "synapse.app.homeserver", "-c", str(config_path)]
     return spawn("synapse", argv, data_dir / "synapse.stdout.log")
+
+
+def start_worker(config_path: Path, worker_path: Path) -> ManagedProcess:
+    """Run the worker described by ``worker_path`` with the shared ``config_path``."""
+    argv = [sys.executable, "-m", "synapse.app.generic_worker", "-c", str(config_path), "-c", str(worker_path)]
+    return spawn(worker_path.stem, argv, worker_path.with_suffix(".stdout.log"))
 
 
 def wait_http(url: str, procs: Iterable[ManagedProcess], timeout: float = 60.0) -> None:
@@ -245,5 +281,4 @@ def ensure_admin_token(data_dir: Path, base_url: str) -> str:
 
 
 def _write_private_json(path: Path, data: Mapping[str, Any]) -> None:
-    path.write_text(json.dumps(data, indent=2))
-    path.chmod(0o600)
+    write_private(path, json.dumps(data, indent=2))

@@ -17,6 +17,7 @@ import attrs
 import jinja2
 import yaml
 
+from synapse_phenom.files import write_private
 from synapse_phenom.moderation.config import default_module_config as moderation_defaults
 from synapse_phenom.previews.config import DEFAULT_ORIGINS, normalise_origin
 
@@ -66,6 +67,14 @@ ENV_VARS: tuple[Var, ...] = (
     Var("PHENOM_COGNITO_IDP_NAME", "name shown on Synapse's SSO pages", "Phenom"),
     Var("PHENOM_COGNITO_REQUIRED_GROUP", "only members of this Cognito group may sign in ('' = anyone)", ""),
     Var("PHENOM_SSO_CLIENT_WHITELIST", "comma-separated redirect prefixes sent straight back, e.g. phenom://", ""),
+    # Workers (docs/deployment.md#workers): set PHENOM_REDIS_HOST to enable; then
+    # PHENOM_MAIN_HOST is required too (see replication_from_env).
+    Var("PHENOM_REDIS_HOST", "Redis host for worker replication ('' = one process, no workers)", ""),
+    Var("PHENOM_REDIS_PORT", "Redis port", "6379"),
+    Var("PHENOM_MAIN_HOST", "host name workers reach the main process on (replication listener)", ""),
+    Var("PHENOM_REPLICATION_PORT", "main process replication listener port", "9093"),
+    Var("PHENOM_REPLICATION_BIND_ADDRESS", "address the replication listener binds", "0.0.0.0"),
+    Var("PHENOM_REPLICATION_SECRET_FILE", "file holding the replication shared secret ('' for none)", ""),
 )
 
 
@@ -118,6 +127,67 @@ def render(values: Mapping[str, Any]) -> tuple[str, str]:
     return hs, log
 
 
+# Main process name in instance_map (Synapse's default).
+MAIN_INSTANCE = "main"
+GENERIC_WORKER_APP = "synapse.app.generic_worker"
+
+
+def replication_values(
+    main_host: str,
+    replication_port: int,
+    redis_host: str = "127.0.0.1",
+    redis_port: int = 6379,
+    bind_address: str = "127.0.0.1",
+    instances: Mapping[str, Mapping[str, Any]] | None = None,
+    secret_path: str = "",
+) -> dict[str, Any]:
+    """The ``replication`` template value: set it to run Synapse with workers.
+
+    Adds a replication listener on the main process (``bind_address:replication_port``),
+    ``instance_map`` (``main`` at ``main_host:replication_port`` plus ``instances``, e.g.
+    stream writers) and Redis. Without it the rendered config has no worker settings.
+    """
+    instance_map: dict[str, Any] = {MAIN_INSTANCE: {"host": main_host, "port": replication_port}}
+    instance_map.update({name: dict(where) for name, where in (instances or {}).items()})
+    return {
+        "port": replication_port,
+        "bind_address": bind_address,
+        "instance_map": instance_map,
+        "redis_host": redis_host,
+        "redis_port": redis_port,
+        "secret_path": secret_path,
+    }
+
+
+def render_worker(
+    name: str,
+    port: int,
+    log_config_path: str,
+    bind_address: str = "127.0.0.1",
+    resources: tuple[str, ...] = ("client",),
+    app: str = GENERIC_WORKER_APP,
+    x_forwarded: bool = False,
+    log_file: str = "",
+    console_log_level: str = "INFO",
+) -> tuple[str, str]:
+    """(worker.yaml, its log.yaml) text; Synapse reads worker.yaml after the shared homeserver.yaml."""
+    env = _template_env()
+    text = env.get_template("worker.yaml.j2").render(
+        worker_app=app,
+        worker_name=name,
+        worker_log_config=log_config_path,
+        worker_port=port,
+        worker_bind_address=bind_address,
+        worker_resources=list(resources),
+        x_forwarded=x_forwarded,
+    )
+    log = env.get_template("log.yaml.j2").render(
+        profile=f"worker {name}", console_log_level=console_log_level, log_file=log_file
+    )
+    yaml.safe_load(text)  # a template bug must fail here, not in Synapse
+    return text, log
+
+
 def cognito_oidc_from_env(get: Mapping[str, str]) -> list[dict[str, Any]]:
     """The Cognito ``oidc_providers`` entry, or none when no user pool is configured.
 
@@ -152,6 +222,22 @@ def cognito_oidc_from_env(get: Mapping[str, str]) -> list[dict[str, Any]]:
         ]
         raise ValueError("; ".join(problems)) from None
     return [oidc_provider(settings)]
+
+
+def replication_from_env(get: Mapping[str, str]) -> dict[str, Any] | None:
+    """The ``replication`` value, or None (no workers) when PHENOM_REDIS_HOST is unset."""
+    if not get["PHENOM_REDIS_HOST"]:
+        return None
+    if not get["PHENOM_MAIN_HOST"]:
+        raise MissingVariables([v for v in ENV_VARS if v.name == "PHENOM_MAIN_HOST"])
+    return replication_values(
+        get["PHENOM_MAIN_HOST"],
+        int(get["PHENOM_REPLICATION_PORT"]),
+        redis_host=get["PHENOM_REDIS_HOST"],
+        redis_port=int(get["PHENOM_REDIS_PORT"]),
+        bind_address=get["PHENOM_REPLICATION_BIND_ADDRESS"],
+        secret_path=get["PHENOM_REPLICATION_SECRET_FILE"],
+    )
 
 
 def values_from_env(env: Mapping[str, str]) -> dict[str, Any]:
@@ -205,6 +291,7 @@ def values_from_env(env: Mapping[str, str]) -> dict[str, Any]:
         "oidc_providers": cognito_oidc_from_env(get),
         "sso_client_whitelist": [p.strip() for p in get["PHENOM_SSO_CLIENT_WHITELIST"].split(",") if p.strip()],
         "modules": default_modules(overrides),
+        "replication": replication_from_env(get),
     }
 
 
@@ -287,5 +374,4 @@ def write_secret_files(values: Mapping[str, Any]) -> None:
     for key in ("registration_shared_secret_path", "macaroon_secret_key_path", "form_secret_path"):
         path = Path(values[key])
         if not path.exists():
-            path.write_text(secrets.token_urlsafe(32))
-            path.chmod(0o600)
+            write_private(path, secrets.token_urlsafe(32))

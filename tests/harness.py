@@ -134,12 +134,14 @@ class SynapseStack:
         module_overrides: Mapping[str, Any] | None = None,
         extra_values: Mapping[str, Any] | None = None,
         port: int | None = None,
+        server_name: str = "localhost",
     ) -> SynapseStack:
         port = port or free_port()
         config_path = devstack.prepare_synapse(
             data_dir,
             port=port,
             database=database,
+            server_name=server_name,
             module_overrides=module_overrides,
             extra_values=extra_values,
         )
@@ -148,7 +150,7 @@ class SynapseStack:
         stack = cls(
             data_dir=data_dir,
             base_url=base_url,
-            server_name="localhost",
+            server_name=server_name,
             engine=database.engine,
             config_path=config_path,
             process=proc,
@@ -207,9 +209,11 @@ class SynapseStack:
             )
         return MatrixClient(self.base_url, result["user_id"], result["access_token"], password)
 
-    def login(self, localpart: str, password: str) -> MatrixClient:
+    def login(self, localpart: str, password: str, base_url: str | None = None) -> MatrixClient:
+        """Password login, at ``base_url`` if given (e.g. a worker's client port)."""
+        base_url = base_url or self.base_url
         resp = httpx2.post(
-            f"{self.base_url}/_matrix/client/v3/login",
+            f"{base_url}/_matrix/client/v3/login",
             json={
                 "type": "m.login.password",
                 "identifier": {"type": "m.id.user", "user": localpart},
@@ -218,7 +222,7 @@ class SynapseStack:
             timeout=30,
         )
         body = raise_for_matrix(resp)
-        return MatrixClient(self.base_url, body["user_id"], body["access_token"], password)
+        return MatrixClient(base_url, body["user_id"], body["access_token"], password)
 
     def metric(self, name: str, **labels: str) -> float:
         """Sum of a Prometheus metric's samples matching ``labels`` (0 when absent)."""
@@ -355,6 +359,30 @@ def require_postgres_dsn(why: str = "this test needs PostgreSQL") -> str:
     if os.environ.get("CI"):
         pytest.fail(f"CI must run the PostgreSQL suite: {POSTGRES_ENV} is not set")
     pytest.skip(f"{why}: set {POSTGRES_ENV} (CI does)")
+
+
+REDIS_HOST, REDIS_PORT = "127.0.0.1", 6379
+
+
+def redis_available(host: str = REDIS_HOST, port: int = REDIS_PORT) -> bool:
+    """True when a Redis server answers PING (workers replicate through it)."""
+    try:
+        with socket.create_connection((host, port), timeout=1) as s:
+            s.sendall(b"PING\r\n")
+            return s.recv(64).startswith(b"+PONG")
+    except OSError:
+        return False
+
+
+def require_redis(why: str = "this test needs Redis") -> None:
+    """Without Redis on 127.0.0.1:6379, skip locally but fail on CI (.ci/run starts it)."""
+    import pytest
+
+    if redis_available():
+        return
+    if os.environ.get("CI"):
+        pytest.fail(f"CI must run Redis on {REDIS_HOST}:{REDIS_PORT} (.ci/run starts it)")
+    pytest.skip(f"{why}: start redis-server on {REDIS_HOST}:{REDIS_PORT} (CI does)")
 
 
 def start_dev_command(

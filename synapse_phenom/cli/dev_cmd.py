@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import shutil
 import signal
+import sys
 import threading
 from pathlib import Path
 from types import FrameType
@@ -88,6 +90,13 @@ def run(args: argparse.Namespace) -> int:
             proc.stop()
 
 
+def _own_command() -> str:
+    """How the user can run phenom-chat again: bare if it is on PATH, else its full path."""
+    path = Path(sys.argv[0]).resolve()
+    found = shutil.which(path.name)
+    return path.name if found and Path(found).resolve() == path else str(path)
+
+
 def _print_welcome(
     data_dir: Path,
     base_url: str,
@@ -108,7 +117,7 @@ def _print_welcome(
     console.print(table)
     console.print(
         "Create a user (in another terminal):\n"
-        f"  phenom-chat provision-user --data-dir {data_dir} --username alice "
+        f"  {_own_command()} provision-user --data-dir {data_dir} --username alice "
         "--password 'choose-one' --groups team\n"
         "then sign in from Element (homeserver "
         f"{base_url}) or any Matrix client. Ctrl-C stops everything."

@@ -162,6 +162,7 @@ def provision_identity(
     settings: Settings,
     deadline: _Deadline | None = None,
     reserved: tuple[str, ...] = tuple(CognitoMappingConfig().reserved_localparts),
+    reserved_prefixes: tuple[str, ...] = tuple(CognitoMappingConfig().reserved_prefixes),
 ) -> ProvisionResult:
     """Create or update the account linked to ``identity.sub``; store groups; reconcile.
 
@@ -176,7 +177,7 @@ def provision_identity(
         if deadline is not None:
             deadline.remaining()
         local = cognito_claims.candidate_localpart(
-            identity.localpart, identity.sub, failures, reserved
+            identity.localpart, identity.sub, failures, reserved, reserved_prefixes
         )
         candidate = f"@{local}:{settings.server_name}"
         if admin.get_user(candidate) is None:

@@ -15,6 +15,7 @@ from typing import Any
 import yaml
 
 from synapse_phenom.config import InvalidConfig
+from synapse_phenom.files import write_private
 
 APPSERVICE_ID = "phenom-mcp"
 SENDER_LOCALPART = "phenom-mcp"
@@ -54,8 +55,7 @@ def write_registration(path: Path, server_name: str, agent_prefix: str = "agent-
     if path.exists():
         return False
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(yaml.safe_dump(registration(server_name, agent_prefix), sort_keys=False))
-    path.chmod(0o600)
+    write_private(path, yaml.safe_dump(registration(server_name, agent_prefix), sort_keys=False))
     return True
 
 

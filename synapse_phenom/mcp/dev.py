@@ -15,6 +15,7 @@ import attrs
 import yaml
 
 from synapse_phenom import devstack
+from synapse_phenom.files import write_private
 from synapse_phenom.mcp.appservice import write_registration
 from synapse_phenom.mcp.devkeys import DEV_CLIENT_ID, JWKS_FILE, DevSigner
 
@@ -76,8 +77,7 @@ def prepare_mcp(
     config_path = data_dir / CONFIG_FILE
     devstack.write_managed(config_path, yaml.safe_dump(config, sort_keys=False))
     token_path = data_dir / TOKEN_FILE
-    token_path.write_text(signer.token(DEV_CLIENT_ID, ["read", "write", "moderate"], lifetime=30 * 24 * 3600) + "\n")
-    token_path.chmod(0o600)
+    write_private(token_path, signer.token(DEV_CLIENT_ID, ["read", "write", "moderate"], lifetime=30 * 24 * 3600) + "\n")
     return McpDevFiles(registration=registration, config=config_path, token=token_path, signer=signer)
 
 

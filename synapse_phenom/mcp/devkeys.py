@@ -18,6 +18,8 @@ import jwt
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from synapse_phenom.files import write_private
+
 DEV_ISSUER = "http://localhost/phenom-dev-issuer"
 DEV_CLIENT_ID = "phenom-dev-agent"
 KEY_FILE = "mcp-dev-signing-key.pem"
@@ -38,12 +40,12 @@ class DevSigner:
             assert isinstance(key, rsa.RSAPrivateKey)
         else:
             key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-            key_path.write_bytes(
+            write_private(
+                key_path,
                 key.private_bytes(
                     serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-                )
+                ),
             )
-            key_path.chmod(0o600)
         signer = cls(key, kid=_thumbprint(key), issuer=issuer)
         (data_dir / JWKS_FILE).write_text(json.dumps(signer.jwks(), indent=2))
         return signer

@@ -7,7 +7,7 @@ A room's policy can be changed live with the state event ``app.phenom.moderation
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import re2
 from pydantic import Field, ValidationError, field_validator, model_validator
@@ -17,8 +17,9 @@ from synapse_phenom.config import FrozenModel, InvalidConfig, describe_validatio
 POLICY_EVENT_TYPE = "app.phenom.moderation.policy"
 AUDIT_PATH = "/_synapse/client/phenom/v1/moderation/audit"
 DEFAULT_POLICY = "default"
-# Keys a live policy may not change: they decide who may change the policy at all.
-CONFIG_ONLY_KEYS = frozenset({"allow_live_policy", "live_policy_power_level"})
+# Keys a live policy may not change: they decide who may change the policy at all, and
+# where the system user posts notices (any user tops the power levels of rooms they create).
+CONFIG_ONLY_KEYS = frozenset({"allow_live_policy", "live_policy_power_level", "notify_room"})
 
 
 def _parse_keyword(raw: str) -> str:
@@ -30,12 +31,17 @@ def _parse_keyword(raw: str) -> str:
     return raw.strip()
 
 
+# Rule names reach the moderators' notices in #internal and live policies may set them:
+# keep them short and plain so a room creator cannot post arbitrary text there.
+RuleName = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9 _.\-]{0,47}$")]
+
+
 class KeywordRule(FrozenModel):
     """Discord-style keyword list: ``word`` whole word, ``word*`` prefix, ``*word`` suffix,
     ``*word*`` anywhere; a keyword with spaces is a phrase. ``allow`` lists exceptions
     (same syntax): a match inside an allowed term of the same rule is ignored."""
 
-    name: str = "blocked words"
+    name: RuleName = "blocked words"
     keywords: list[str] = Field(default_factory=list)
     allow: list[str] = Field(default_factory=list)
     message: str | None = None
@@ -49,7 +55,7 @@ class KeywordRule(FrozenModel):
 class RegexRule(FrozenModel):
     """A pattern run by RE2 (linear time; no backreferences or lookaround)."""
 
-    name: str
+    name: RuleName
     pattern: str
     message: str | None = None
 

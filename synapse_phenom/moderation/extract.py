@@ -101,6 +101,8 @@ def html_text_and_links(html: str) -> tuple[str, list[str]]:
 
 def _media_of(content: Mapping[str, Any], event_type: str) -> Media | None:
     msgtype = content.get("msgtype")
+    if not isinstance(msgtype, str):
+        msgtype = None  # junk in a nested (unvalidated) field: never let it raise
     info = content.get("info")
     if event_type == "m.sticker" and "url" in content:
         msgtype = "m.sticker"

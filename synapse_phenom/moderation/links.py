@@ -95,7 +95,12 @@ def classify(url: str) -> Link:
     if raw.lower().startswith("matrix:"):
         kind = "user" if raw[7:].lower().startswith(("u/", "user/")) else "room"
         return Link(raw, "", kind, raw[7:])
-    parts = urlsplit(raw if "://" in raw else f"http://{raw}")
+    try:
+        parts = urlsplit(raw if "://" in raw else f"http://{raw}")
+    except ValueError:
+        # Unparseable ("http://[x"): still a link to judge, never an exception (the
+        # module would fail open and let the whole message through).
+        return Link(raw, _rough_host(raw), "web")
     host = (parts.hostname or "").rstrip(".").lower()
     if host == "matrix.to":
         target = unquote(parts.fragment.lstrip("/"))
@@ -105,6 +110,16 @@ def classify(url: str) -> Link:
             return Link(raw, host, "room", target)
         return Link(raw, host, "web")
     return Link(raw, host, "web")
+
+
+def _rough_host(url: str) -> str:
+    """The host text of a URL ``urlsplit`` refuses: after the scheme and any userinfo,
+    before the path, without brackets and port."""
+    netloc = re.split(r"[/?#]", url.split("://", 1)[-1], maxsplit=1)[0].rpartition("@")[2]
+    host = netloc.strip("[]")
+    if host.count(":") == 1:
+        host = host.split(":", 1)[0]
+    return host.rstrip(".").lower()
 
 
 def domain_matches(host: str, domains: Iterable[str], lookalikes: bool = False) -> bool:

@@ -97,7 +97,11 @@ class CognitoMappingProvider:
         """Attributes for a new account; ``failures`` counts localparts found taken."""
         identity = cognito_claims.identity_from_claims(userinfo)
         localpart = cognito_claims.candidate_localpart(
-            identity.localpart, identity.sub, failures, self._config.reserved_localparts
+            identity.localpart,
+            identity.sub,
+            failures,
+            self._config.reserved_localparts,
+            self._config.reserved_prefixes,
         )
         return {
             "localpart": localpart,

@@ -237,7 +237,14 @@ class PhenomModeration:
         ex = view.compiled.policy.exemptions
         if ex.power_level is not None and self.power_level(view, user_id) >= ex.power_level:
             return True
-        return bool(ex.groups) and not (await self._user_groups(user_id)).isdisjoint(ex.groups)
+        if not ex.groups:
+            return False
+        # Groups exempt people (staff). Users the rooms module leaves alone (agents, whose
+        # groups only exist to let them into their rooms) never inherit an exemption.
+        rooms = get_rooms_module()
+        if rooms is None or not rooms.is_managed_user(user_id):
+            return False
+        return not (await self._user_groups(user_id)).isdisjoint(ex.groups)
 
     async def _new_account_until(self, policy: RoomPolicy, user_id: str) -> float | None:
         if policy.new_accounts is None or policy.new_accounts.min_age_seconds == 0:

@@ -37,6 +37,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 _CLAIM_STALE_MS = 5 * 60 * 1000
+_ALIAS_TTL_S = 60.0
 _MAX_RETRIES = 8
 
 # The rooms module of this process, for other Phenom modules (e.g. the Cognito
@@ -62,6 +63,7 @@ class PhenomRooms:
         self._unmanaged = [re2.compile(p) for p in config.unmanaged_users]
         self._room_ids: dict[str, str] = {}  # room key -> room id, filled as aliases resolve
         self._room_keys: dict[str, str] = {}  # room id -> room key
+        self._resolved_at: dict[str, float] = {}  # room key -> when its alias was last resolved
         self._schema_ready = False
         self._retries: dict[str, int] = {}  # user id -> rate-limited reconcile attempts so far
         self._retry_pending: set[str] = set()
@@ -98,26 +100,36 @@ class PhenomRooms:
         return f"#{self._config.rooms[key].alias}:{self._server_name}"
 
     async def room_id(self, key: str) -> str | None:
-        """Room id of a managed room, or None while it does not exist yet."""
-        if key in self._room_ids:
-            return self._room_ids[key]
+        """Room id of a managed room, or None while it does not exist yet.
+
+        Re-resolved every ``_ALIAS_TTL_S``: a room upgrade moves the alias to a new room,
+        which must not stay unmanaged (open to any invite) until a restart. Rooms the
+        alias pointed at before stay managed too.
+        """
+        cached = self._room_ids.get(key)
+        if cached is not None and time.monotonic() < self._resolved_at.get(key, 0.0) + _ALIAS_TTL_S:
+            return cached
         try:
             room_id, _ = await self._api.lookup_room_alias(self.alias(key))
         except SynapseError as err:
             if err.code == 404:
-                return None
+                if cached is not None:  # keep the last known room; a missing one is looked up each time
+                    self._resolved_at[key] = time.monotonic()
+                return cached
             raise
+        if cached is not None and cached != room_id:
+            logger.warning("%s moved from %s to %s (room upgrade?); both are managed", self.alias(key), cached, room_id)
         self._room_ids[key] = room_id
         self._room_keys[room_id] = key
+        self._resolved_at[key] = time.monotonic()
         return room_id
 
     async def room_key(self, room_id: str) -> str | None:
         """Which managed room ``room_id`` is, if any."""
         if room_id in self._room_keys:
             return self._room_keys[room_id]
-        if len(self._room_ids) < len(self._config.rooms):
-            for key in self._config.rooms:
-                await self.room_id(key)
+        for key in self._config.rooms:  # cached lookups unless an alias is due
+            await self.room_id(key)
         return self._room_keys.get(room_id)
 
     async def room_ids(self) -> dict[str, str]:
@@ -354,6 +366,7 @@ class PhenomRooms:
         )
         self._room_ids[key] = room_id
         self._room_keys[room_id] = key
+        self._resolved_at[key] = time.monotonic()
         logger.info("Created %s as %s", alias, room_id)
         return room_id
 

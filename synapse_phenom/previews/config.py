@@ -13,8 +13,12 @@ DEFAULT_ORIGINS = ("https://thephenom.app", "https://www.thephenom.app")
 
 
 def origin_of(url: str) -> str | None:
-    """``HTTPS://Host:443/x`` -> ``https://host``; None for non-http(s) URLs or URLs with credentials."""
-    parts = urlsplit(url.strip())
+    """``HTTPS://Host:443/x`` -> ``https://host``; None for non-http(s) URLs, URLs with
+    credentials and URLs ``urlsplit`` refuses (``https://[x``)."""
+    try:
+        parts = urlsplit(url.strip())
+    except ValueError:
+        return None
     scheme = parts.scheme.lower()
     if scheme not in ("http", "https") or not parts.hostname or parts.username or parts.password:
         return None

@@ -36,8 +36,13 @@ _METADATA = (
     ipaddress.ip_network("fd00:ec2::254/128"),
     ipaddress.ip_network("100.100.100.200/32"),  # Alibaba
 )
-# 100.64/10 (CGNAT, also used for AWS VPC services) is not is_private for Python.
-_EXTRA_BLOCKED = (ipaddress.ip_network("100.64.0.0/10"), ipaddress.ip_network("192.0.0.0/24"))
+# 100.64/10 (CGNAT, also used for AWS VPC services) is not is_private for Python, nor is
+# the deprecated IPv6 site-local fec0::/10 (still routed inside some networks).
+_EXTRA_BLOCKED = (
+    ipaddress.ip_network("100.64.0.0/10"),
+    ipaddress.ip_network("192.0.0.0/24"),
+    ipaddress.ip_network("fec0::/10"),
+)
 
 
 class PreviewError(Exception):
@@ -122,8 +127,9 @@ class OriginPolicy:
         Accepts both a configured origin (mapped to its ``fetch_from`` when set) and a
         ``fetch_from`` base itself (redirects served by a local copy of the site).
         """
-        if urlsplit(url).scheme.lower() not in ("http", "https"):
-            raise Refused("scheme", f"only http(s) is fetched, not {url[:80]!r}")
+        origin_str = origin_of(url)
+        if origin_str is None:
+            raise Refused("url", f"not an http(s) URL without credentials: {url[:80]!r}")
         pool = self.origins + (self.image_origins if images else ())
         origin = self._origin(url, pool)
         if origin is not None:
@@ -132,7 +138,6 @@ class OriginPolicy:
                 base = urlsplit(origin.fetch_from)
                 url = urlunsplit((base.scheme, base.netloc, parts.path or "/", parts.query, ""))
             return FetchTarget(url=url, trusted=origin.trusted)
-        origin_str = origin_of(url)
         mirror = next((o for o in pool if o.fetch_from and o.fetch_from == origin_str), None)
         if mirror is not None:
             return FetchTarget(url=url, trusted=mirror.trusted)
@@ -150,7 +155,10 @@ class OriginPolicy:
 
 
 def redirect_target(current: str, location: str) -> str:
-    return urljoin(current, location.strip())
+    try:
+        return urljoin(current, location.strip())
+    except ValueError:
+        raise FetchFailed("redirect", f"unparseable Location {location[:80]!r} from {current}") from None
 
 
 def is_forbidden_address(address: str) -> bool:

@@ -287,3 +287,7 @@ def test_preview_endpoint_errors(synapse: SynapseStack, phenom_site: PhenomSite)
     assert missing.status_code == 400 and missing.json()["errcode"] == "M_MISSING_PARAM"
     other = _preview(client, "https://example.com/x")
     assert other.status_code == 400 and "Only links to" in other.json()["error"]
+    # URLs Python's parser refuses are bad input too (400), not a server error.
+    for junk in ("https://[::1", "https://thephenom.app\uff03@example.com/"):
+        resp = _preview(client, junk)
+        assert resp.status_code == 400 and "Only links to" in resp.json()["error"], resp.text

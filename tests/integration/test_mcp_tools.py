@@ -151,6 +151,17 @@ def test_send_markdown_reply_and_thread_seen_by_a_matrix_user(mcp_stack: McpStac
     eventually(seen_in_sync)
 
 
+def test_agents_are_not_exempt_from_moderation(mcp_stack: McpStack) -> None:
+    # agent-full may use #internal, so the agents module gave it the "team" group, which
+    # the shipped Community policy exempts (staff). An agent (often steered by what users
+    # write) must not inherit a staff exemption from a group it only holds to enter rooms.
+    async def main() -> str:
+        async with mcp_stack.client() as client:
+            return await error_text(client, "send_message", room="community", body="get free crypto now")
+
+    assert "not sent" in run(main)
+
+
 def test_idempotency_key_never_posts_twice(mcp_stack: McpStack, human: MatrixClient) -> None:
     key = f"order-{uuid.uuid4().hex}"
     body = f"exactly once {key}"

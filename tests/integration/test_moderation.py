@@ -142,6 +142,22 @@ def test_every_content_field_is_checked(synapse: SynapseStack) -> None:
     assert eventually(lambda: user.state(room, "m.room.member", user.user_id).json()["displayname"] == "Nice Name")
 
 
+def test_malformed_links_do_not_bypass_moderation(synapse: SynapseStack) -> None:
+    # A URL Python cannot parse ("http://[") used to raise inside the check: the module
+    # failed open and let the whole message through, blocked words and all.
+    user = synapse.register()
+    room = synapse.rooms["community"]
+    user.join(room)
+    blocked(user.send_raw(room, text("free crypto http://[")), "links:domain")
+    html = {"format": "org.matrix.custom.html", "formatted_body": '<a href="http://[::1">badword</a>'}
+    blocked(user.send_raw(room, text("badword", **html)), "links:domain")
+    _, member, own_room = policed_room(synapse, {**KEYWORDS, "links": {"mode": "block", "domains": ["blocked.example"]}})
+    blocked(member.send_raw(own_room, text("http://[blocked.example/")), "links:domain")
+    blocked(member.send_raw(own_room, text("forbiddenword https://[x")), "keywords:test words")
+    # Same with a nested non-string msgtype (Synapse checks only the top-level one).
+    blocked(member.send_raw(own_room, text("forbiddenword", x={"msgtype": {"a": 1}})), "keywords:test words")
+
+
 def test_media_new_accounts_and_live_changes(synapse: SynapseStack) -> None:
     media = {"media": {"allowed_msgtypes": ["m.text", "m.image"], "allowed_mimetypes": ["image/png"], "max_size_bytes": 1000, "allow_stickers": False}}
     owner, user, room = policed_room(synapse, media)
@@ -170,6 +186,8 @@ def test_live_policy_is_validated(synapse: SynapseStack) -> None:
         ({"keywords": [{"name": "k", "keywords": ["a*b"]}]}, "keywords.0.keywords"),
         ({"no_such_rule": True}, "no_such_rule"),
         ({"allow_live_policy": False}, "allow_live_policy"),
+        # Room creators may not point the system user's notices at #internal (or elsewhere).
+        ({"notify_room": "internal"}, "notify_room"),
     ]
     for policy, key in cases:
         resp = set_policy(owner, room, policy)

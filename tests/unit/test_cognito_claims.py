@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from synapse_phenom import cognito_claims as cc
+from synapse_phenom.cognito_config import CognitoMappingConfig
 
 SUB = "62b4ade9-34f2-4701-8778-e5c6d3839531"
 
@@ -131,6 +132,17 @@ def test_collisions_use_the_failures_counter() -> None:
     assert len(long) == cc.MAX_LOCALPART and long.endswith("12")
     with pytest.raises(ValueError):
         cc.candidate_localpart("ann", SUB, -1)
+
+
+def test_agent_namespace_is_never_handed_to_people() -> None:
+    # A self-chosen preferred_username such as "agent-helper" would land a person in the
+    # MCP agents' namespace: unmanaged by group sync (never removed from a room) and an
+    # account the MCP adopts as its agent (with that agent's rooms).
+    prefixes = ["agent-"]
+    assert cc.candidate_localpart("agent-helper", SUB, 0, (), prefixes) == "cognito-62b4ade9"
+    assert cc.candidate_localpart("agent-helper", SUB, 1, (), prefixes) == "cognito-62b4ade91"
+    assert cc.candidate_localpart("agentur", SUB, 0, (), prefixes) == "agentur"
+    assert CognitoMappingConfig().reserved_prefixes == ["agent-"]
 
 
 def test_external_id_matches_synapse_prefix() -> None:

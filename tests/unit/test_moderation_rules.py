@@ -90,6 +90,10 @@ def test_links_classified_and_domains_matched() -> None:
     assert classify("https://matrix.to/#/@alice:server").kind == "user"
     assert classify("matrix:r/room:server").kind == "room" and classify("matrix:u/alice:server").kind == "user"
     assert classify("www.Example.COM/path").host == "www.example.com"
+    # URLs Python cannot parse are still links, judged by their host text (never an exception).
+    assert classify("http://[").host == "" and classify("http://[").kind == "web"
+    assert classify("http://u@[Blocked.example:80/x").host == "blocked.example"
+    assert classify("https://[::1").host == "::1"
     assert domain_matches("cdn.thephenom.app", ["thephenom.app"])
     assert not domain_matches("thephenom.app.evil.com", ["thephenom.app"])
     assert not domain_matches("notthephenom.app", ["thephenom.app"])
@@ -174,6 +178,9 @@ def test_extraction_covers_every_field() -> None:
     assert name.check("m.room.power_levels", {"users": {"@bad:x": 1}}, is_state=True) is None
     assert name.check_display_name("BAD guy").rule == "keywords:blocked words"
     assert name.check("m.room.redaction", {"reason": "bad"}) is None
+    # Junk where a msgtype is expected must not make the check raise (the module fails open).
+    for junk in ({"a": 1}, ["m.image"]):
+        assert name.check("m.room.message", {"msgtype": "m.text", "body": "bad", "x": {"msgtype": junk}}) is not None
 
 
 def test_flood_decision_sliding_window() -> None:
@@ -227,6 +234,15 @@ def test_merge_live_policy() -> None:
         merge_live_policy(base, {"live_policy_power_level": 0})
 
 
+def test_live_policy_cannot_redirect_notices() -> None:
+    # Any user is the creator (top power) of rooms they create: a live policy there must
+    # not make the system user post notices into #internal or any other room it is in.
+    base = RoomPolicy()
+    for target in ("partners", "!secret:hs", "#internal:hs", None):
+        with pytest.raises(InvalidConfig, match=r"notify_room: can only be set in the module config"):
+            merge_live_policy(base, {"notify_room": target})
+
+
 class _Txn:
     def __init__(self, conn: sqlite3.Connection) -> None:
         self._cur = conn.cursor()
@@ -260,3 +276,17 @@ def test_store_flood_mute_and_audit() -> None:
     assert store.list_audit(txn, room_id="!other:x") == [] and len(store.list_audit(txn, since_ms=now + 1)) == 2
     store.cleanup(txn, now + 10 * 86_400_000)
     assert store.gate(txn, "@u:x", "!r:x", now + 10 * 86_400_000, None).muted_until is None
+
+
+def test_rule_names_are_plain_text() -> None:
+    """Names reach moderators' notices in #internal: no markup, newlines or essays."""
+    from pydantic import ValidationError
+
+    from synapse_phenom.moderation.config import RoomPolicy
+
+    RoomPolicy.model_validate({"keywords": [{"name": "scam links v2", "keywords": ["x"]}]})
+    for bad in ("<a href='https://evil'>click</a>", "line\nbreak", "x" * 49, ""):
+        with pytest.raises(ValidationError):
+            RoomPolicy.model_validate({"keywords": [{"name": bad, "keywords": ["x"]}]})
+        with pytest.raises(ValidationError):
+            RoomPolicy.model_validate({"regexes": [{"name": bad, "pattern": "x"}]})

@@ -10,6 +10,7 @@ from synapse_phenom.previews.caching import cache_control_seconds, card_ttl
 from synapse_phenom.previews.card import Card, CardImage, Fact
 from synapse_phenom.previews.config import LinkPreviewConfig, OriginConfig, ResolverConfig
 from synapse_phenom.previews.policy import (
+    FetchFailed,
     OriginPolicy,
     Refused,
     check_addresses,
@@ -18,6 +19,7 @@ from synapse_phenom.previews.policy import (
     find_links,
     is_forbidden_address,
     normalise_url,
+    redirect_target,
 )
 
 PAGE = "https://thephenom.app/p/aurora"
@@ -185,6 +187,10 @@ def test_phenom_links_dedup_and_limit() -> None:
         "https://evil.com/?https://thephenom.app/",
         "https://user:pw@thephenom.app/p",
         "ftp://thephenom.app/p",
+        # urlsplit raises on these: they must be refused, not crash the caller.
+        "https://[::1",
+        "https://thephenom.app\uff03@evil.com/",
+        "https://thephenom.app\u2100x/",
     ],
 )
 def test_non_phenom_links_are_refused(url: str) -> None:
@@ -200,6 +206,12 @@ def test_fetch_from_maps_to_local_copy_and_back() -> None:
     assert POLICY.fetch_target("http://127.0.0.1:3000/other").trusted
     assert POLICY.public_url("http://127.0.0.1:3000/other") == "https://staging.thephenom.app/other"
     assert not POLICY.fetch_target("https://thephenom.app/p").trusted
+
+
+def test_unparseable_redirect_is_a_fetch_failure() -> None:
+    # A plain ValueError escaped the resolver: no failure was cached, every send refetched.
+    with pytest.raises(FetchFailed, match="unparseable Location"):
+        redirect_target("https://thephenom.app/p", "http://[")
 
 
 def test_normalise_url() -> None:
@@ -227,6 +239,7 @@ def test_normalise_url() -> None:
         "2002:7f00:1::",
         "224.0.0.1",
         "fc00::1",
+        "fec0::1",  # deprecated site-local: still routed inside some networks
     ],
 )
 def test_forbidden_addresses(address: str) -> None:

@@ -8,6 +8,7 @@ import sys
 from collections.abc import Iterator
 from typing import Any
 
+import attrs
 import boto3
 import pytest
 from moto import mock_aws
@@ -139,6 +140,14 @@ def test_new_user_skips_reserved_and_taken_ids() -> None:
         "external_ids": [{"auth_provider": "oidc-cognito", "external_id": SUB}],
         "source": "lambda",
     }
+
+
+def test_new_user_never_gets_an_agent_id() -> None:
+    admin = FakeAdmin()
+    identity = attrs.evolve(IDENTITY, localpart="agent-helper")
+    up.provision_identity(admin, identity, SETTINGS)  # type: ignore[arg-type]
+    ((user_id, _),) = admin.provisioned
+    assert user_id == "@cognito-62b4ade9:hs"
 
 
 def test_linked_user_only_gets_groups() -> None:

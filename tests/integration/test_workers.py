@@ -1,0 +1,280 @@
+"""The Phenom modules with Synapse workers: a main process plus one generic worker.
+
+PostgreSQL and Redis only (workers need both). Every client call of interest goes to the
+WORKER's client port, so the rooms, moderation and link-preview callbacks run there, while
+main persists events and runs the background tasks (room creation, follow-up previews).
+Synapse's Redis channel is the server name: a unique one keeps concurrent runs apart.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import attrs
+import httpx2
+import psycopg2
+import pytest
+from fixtures_previews import previews_module_config
+from harness import (
+    MatrixClient,
+    SynapseStack,
+    create_postgres_database,
+    drop_postgres_database,
+    eventually,
+    free_port,
+    require_postgres_dsn,
+    require_redis,
+    unique,
+)
+from previews_site import SLOW_SECONDS, PhenomSite
+
+from synapse_phenom import devstack, hsconfig, membership
+from synapse_phenom.admin_client import SynapseAdmin
+from synapse_phenom.moderation.config import POLICY_EVENT_TYPE
+from synapse_phenom.modules.link_preview import PREVIEW_PATH
+
+pytestmark = pytest.mark.synapse
+
+WORKER = "worker1"
+
+
+@attrs.define
+class Cluster:
+    main: SynapseStack
+    worker: devstack.ManagedProcess
+    worker_url: str
+    dsn: str
+
+    def on_worker(self, client: MatrixClient) -> MatrixClient:
+        """The same user (same access token) talking to the worker."""
+        return MatrixClient(self.worker_url, client.user_id, client.access_token, client.password)
+
+    def login_on_worker(self, localpart: str, password: str) -> MatrixClient:
+        return self.main.login(localpart, password, base_url=self.worker_url)
+
+    def sql(self, query: str, *args: Any) -> list[tuple[Any, ...]]:
+        db = self.main.database
+        conn = psycopg2.connect(
+            host=db.host, port=db.port, dbname=db.name, user=db.user, password=db.password or None
+        )
+        try:
+            with conn.cursor() as cur:
+                cur.execute(query, args)
+                return list(cur.fetchall())
+        finally:
+            conn.close()
+
+
+@pytest.fixture(scope="module")
+def cluster(phenom_site: PhenomSite, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    dsn = require_postgres_dsn("Synapse workers need PostgreSQL")
+    require_redis("Synapse workers replicate through Redis")
+    database = create_postgres_database(dsn)
+    data_dir = tmp_path_factory.mktemp("synapse-workers")
+    main: SynapseStack | None = None
+    worker: devstack.ManagedProcess | None = None
+    try:
+        main = SynapseStack.start(
+            data_dir,
+            database,
+            # The shared Synapse's previews config (the local Phenom site); no ban list:
+            # its alias is on another server name.
+            module_overrides={hsconfig.LINK_PREVIEW_MODULE: previews_module_config(phenom_site)},
+            extra_values={"replication": hsconfig.replication_values("127.0.0.1", free_port())},
+            server_name=f"{unique('w')}.localhost",
+        )
+        port = free_port()
+        worker = devstack.start_worker(main.config_path, devstack.prepare_worker(data_dir, WORKER, port))
+        worker_url = f"http://127.0.0.1:{port}"
+        devstack.wait_http(f"{worker_url}/_matrix/client/versions", [worker, main.process], timeout=60)
+        yield Cluster(main, worker, worker_url, dsn)
+    finally:
+        if worker is not None:
+            worker.stop()
+        if main is not None:
+            main.stop()
+        drop_postgres_database(dsn, database.name)
+
+
+def text(body: str) -> dict[str, Any]:
+    return {"msgtype": "m.text", "body": body}
+
+
+def test_worker_does_not_run_background_tasks_and_rooms_exist_once(cluster: Cluster) -> None:
+    system_user = cluster.main.user_id(membership.RoomsConfig().system_user)
+    created = cluster.sql("SELECT room_id FROM rooms WHERE creator = %s", system_user)
+    assert sorted(r[0] for r in created) == sorted(cluster.main.rooms.values())
+    claims = cluster.sql("SELECT alias, owner FROM phenom_room_claims")
+    assert len(claims) == 3 and all(owner.startswith("main:") for _, owner in claims)
+    # The worker answers for the rooms by alias (it reads what main created).
+    alias = cluster.main.alias("internal")
+    resp = httpx2.get(f"{cluster.worker_url}/_matrix/client/v3/directory/room/{alias.replace('#', '%23')}")
+    assert resp.status_code == 200 and resp.json()["room_id"] == cluster.main.rooms["internal"]
+
+
+def test_provisioned_user_is_in_the_right_rooms_through_the_worker(cluster: Cluster) -> None:
+    main, rooms = cluster.main, cluster.main.rooms
+    localpart, password = unique("team"), unique("pw")
+    with main.admin() as admin:  # admin API on main
+        admin.provision(main.user_id(localpart), ["team"], password=password)
+    client = cluster.login_on_worker(localpart, password)  # on_user_login runs on the worker
+    assert client.joined_rooms() == set(rooms.values())
+    joined = client.sync()["rooms"]["join"]
+    assert set(rooms.values()) <= set(joined)
+
+    # Groups written through the worker's groups endpoint: reconciled on the worker.
+    with SynapseAdmin(cluster.worker_url, main.admin_token) as admin:
+        result = admin.set_groups(client.user_id, ["partners"], "test")
+    assert result["removed"] == [main.alias("internal")]
+    eventually(lambda: client.joined_rooms() == {rooms["partners"], rooms["community"]}, timeout=5)
+
+
+def test_non_team_join_of_internal_is_refused_on_the_worker(cluster: Cluster) -> None:
+    main = cluster.main
+    client = cluster.on_worker(main.register())
+    for target in (main.alias("internal"), main.rooms["internal"]):
+        resp = client.try_join(target)
+        assert resp.status_code == 403, resp.text
+        body = resp.json()
+        assert body["errcode"] == "M_FORBIDDEN"
+        assert body["error"] == membership.denial_message(membership.RoomsConfig(), "internal", main.server_name)
+    assert main.rooms["internal"] not in client.joined_rooms()
+    client.join(main.alias("community"))  # open to everyone: allowed
+
+
+def test_live_policy_and_flood_counts_are_shared_between_processes(cluster: Cluster) -> None:
+    main = cluster.main
+    owner = cluster.on_worker(main.register())
+    room = owner.call("POST", "/_matrix/client/v3/createRoom", json={"preset": "public_chat"})["room_id"]
+    policy = {
+        "keywords": [{"name": "test words", "keywords": ["forbiddenword"]}],
+        "flood": {"messages": 4, "per_seconds": 120},
+    }
+    assert owner.send_state(room, POLICY_EVENT_TYPE, policy).status_code == 200
+    member_main = main.register()
+    member = cluster.on_worker(member_main)
+    member.join(room)
+
+    def refused(client: MatrixClient, body: str, rule: str, errcode: str = "M_FORBIDDEN") -> bool:
+        resp = client.send_raw(room, text(body))
+        if resp.status_code == 200:
+            return False
+        assert resp.status_code in (403, 429), resp.text
+        assert resp.json()["errcode"] == errcode, resp.text
+        assert resp.json()["app.phenom.moderation.rule"].startswith(rule), resp.text
+        return True
+
+    # The live policy applies on the worker, and on main within cache_seconds (2 s).
+    eventually(lambda: refused(member, "a forbiddenword here", "keywords"), timeout=5, interval=0.5)
+    eventually(lambda: refused(member_main, "a forbiddenword there", "keywords"), timeout=5, interval=0.5)
+
+    # Flood control: one counter, whichever process the messages go through.
+    flooder_main = main.register()
+    flooder = cluster.on_worker(flooder_main)
+    flooder.join(room)
+    via = [flooder, flooder_main]
+    for i in range(4):
+        resp = via[i % 2].send_raw(room, text(f"message {i}"))
+        assert resp.status_code == 200, (i, resp.text)
+    assert refused(flooder, "one too many (worker)", "flood", "M_LIMIT_EXCEEDED")
+    assert refused(flooder_main, "one too many (main)", "flood", "M_LIMIT_EXCEEDED")
+    # The refusals were audited once, in the shared table.
+    rows = cluster.sql(
+        "SELECT count(*) FROM phenom_moderation_audit WHERE user_id = %s AND rule = 'flood'",
+        flooder.user_id,
+    )
+    assert rows[0][0] == 2
+
+
+def test_mute_from_violations_on_the_worker_holds_on_main(cluster: Cluster) -> None:
+    main = cluster.main
+    owner = cluster.on_worker(main.register())
+    room = owner.call("POST", "/_matrix/client/v3/createRoom", json={"preset": "public_chat"})["room_id"]
+    policy = {
+        "keywords": [{"name": "test words", "keywords": ["forbiddenword"]}],
+        "escalation": {"violations": 2, "window_seconds": 60, "mute_seconds": 60},
+    }
+    assert owner.send_state(room, POLICY_EVENT_TYPE, policy).status_code == 200
+    user_main = main.register()
+    user = cluster.on_worker(user_main)
+    user.join(room)
+    assert user_main.send_raw(room, text("hello from main")).status_code == 200  # main caches the room now
+    for _ in range(2):
+        resp = user.send_raw(room, text("forbiddenword"))
+        assert resp.status_code == 403 and resp.json()["app.phenom.moderation.rule"].startswith("keywords"), resp.text
+
+    def muted_on_main() -> bool:
+        resp = user_main.send_raw(room, text("a clean message"))
+        if resp.status_code == 200:
+            return False
+        assert resp.json()["app.phenom.moderation.rule"] == "mute", resp.text
+        return True
+
+    # Main may have seen the user unmuted moments ago: within cache_seconds (2 s) it knows.
+    eventually(muted_on_main, timeout=5, interval=0.5)
+
+
+def test_cached_link_card_is_added_inline_on_the_worker(cluster: Cluster, phenom_site: PhenomSite) -> None:
+    main = cluster.main
+    alice_main = main.register()
+    alice, bob = cluster.on_worker(alice_main), cluster.on_worker(main.register())
+    room = alice.call(
+        "POST", "/_matrix/client/v3/createRoom", json={"preset": "private_chat", "invite": [bob.user_id]}
+    )["room_id"]
+    bob.join(room)
+    link = f"{phenom_site.origin}/p/full?t={unique('')}"
+    # Cached by main (the composer's preview endpoint); the worker reads the shared table.
+    resp = alice_main.request("GET", PREVIEW_PATH, params={"url": link})
+    assert resp.status_code == 200, resp.text
+    event_id = alice.send(room, f"look at {link}")
+
+    def synced() -> dict[str, Any] | None:
+        timeline = bob.sync()["rooms"]["join"].get(room, {}).get("timeline", {}).get("events", [])
+        return next((e for e in timeline if e["event_id"] == event_id), None)
+
+    event = eventually(synced, timeout=10)
+    (entry,) = event["content"]["com.beeper.linkpreviews"]
+    assert entry["matched_url"] == link
+    assert entry["og:title"] == "Northern Lights over Tromsø"
+    assert entry["og:image"] == resp.json()["card"]["image"]["mxc"]
+    assert event["content"]["m.url_previews"] == [entry]
+
+
+def test_preview_endpoint_on_the_worker_rehosts_into_the_shared_media_store(
+    cluster: Cluster, phenom_site: PhenomSite
+) -> None:
+    main = cluster.main
+    alice = main.register()
+    link = f"{phenom_site.origin}/p/full?t={unique('')}"
+    resp = cluster.on_worker(alice).request("GET", PREVIEW_PATH, params={"url": link})
+    assert resp.status_code == 200, resp.text
+    mxc = resp.json()["card"]["image"]["mxc"]
+    assert mxc.startswith(f"mxc://{main.server_name}/")
+    media = alice.request("GET", f"/_matrix/client/v1/media/download/{mxc[6:]}")  # served by main
+    assert media.status_code == 200 and media.content[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_uncached_link_gets_exactly_one_follow_up_from_main(cluster: Cluster, phenom_site: PhenomSite) -> None:
+    """The worker does not resolve for messages; main (background tasks) sends the card once."""
+    main = cluster.main
+    alice = cluster.on_worker(main.register())
+    room = alice.call("POST", "/_matrix/client/v3/createRoom", json={"preset": "private_chat"})["room_id"]
+    link = f"{phenom_site.origin}/p/slow?t={unique('')}"
+    event_id = alice.send(room, f"see {link}")
+    assert "com.beeper.linkpreviews" not in alice.event(room, event_id)["content"]
+
+    def follow_ups() -> list[dict[str, Any]]:
+        return [
+            e
+            for e in alice.messages(room, limit=30)
+            if e["type"] == "app.phenom.link_preview"
+            and e["content"].get("m.relates_to", {}).get("event_id") == event_id
+        ]
+
+    eventually(follow_ups, timeout=SLOW_SECONDS + 5)
+    time.sleep(0.5)  # a second (wrong) resolver would have sent by now as well
+    (follow_up,) = follow_ups()
+    assert follow_up["sender"] == alice.user_id
+    assert follow_up["content"]["m.url_previews"][0]["og:title"] == "Slow page"
