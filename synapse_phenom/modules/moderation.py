@@ -77,6 +77,11 @@ _NOTICE_DEDUPE_MS = 60_000
 _MAX_CACHED_USERS = 50_000
 
 
+def kind_of(rule: str) -> str:
+    """``keywords:blocked words`` -> ``keywords``."""
+    return rule.split(":", 1)[0]
+
+
 def _now_ms() -> int:
     return int(time.time() * 1000)
 
@@ -306,7 +311,7 @@ class PhenomModeration:
             "phenom_moderation_record", store.record, row, escalation
         )
         # Label by rule kind only: rule names can come from live policies (unbounded).
-        kind = v.rule.split(":", 1)[0]
+        kind = kind_of(v.rule)
         ACTIONS.labels(view.policy_name, kind, action).inc()
         self._unmuted.pop((user_id, room_id), None)
         if muted_until is not None:
@@ -314,6 +319,9 @@ class PhenomModeration:
         logger.info(
             "Moderation %s in %s: %s by %s (%s)", action, room_id, v.rule, user_id, v.detail
         )
+        # A room's own live policy is written by whoever holds power there (any room
+        # creator): its rule names and keywords must not become text in the moderators' room.
+        live = view.compiled is not self._compiled.get(view.policy_name)
         self._api.run_as_background_process(
             "phenom_moderation_notice",
             self._notify,
@@ -323,6 +331,7 @@ class PhenomModeration:
             v,
             action,
             muted_until,
+            live,
         )
         return muted_until
 
@@ -334,13 +343,15 @@ class PhenomModeration:
         v: Violation,
         action: str,
         muted_until: int | None,
+        live: bool = False,
     ) -> None:
         try:
             target, system = policy.notify_room, self._system_user
             if not target or not system:
                 return
             now = _now_ms()
-            key = (user_id, room_id, v.rule)
+            rule = f"{kind_of(v.rule)} (room's live policy)" if live else v.rule
+            key = (user_id, room_id, rule)
             if muted_until is None and now - self._notified.get(key, 0) < _NOTICE_DEDUPE_MS:
                 return  # one notice per user, room and rule a minute (floods would spam)
             self._notified[key] = now
@@ -349,8 +360,8 @@ class PhenomModeration:
             notify_room_id = await self._resolve_room(target)
             if notify_room_id is None:
                 return
-            text = f"Moderation: {action} — {user_id} in {room_id}, rule '{v.rule}'"
-            if v.detail:
+            text = f"Moderation: {action} — {user_id} in {room_id}, rule '{rule}'"
+            if v.detail and not live:
                 text += f" ({v.detail})"
             if muted_until is not None:
                 text += f"; muted until {time.strftime('%H:%M:%S UTC', time.gmtime(muted_until / 1000))}"
@@ -366,7 +377,7 @@ class PhenomModeration:
                             "action": action,
                             "user_id": user_id,
                             "room_id": room_id,
-                            "rule": v.rule,
+                            "rule": rule,
                         },
                     },
                 }

@@ -271,3 +271,24 @@ def test_ban_list_blocks_join_invite_and_post(synapse: SynapseStack) -> None:
     # Joined before the ban (Community at registration): cannot post either.
     blocked(banned.send_raw(synapse.rooms["community"], text("hello")), "ban_list")
     assert synapse.register().send_raw(synapse.rooms["community"], text("hello")).status_code == 200
+
+
+def test_live_policy_text_never_reaches_the_moderators_room(synapse: SynapseStack) -> None:
+    """A room creator's own rule names and keywords are not echoed into #internal."""
+    policy = {"keywords": [{"name": "visit cheap pills example", "keywords": ["zorblax"]}]}
+    _owner, user, room = policed_room(synapse, policy)
+    blocked(user.send_raw(room, text("zorblax")), "keywords:visit cheap pills example")
+    team = synapse.register()
+    with synapse.admin() as admin:
+        admin.provision(team.user_id, ["team"])
+
+    def notices() -> list[dict[str, Any]]:
+        return [
+            e["content"]
+            for e in team.messages(synapse.rooms["internal"], limit=50)
+            if e["type"] == "m.room.message" and user.user_id in e["content"].get("body", "")
+        ]
+
+    (notice,) = eventually(notices)
+    assert "keywords (room's live policy)" in notice["body"]
+    assert "cheap pills" not in str(notice) and "zorblax" not in str(notice)
