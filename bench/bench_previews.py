@@ -12,11 +12,14 @@
 from __future__ import annotations
 
 import argparse
+import collections
 import os
+import re
 import statistics
 import sys
 import tempfile
 import time
+import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -43,6 +46,22 @@ def cpu_seconds(pid: int) -> float:
     """User + system CPU time of a process (all its threads): robust to other load on the box."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+_TXN_COUNT = re.compile(
+    r'^synapse_storage_transaction_time_count_total\{desc="([^"]+)"[^}]*\} (\S+)'
+)
+
+
+def db_transactions(base_url: str) -> collections.Counter[str]:
+    """Synapse's database transactions so far, by description (from /_synapse/metrics)."""
+    with urllib.request.urlopen(f"{base_url}/_synapse/metrics") as resp:
+        text = resp.read().decode()
+    counts: collections.Counter[str] = collections.Counter()
+    for line in text.splitlines():
+        if m := _TXN_COUNT.match(line):
+            counts[m.group(1)] += int(float(m.group(2)))
+    return counts
 
 
 def percentile(values: list[float], pct: float) -> float:
@@ -146,6 +165,7 @@ def main() -> int:
         kinds = ["plain", "cached link", "client-supplied card"]
         totals = dict.fromkeys(kinds, 0.0)
         cpu = dict.fromkeys(kinds, 0.0)
+        txns: dict[str, collections.Counter[str]] = {k: collections.Counter() for k in kinds}
         latencies: dict[str, list[float]] = {k: [] for k in kinds}
         for r in range(args.rounds):
             for kind in kinds if r % 2 == 0 else kinds[::-1]:
@@ -158,8 +178,11 @@ def main() -> int:
                 }[kind]
                 extra = client_previews if kind == "client-supplied card" else None
                 cpu_before = cpu_seconds(stack.process.popen.pid)
+                txns_before = db_transactions(stack.base_url)
                 seconds, lat = send_batch(senders, room_id, bodies, extra)
                 cpu[kind] += cpu_seconds(stack.process.popen.pid) - cpu_before
+                txns[kind].update(db_transactions(stack.base_url))
+                txns[kind].subtract(txns_before)
                 totals[kind] += seconds
                 latencies[kind] += lat
         # Check the server really added the card to the cached-link sends of the last rounds.
@@ -188,7 +211,15 @@ def main() -> int:
 
     n = per_round * args.rounds
     table = Table(title="Send throughput (messages/s)")
-    for col in ("kind", "messages", "msg/s", "p50 ms", "p95 ms", "Synapse CPU ms/msg"):
+    for col in (
+        "kind",
+        "messages",
+        "msg/s",
+        "p50 ms",
+        "p95 ms",
+        "Synapse CPU ms/msg",
+        "DB txns/msg",
+    ):
         table.add_column(col)
     rates = {}
     for kind in totals:
@@ -200,8 +231,15 @@ def main() -> int:
             f"{statistics.median(latencies[kind]) * 1000:.1f}",
             f"{percentile(latencies[kind], 95) * 1000:.1f}",
             f"{cpu[kind] / n * 1000:.2f}",
+            f"{sum(txns[kind].values()) / n:.2f}",
         )
     console.print(table)
+    # The cached-link sends' extra transactions, by name: what rewriting the event costs.
+    extra_txns = txns["cached link"] - txns["client-supplied card"]
+    console.print(
+        "extra DB transactions per cached-link message vs client-supplied card: "
+        + ", ".join(f"{d} +{c / n:.2f}" for d, c in extra_txns.most_common() if c / n >= 0.5)
+    )
     ratio = rates["cached link"] / rates["plain"] * 100
     console.print(f"cached-link throughput = {ratio:.1f} % of plain (target >= 95 %)")
     capacity = cpu["plain"] / cpu["cached link"] * 100

@@ -108,6 +108,7 @@ class PhenomModeration:
         self._live: dict[tuple[str, str], CompiledPolicy] = {}  # (policy name, event id)
         self._groups: dict[str, tuple[float, frozenset[str]]] = {}
         self._created_s: dict[str, float] = {}
+        self._managed: dict[str, bool] = {}
         self._bans: tuple[float, BanList] = (0.0, BanList([]))
         self._notified: dict[tuple[str, str, str], int] = {}
         self._unmuted: dict[tuple[str, str], float] = {}  # (user, room) -> seen unmuted until
@@ -246,10 +247,23 @@ class PhenomModeration:
             return False
         # Groups exempt people (staff). Users the rooms module leaves alone (agents, whose
         # groups only exist to let them into their rooms) never inherit an exemption.
-        rooms = get_rooms_module()
-        if rooms is None or not rooms.is_managed_user(user_id):
+        if not self._is_managed(user_id):
             return False
         return not (await self._user_groups(user_id)).isdisjoint(ex.groups)
+
+    def _is_managed(self, user_id: str) -> bool:
+        """``is_managed_user``, remembered (it depends only on config): spares every gated
+        message two RE2 searches of the ``unmanaged_users`` patterns."""
+        managed = self._managed.get(user_id)
+        if managed is None:
+            rooms = get_rooms_module()
+            if rooms is None:
+                return False
+            managed = rooms.is_managed_user(user_id)
+            if len(self._managed) > _MAX_CACHED_USERS:
+                self._managed.clear()
+            self._managed[user_id] = managed
+        return managed
 
     async def _new_account_until(self, policy: RoomPolicy, user_id: str) -> float | None:
         if policy.new_accounts is None or policy.new_accounts.min_age_seconds == 0:
