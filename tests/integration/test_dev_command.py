@@ -10,9 +10,7 @@ import time
 from pathlib import Path
 
 import httpx2
-from harness import PRODUCTION_ENV, env_without_phenom, free_port
-
-from synapse_phenom.admin_client import SynapseAdmin
+from harness import PRODUCTION_ENV, MatrixClient, env_without_phenom, free_port
 
 BIN = Path(sys.executable).parent / "phenom-chat"
 
@@ -62,6 +60,14 @@ def alive(pid: int) -> bool:
     return True
 
 
+def stop_cleanly(proc: subprocess.Popen[str], signum: int, children: list[int]) -> None:
+    """Signal the dev command; it must exit 0 and leave no child process behind."""
+    proc.send_signal(signum)
+    proc.wait(60)
+    assert proc.returncode == 0
+    assert not any(alive(p) for p in children), "a child outlived the dev command"
+
+
 def provision(data_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [str(BIN), "provision-user", "--data-dir", str(data_dir), *args],
@@ -75,6 +81,7 @@ def provision(data_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
 def test_dev_stack_lifecycle(tmp_path: Path) -> None:
     data_dir = tmp_path / "dev"
     port = free_port()
+    children: list[int] = []
     proc = start_dev(data_dir, port)
     try:
         banner = wait_up(proc)
@@ -91,12 +98,10 @@ def test_dev_stack_lifecycle(tmp_path: Path) -> None:
         children = child_pids(proc.pid)
         assert children, "dev started no processes"
     finally:
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(60)
-    assert proc.returncode == 0
-    assert not any(alive(p) for p in children), "a child outlived the dev command"
+        stop_cleanly(proc, signal.SIGTERM, children)
 
     # Second run, same dir: the user and their rooms are still there.
+    children = []
     proc = start_dev(data_dir, port)
     try:
         wait_up(proc)
@@ -106,16 +111,12 @@ def test_dev_stack_lifecycle(tmp_path: Path) -> None:
         )
         assert resp.status_code == 200, resp.text
         token = resp.json()["access_token"]
-        with SynapseAdmin(f"http://127.0.0.1:{port}", token) as client:
-            rooms = client._http.get("/_matrix/client/v3/joined_rooms", headers={"Authorization": f"Bearer {token}"})
-        assert len(rooms.json()["joined_rooms"]) == 3
+        client = MatrixClient(f"http://127.0.0.1:{port}", "@alice:localhost", token)
+        assert len(client.joined_rooms()) == 3
         children = child_pids(proc.pid)
         assert children, "dev started no processes"
     finally:
-        proc.send_signal(signal.SIGINT)
-        proc.wait(60)
-    assert proc.returncode == 0
-    assert not any(alive(p) for p in children)
+        stop_cleanly(proc, signal.SIGINT, children)
 
 
 def test_render_config_names_missing_variables(tmp_path: Path) -> None:
