@@ -26,8 +26,8 @@ from harness import SynapseStack, unique
 from rich.console import Console
 from rich.table import Table
 
-from synapse_phenom import hsconfig
 from synapse_phenom.lambdas import user_provisioner
+from synapse_phenom.ops import hsconfig
 
 console = Console()
 

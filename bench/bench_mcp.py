@@ -39,10 +39,10 @@ from harness import SynapseStack, free_port
 from rich.console import Console
 from rich.table import Table
 
-from synapse_phenom import devstack, hsconfig
 from synapse_phenom.mcp import dev as mcp_dev
 from synapse_phenom.mcp.appservice import read_as_token
 from synapse_phenom.mcp.devkeys import DEV_CLIENT_ID
+from synapse_phenom.ops import devstack, hsconfig
 
 FILTER = '{"types":["m.room.message"],"lazy_load_members":true}'
 

@@ -29,9 +29,9 @@ from harness import MatrixClient, SynapseStack, create_postgres_database, drop_p
 from rich.console import Console
 from rich.table import Table
 
-from synapse_phenom import hsconfig
 from synapse_phenom.moderation.config import POLICY_EVENT_TYPE, RoomPolicy
 from synapse_phenom.moderation.rules import CompiledPolicy
+from synapse_phenom.ops import hsconfig
 
 console = Console(width=130)
 REGEXES = [

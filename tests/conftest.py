@@ -20,7 +20,7 @@ from harness import (
     require_postgres_dsn,
 )
 
-from synapse_phenom import hsconfig
+from synapse_phenom.ops import hsconfig
 
 # Each area keeps its session fixtures in its own file; each provides
 # `<area>_synapse_config`, merged into the shared Synapse's config below.

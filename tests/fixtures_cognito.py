@@ -31,9 +31,9 @@ import pytest
 from bs4 import BeautifulSoup
 from harness import MatrixClient, SynapseConfigPart, SynapseStack, free_port, unique
 
-from synapse_phenom import devstack
-from synapse_phenom.admin_client import raise_for_matrix
-from synapse_phenom.cognito_config import CognitoOidcSettings, oidc_provider
+from synapse_phenom.cognito.config import CognitoOidcSettings, oidc_provider
+from synapse_phenom.ops import devstack
+from synapse_phenom.ops.admin_client import raise_for_matrix
 
 REGION = "eu-west-1"
 APP_REDIRECT = "phenom://auth"  # the mobile app's redirect; whitelisted in the test Synapse

@@ -18,9 +18,9 @@ from harness import SynapseConfigPart, SynapseStack, free_port
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 
-from synapse_phenom import devstack
 from synapse_phenom.mcp import dev as mcp_dev
 from synapse_phenom.mcp.devkeys import DevSigner
+from synapse_phenom.ops import devstack
 
 FULL = "test-agent-full"  # every room, every scope it is given
 COMMUNITY = "test-agent-community"  # community only

@@ -11,7 +11,7 @@ from __future__ import annotations
 import pytest
 from harness import SynapseConfigPart
 
-from synapse_phenom.hsconfig import MODERATION_MODULE
+from synapse_phenom.ops.hsconfig import MODERATION_MODULE
 
 # Created by the ban-list test; until then the module skips it.
 BAN_LIST_ALIAS_LOCALPART = "moderation-test-bans"

@@ -21,8 +21,8 @@ import attrs
 import httpx2
 import psycopg2
 
-from synapse_phenom import devstack, hsconfig
-from synapse_phenom.admin_client import SynapseAdmin, raise_for_matrix
+from synapse_phenom.ops import devstack, hsconfig
+from synapse_phenom.ops.admin_client import SynapseAdmin, raise_for_matrix
 
 POSTGRES_ENV = "PHENOM_TEST_POSTGRES_DSN"
 

@@ -6,12 +6,12 @@ import argparse
 import os
 from pathlib import Path
 
-from synapse_phenom import hsconfig
 from synapse_phenom.cli._common import console, fail
-from synapse_phenom.files import write_private
+from synapse_phenom.ops import hsconfig
+from synapse_phenom.ops.files import write_private
 
 
-def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "render-config",
         help="render homeserver.yaml (and log.yaml) from PHENOM_* environment variables",

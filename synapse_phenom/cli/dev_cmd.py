@@ -12,13 +12,13 @@ from types import FrameType
 
 from rich.table import Table
 
-from synapse_phenom import devstack, hsconfig
 from synapse_phenom.cli._common import add_data_dir, console, fail
 from synapse_phenom.mcp import dev as mcp_dev
-from synapse_phenom.membership import RoomsConfig
+from synapse_phenom.ops import devstack, hsconfig
+from synapse_phenom.rooms.config import RoomsConfig
 
 
-def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("dev", help="run the dev stack (Synapse with all Phenom modules) until Ctrl-C")
     add_data_dir(p)
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")

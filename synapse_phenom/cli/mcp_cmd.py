@@ -10,7 +10,7 @@ from synapse_phenom.cli._common import console, fail
 from synapse_phenom.config import InvalidConfig
 
 
-def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("mcp", help="run the MCP server for AI agents (see docs/mcp.md)")
     p.add_argument(
         "--config",

@@ -15,7 +15,6 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 from synapse_phenom.config import FrozenModel, InvalidConfig, describe_validation_error
 
 POLICY_EVENT_TYPE = "app.phenom.moderation.policy"
-AUDIT_PATH = "/_synapse/client/phenom/v1/moderation/audit"
 DEFAULT_POLICY = "default"
 # Keys a live policy may not change: they decide who may change the policy at all, and
 # where the system user posts notices (any user tops the power levels of rooms they create).

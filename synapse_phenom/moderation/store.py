@@ -10,8 +10,8 @@ from typing import Any
 
 import attrs
 
+from synapse_phenom.db import Txn
 from synapse_phenom.moderation.rules import FloodDecision, flood_decision
-from synapse_phenom.store import Txn
 
 SCHEMA = (
     """

@@ -44,7 +44,7 @@ def guarded(
             except Exception:
                 CALLBACK_ERRORS.labels(module=module, callback=name).inc()
                 log.exception("%s callback %s failed; falling back", module, name)
-                return fallback() if callable(fallback) else fallback  # type: ignore[no-any-return]
+                return fallback() if callable(fallback) else fallback
 
         return wrapper
 

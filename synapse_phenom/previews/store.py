@@ -8,8 +8,8 @@ by content hash when several URLs serve the same bytes).
 
 from __future__ import annotations
 
+from synapse_phenom.db import Txn
 from synapse_phenom.previews.card import Card, CardImage
-from synapse_phenom.store import Txn
 
 SCHEMA = (
     """

@@ -17,7 +17,7 @@ from harness import (
     require_postgres_dsn,
 )
 
-from synapse_phenom import devstack, hsconfig
+from synapse_phenom.ops import devstack, hsconfig
 
 pytestmark = pytest.mark.synapse
 

@@ -16,8 +16,8 @@ from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import MCPError
 
-from synapse_phenom import devstack
 from synapse_phenom.mcp import dev as mcp_dev
+from synapse_phenom.ops import devstack
 
 pytestmark = pytest.mark.synapse
 

@@ -16,7 +16,8 @@ from fixtures_moderation import BAN_LIST_ALIAS_LOCALPART
 from harness import MatrixClient, SynapseStack, eventually, unique
 
 from synapse_phenom.cli import main as cli_main
-from synapse_phenom.moderation.config import AUDIT_PATH, POLICY_EVENT_TYPE
+from synapse_phenom.endpoints import AUDIT_PATH
+from synapse_phenom.moderation.config import POLICY_EVENT_TYPE
 
 pytestmark = pytest.mark.synapse
 

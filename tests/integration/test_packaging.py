@@ -6,12 +6,15 @@ COPYs, build the wheel the same way, and check it carries what the entrypoints u
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import subprocess
 import sys
+import tomllib
 import zipfile
 from pathlib import Path
+from typing import Any
 
 import pytest
 from harness import PRODUCTION_ENV, env_without_phenom
@@ -68,3 +71,61 @@ def test_synapse_entrypoint_renders_config(tmp_path: Path) -> None:
     result = subprocess.run(["sh", "-c", render_line], env=env, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "homeserver.yaml").exists() and (tmp_path / "log.yaml").exists()
+
+
+def _project_metadata() -> dict[str, Any]:
+    return tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+
+
+def _names(requirements: list[str]) -> set[str]:
+    return {re.split(r"[\s\[<>=!~;]", r, maxsplit=1)[0].lower() for r in requirements}
+
+
+def test_mcp_extra_brings_no_matrix_synapse() -> None:
+    project = _project_metadata()
+    extras = project["optional-dependencies"]
+    assert "matrix-synapse" not in _names(project["dependencies"])
+    assert "matrix-synapse" not in _names(extras["mcp"])
+    assert "matrix-synapse" in _names(extras["synapse"])
+    assert "pip install --no-cache-dir \".[mcp]\"" in (ROOT / "docker/Dockerfile.mcp").read_text()
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(660)
+def test_mcp_install_resolves_without_matrix_synapse(tmp_path: Path) -> None:
+    """What ``pip install .[mcp]`` (the MCP image) would install: pip's own resolution."""
+    report = tmp_path / "report.json"
+    result = subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--dry-run", "--ignore-installed", "-q",
+         "--disable-pip-version-check", "--report", str(report), f"{ROOT}[mcp]"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    installed = {i["metadata"]["name"].lower() for i in json.loads(report.read_text())["install"]}
+    assert "mcp" in installed and "synapse-phenom" in installed
+    assert not installed & {"matrix-synapse", "twisted", "signedjson"}
+
+
+def test_mcp_sidecar_runs_without_synapse_installed(tmp_path: Path) -> None:
+    """The sidecar's entry point and backend import with synapse and twisted unimportable."""
+    code = (
+        "import sys\n"
+        "class Block:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name.split('.')[0] in ('synapse', 'twisted', 'signedjson'):\n"
+        "            raise ImportError(f'{name} is not installed in the MCP image')\n"
+        "sys.meta_path.insert(0, Block())\n"
+        "from synapse_phenom.cli import main\n"
+        "import synapse_phenom.mcp.server, synapse_phenom.mcp.synapse_backend\n"
+        "try:\n"
+        "    main(['mcp', '--help'])\n"
+        "except SystemExit as e:\n"
+        "    sys.exit(e.code)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=tmp_path
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "usage: phenom-chat mcp" in result.stdout

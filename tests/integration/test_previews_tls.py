@@ -116,7 +116,7 @@ TWISTED_SCRIPT = textwrap.dedent(
     from twisted.internet import defer, task
     from twisted.internet.ssl import Certificate
     from synapse_phenom.previews import ResolverConfig
-    from synapse_phenom.previews.fetch_twisted import TwistedFetcher
+    from synapse_phenom.modules._preview_fetch_twisted import TwistedFetcher
     from synapse_phenom.previews.resolver import PreviewResolver
 
     origin, url, ca, timeout = sys.argv[1], sys.argv[2], sys.argv[3], float(sys.argv[4])

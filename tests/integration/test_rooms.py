@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from harness import SynapseStack, eventually, unique
 
-from synapse_phenom.admin_client import MatrixError
+from synapse_phenom.ops.admin_client import MatrixError
 
 pytestmark = pytest.mark.synapse
 

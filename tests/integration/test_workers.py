@@ -30,10 +30,12 @@ from harness import (
 )
 from previews_site import SLOW_SECONDS, PhenomSite
 
-from synapse_phenom import devstack, hsconfig, membership
-from synapse_phenom.admin_client import SynapseAdmin
+from synapse_phenom.endpoints import PREVIEW_PATH
 from synapse_phenom.moderation.config import POLICY_EVENT_TYPE
-from synapse_phenom.modules.link_preview import PREVIEW_PATH
+from synapse_phenom.ops import devstack, hsconfig
+from synapse_phenom.ops.admin_client import SynapseAdmin
+from synapse_phenom.rooms import membership
+from synapse_phenom.rooms.config import RoomsConfig
 
 pytestmark = pytest.mark.synapse
 
@@ -103,7 +105,7 @@ def text(body: str) -> dict[str, Any]:
 
 
 def test_worker_does_not_run_background_tasks_and_rooms_exist_once(cluster: Cluster) -> None:
-    system_user = cluster.main.user_id(membership.RoomsConfig().system_user)
+    system_user = cluster.main.user_id(RoomsConfig().system_user)
     created = cluster.sql("SELECT room_id FROM rooms WHERE creator = %s", system_user)
     assert sorted(r[0] for r in created) == sorted(cluster.main.rooms.values())
     claims = cluster.sql("SELECT alias, owner FROM phenom_room_claims")
@@ -139,7 +141,7 @@ def test_non_team_join_of_internal_is_refused_on_the_worker(cluster: Cluster) ->
         assert resp.status_code == 403, resp.text
         body = resp.json()
         assert body["errcode"] == "M_FORBIDDEN"
-        assert body["error"] == membership.denial_message(membership.RoomsConfig(), "internal", main.server_name)
+        assert body["error"] == membership.denial_message(RoomsConfig(), "internal", main.server_name)
     assert main.rooms["internal"] not in client.joined_rooms()
     client.join(main.alias("community"))  # open to everyone: allowed
 

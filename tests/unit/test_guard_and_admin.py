@@ -6,8 +6,8 @@ import asyncio
 import hashlib
 import hmac
 
-from synapse_phenom.admin_client import shared_secret_mac
 from synapse_phenom.modules._guard import CALLBACK_ERRORS, guarded
+from synapse_phenom.ops.admin_client import shared_secret_mac
 
 
 def test_guard_returns_fallback_and_counts() -> None:

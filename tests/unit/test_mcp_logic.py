@@ -18,7 +18,6 @@ import jwt
 import pytest
 import yaml
 
-from synapse_phenom.agent_rooms import groups_for_rooms, plan_agent_rooms
 from synapse_phenom.cli import main as cli_main
 from synapse_phenom.config import InvalidConfig
 from synapse_phenom.mcp import backend as b
@@ -44,7 +43,8 @@ from synapse_phenom.mcp.tools import (
     check_room_ref,
     render_markdown,
 )
-from synapse_phenom.membership import RoomsConfig
+from synapse_phenom.rooms.config import RoomsConfig
+from synapse_phenom.rooms.membership import groups_for_rooms, plan_agent_rooms
 
 AGENT = AgentProfile(localpart="agent-x", rooms=("community",), rate_limit_per_minute=2)
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from synapse_phenom.config import InvalidConfig, parse_model
-from synapse_phenom.membership import (
-    RoomsConfig,
+from synapse_phenom.rooms.config import RoomsConfig
+from synapse_phenom.rooms.membership import (
     denial_message,
     normalise_groups,
     plan_memberships,

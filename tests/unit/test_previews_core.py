@@ -378,7 +378,7 @@ def test_bad_config_names_the_key(raw: dict[str, object], key: str) -> None:
 
 
 def test_memo_expires_and_evicts_least_recent() -> None:
-    from synapse_phenom.previews.memo import TtlMemo
+    from synapse_phenom.memo import TtlMemo
 
     now = [0.0]
     memo: TtlMemo[str] = TtlMemo(size=2, ttl_s=10, clock=lambda: now[0])

@@ -14,8 +14,8 @@ import yaml
 from harness import PRODUCTION_ENV, free_port, redis_available
 from synapse.config.homeserver import HomeServerConfig
 
-from synapse_phenom import devstack, hsconfig
 from synapse_phenom.cli import main as cli_main
+from synapse_phenom.ops import devstack, hsconfig
 
 
 def _render(values: dict[str, Any]) -> dict[str, Any]:

@@ -14,7 +14,8 @@ from urllib.parse import quote
 import attrs
 import httpx2
 
-from synapse_phenom.membership import GROUPS_PATH, normalise_groups
+from synapse_phenom.endpoints import GROUPS_PATH
+from synapse_phenom.rooms.membership import normalise_groups
 
 
 class MatrixError(Exception):

@@ -17,8 +17,8 @@ import attrs
 import jinja2
 import yaml
 
-from synapse_phenom.files import write_private
 from synapse_phenom.moderation.config import default_module_config as moderation_defaults
+from synapse_phenom.ops.files import write_private
 from synapse_phenom.previews.config import DEFAULT_ORIGINS, normalise_origin
 
 ROOMS_MODULE = "synapse_phenom.modules.rooms.PhenomRooms"
@@ -196,7 +196,7 @@ def cognito_oidc_from_env(get: Mapping[str, str]) -> list[dict[str, Any]]:
     """
     from pydantic import ValidationError
 
-    from synapse_phenom.cognito_config import CognitoOidcSettings, oidc_provider
+    from synapse_phenom.cognito.config import CognitoOidcSettings, oidc_provider
 
     fields = {
         "user_pool_id": "PHENOM_COGNITO_USER_POOL_ID",
