@@ -49,4 +49,3 @@ def parse_model(model: type[M], raw: Mapping[str, Any] | None, prefix: str) -> M
         return model.model_validate(dict(raw))
     except ValidationError as err:
         raise InvalidConfig(describe_validation_error(err, prefix), (prefix,)) from None
-

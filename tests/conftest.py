@@ -55,7 +55,12 @@ def synapse_config(
     mcp_synapse_config: SynapseConfigPart,
 ) -> SynapseConfigPart:
     return merge_parts(
-        [cognito_synapse_config, moderation_synapse_config, previews_synapse_config, mcp_synapse_config]
+        [
+            cognito_synapse_config,
+            moderation_synapse_config,
+            previews_synapse_config,
+            mcp_synapse_config,
+        ]
     )
 
 

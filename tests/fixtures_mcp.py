@@ -34,7 +34,11 @@ TEST_AGENTS = {
         "rooms": ["internal", "partners", "community"],
         "rate_limit_per_minute": 100_000,
     },
-    COMMUNITY: {"localpart": "agent-community", "rooms": ["community"], "rate_limit_per_minute": 100_000},
+    COMMUNITY: {
+        "localpart": "agent-community",
+        "rooms": ["community"],
+        "rate_limit_per_minute": 100_000,
+    },
     SLOW: {"localpart": "agent-slow", "rooms": ["community"], "rate_limit_per_minute": 3},
 }
 
@@ -60,7 +64,9 @@ class McpStack:
     process: devstack.ManagedProcess
     config_path: Path
 
-    def token(self, client_id: str = FULL, scopes: tuple[str, ...] = ALL_SCOPES, lifetime: int = 600) -> str:
+    def token(
+        self, client_id: str = FULL, scopes: tuple[str, ...] = ALL_SCOPES, lifetime: int = 600
+    ) -> str:
         return self.signer.token(client_id, scopes, lifetime=lifetime)
 
     def agent_user_id(self, client_id: str = FULL) -> str:

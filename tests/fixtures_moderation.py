@@ -21,5 +21,7 @@ BAN_LIST_ALIAS_LOCALPART = "moderation-test-bans"
 def moderation_synapse_config(tmp_path_factory: pytest.TempPathFactory) -> SynapseConfigPart:
     """Extra template values / module config the shared test Synapse needs for moderation."""
     return SynapseConfigPart(
-        module_overrides={MODERATION_MODULE: {"ban_lists": [f"#{BAN_LIST_ALIAS_LOCALPART}:localhost"]}}
+        module_overrides={
+            MODERATION_MODULE: {"ban_lists": [f"#{BAN_LIST_ALIAS_LOCALPART}:localhost"]}
+        }
     )

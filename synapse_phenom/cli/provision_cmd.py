@@ -30,7 +30,11 @@ def run(args: argparse.Namespace) -> int:
     try:
         with SynapseAdmin(base_url, token) as admin:
             server_name = admin.whoami().split(":", 1)[1]
-            user_id = args.username if args.username.startswith("@") else f"@{args.username}:{server_name}"
+            user_id = (
+                args.username
+                if args.username.startswith("@")
+                else f"@{args.username}:{server_name}"
+            )
             groups = [g for g in args.groups.split(",") if g.strip()]
             result = admin.provision(
                 user_id, groups, displayname=args.display_name, source="cli", password=args.password

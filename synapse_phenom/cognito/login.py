@@ -43,7 +43,9 @@ SSO_LOGIN_SYNCS = Counter(
 class Database(Protocol):
     """The part of Synapse's ``ModuleApi`` used here."""
 
-    def run_db_interaction(self, desc: str, func: Callable[..., Any], *args: Any) -> Awaitable[Any]: ...
+    def run_db_interaction(
+        self, desc: str, func: Callable[..., Any], *args: Any
+    ) -> Awaitable[Any]: ...
 
 
 class GroupsSink(Protocol):
@@ -51,7 +53,9 @@ class GroupsSink(Protocol):
 
     async def reconcile(self, user_id: str) -> Any: ...
 
-    async def set_groups_and_reconcile(self, user_id: str, groups: list[str], source: str) -> Any: ...
+    async def set_groups_and_reconcile(
+        self, user_id: str, groups: list[str], source: str
+    ) -> Any: ...
 
 
 # Databases whose Cognito tables exist (weak: a test's ModuleApi does not outlive the test).

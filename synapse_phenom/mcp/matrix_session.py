@@ -35,8 +35,9 @@ def _q(value: str) -> str:
 class AgentSession:
     """The application-service HTTP session, acting as each agent, and the agents' rooms."""
 
-
-    def __init__(self, config: SynapseBackendConfig, as_token: str, http: httpx2.AsyncClient | None = None) -> None:
+    def __init__(
+        self, config: SynapseBackendConfig, as_token: str, http: httpx2.AsyncClient | None = None
+    ) -> None:
         self._config = config
         self._http = http or httpx2.AsyncClient(
             base_url=config.homeserver_url,
@@ -80,7 +81,9 @@ class AgentSession:
         try:
             resp = await self._http.request(method, path, **kwargs)
         except httpx2.TransportError as err:
-            raise Unavailable(f"The chat server is unreachable ({type(err).__name__}); try again shortly.") from None
+            raise Unavailable(
+                f"The chat server is unreachable ({type(err).__name__}); try again shortly."
+            ) from None
         try:
             body = resp.json()
         except ValueError:
@@ -92,7 +95,8 @@ class AgentSession:
     # -- agents and rooms ------------------------------------------------------------
 
     async def _ensure_agent(self, agent: AgentProfile) -> dict[str, str]:
-        """Register the agent user and its device, set its name, join its rooms (once per process)."""
+        """Register the agent user and its device, set its name, join its rooms (once per
+        process)."""
         ready = self._ready.get(agent.localpart)
         if ready is not None:
             return ready
@@ -109,10 +113,18 @@ class AgentSession:
                     json_body={"displayname": agent.display_name},
                 )
             try:
-                result = await self._call("POST", AGENT_ROOMS_PATH, agent, json_body={"rooms": list(agent.rooms)})
+                result = await self._call(
+                    "POST", AGENT_ROOMS_PATH, agent, json_body={"rooms": list(agent.rooms)}
+                )
             except NotFound:
-                logger.error("Synapse does not serve %s: load synapse_phenom.modules.agents.PhenomAgents", AGENT_ROOMS_PATH)
-                raise Unavailable("The chat server is not set up for agents yet (agents module missing); tell the operator.") from None
+                logger.error(
+                    "Synapse does not serve %s: load synapse_phenom.modules.agents.PhenomAgents",
+                    AGENT_ROOMS_PATH,
+                )
+                raise Unavailable(
+                    "The chat server is not set up for agents yet (agents module missing); tell "
+                    "the operator."
+                ) from None
             rooms = {str(k): str(v) for k, v in (result.get("rooms") or {}).items()}
             logger.info("agent %s ready in rooms %s", self.user_id(agent), sorted(rooms))
             self._ready[agent.localpart] = rooms
@@ -135,9 +147,15 @@ class AgentSession:
             if "M_USER_IN_USE" not in str(err):
                 raise
         try:
-            await self._call("GET", f"/_matrix/client/v3/devices/{_q(self._config.device_id)}", agent, device=False)
+            await self._call(
+                "GET",
+                f"/_matrix/client/v3/devices/{_q(self._config.device_id)}",
+                agent,
+                device=False,
+            )
         except NotFound:
-            # The user exists without our device (e.g. created by an older version): log in to create it.
+            # The user exists without our device (e.g. created by an older version): log in
+            # to create it.
             await self._call(
                 "POST",
                 "/_matrix/client/v3/login",
@@ -156,23 +174,32 @@ class AgentSession:
         if ref in ROOM_KEYS:
             if ref not in rooms:
                 raise Forbidden(
-                    f"Not allowed: this agent may not use the {ref} room. Its rooms: {', '.join(sorted(rooms)) or 'none'}."
+                    f"Not allowed: this agent may not use the {ref} room. Its rooms: "
+                    f"{', '.join(sorted(rooms)) or 'none'}."
                 )
             return ref, rooms[ref]
         room_id = ref
         if ref.startswith("#") and not ref.endswith(f":{self._config.server_name}"):
             # Agents only use this server's rooms; never make Synapse ask another server.
-            raise Forbidden(f"Not allowed: {ref} is not a room of this server. Call list_rooms for the rooms you can use.")
+            raise Forbidden(
+                f"Not allowed: {ref} is not a room of this server. Call list_rooms for the rooms "
+                "you can use."
+            )
         if ref.startswith("#"):
             room_id = self._aliases.get(ref) or ""
             if not room_id:
                 try:
                     found = await self._call("GET", f"/_matrix/client/v3/directory/room/{_q(ref)}")
                 except NotFound:
-                    raise NotFound(f"Room not found: no room has the alias {ref}. Call list_rooms.") from None
+                    raise NotFound(
+                        f"Room not found: no room has the alias {ref}. Call list_rooms."
+                    ) from None
                 room_id = self._aliases[ref] = str(found["room_id"])
         if room_id not in by_id:
-            raise Forbidden(f"Not allowed: {ref} is not one of this agent's rooms. Call list_rooms for those it may use.")
+            raise Forbidden(
+                f"Not allowed: {ref} is not one of this agent's rooms. Call list_rooms for those "
+                "it may use."
+            )
         return by_id[room_id], room_id
 
 
@@ -181,7 +208,9 @@ def _error(status: int, body: dict[str, Any]) -> BackendError:
     text = str(body.get("error", f"HTTP {status}"))
     if status == 429 or errcode == "M_LIMIT_EXCEEDED":
         retry_ms = body.get("retry_after_ms")
-        return RateLimited(f"the chat server is throttling this agent ({text})", (retry_ms or 1000) / 1000)
+        return RateLimited(
+            f"the chat server is throttling this agent ({text})", (retry_ms or 1000) / 1000
+        )
     if status == 404:
         return NotFound(f"Not found: {text} ({errcode})")
     if status == 403:

@@ -22,7 +22,9 @@ class ScopeGate:
     replayed. The JSON-RPC error body lets MCP clients show the reason.
     """
 
-    def __init__(self, app: ASGIApp, resource_server: str, metadata_url: str, metrics: Metrics) -> None:
+    def __init__(
+        self, app: ASGIApp, resource_server: str, metadata_url: str, metrics: Metrics
+    ) -> None:
         self.app = app
         self.resource_server = resource_server
         self.metadata_url = metadata_url
@@ -41,7 +43,9 @@ class ScopeGate:
                 return
             chunks.append(message.get("body", b""))
             size += len(chunks[-1])
-            if size > DEFAULT_MAX_REQUEST_BODY_SIZE:  # the transport's own cap, enforced before buffering
+            if (
+                size > DEFAULT_MAX_REQUEST_BODY_SIZE
+            ):  # the transport's own cap, enforced before buffering
                 await Response("Request body too large", status_code=413)(scope, receive, send)
                 return
             more = message.get("more_body", False)
@@ -67,7 +71,11 @@ class ScopeGate:
         except ValueError:
             return None  # the transport answers malformed JSON itself
         user = scope.get("user")
-        granted = short_scopes(user.access_token, self.resource_server) if isinstance(user, AuthenticatedUser) else frozenset()
+        granted = (
+            short_scopes(user.access_token, self.resource_server)
+            if isinstance(user, AuthenticatedUser)
+            else frozenset()
+        )
         for request in parsed if isinstance(parsed, list) else [parsed]:
             if not isinstance(request, dict) or request.get("method") != "tools/call":
                 continue
@@ -81,8 +89,13 @@ class ScopeGate:
     async def _forbid(self, send: Send, request_id: Any, tool: str, needed: str) -> None:
         self.metrics.auth_failures.labels(status="403").inc()
         full = f"{self.resource_server}/{needed}"
-        text = f"Insufficient scope: {tool} needs {full}; ask the operator to allow it for this app client."
-        body = json.dumps({"jsonrpc": "2.0", "id": request_id, "error": {"code": -32001, "message": text}}).encode()
+        text = (
+            f"Insufficient scope: {tool} needs {full}; ask the operator to allow it for this "
+            "app client."
+        )
+        body = json.dumps(
+            {"jsonrpc": "2.0", "id": request_id, "error": {"code": -32001, "message": text}}
+        ).encode()
         challenge = (
             f'Bearer error="insufficient_scope", scope="{full}", '
             f'error_description="{tool} needs {full}", resource_metadata="{self.metadata_url}"'

@@ -15,13 +15,22 @@ class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
         self.calls = Counter(
-            "phenom_mcp_tool_calls_total", "Tool calls by tool and outcome", ["tool", "outcome"], registry=self.registry
+            "phenom_mcp_tool_calls_total",
+            "Tool calls by tool and outcome",
+            ["tool", "outcome"],
+            registry=self.registry,
         )
         self.duration = Histogram(
-            "phenom_mcp_tool_duration_seconds", "Tool call duration", ["tool"], registry=self.registry
+            "phenom_mcp_tool_duration_seconds",
+            "Tool call duration",
+            ["tool"],
+            registry=self.registry,
         )
         self.auth_failures = Counter(
-            "phenom_mcp_auth_failures_total", "Requests refused by auth", ["status"], registry=self.registry
+            "phenom_mcp_auth_failures_total",
+            "Requests refused by auth",
+            ["status"],
+            registry=self.registry,
         )
 
 
@@ -55,6 +64,12 @@ def configure_logging(level: str) -> None:
     for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
         logging.getLogger(name).handlers[:] = []
         logging.getLogger(name).propagate = True
-    # Per-request chatter (HTTP calls to Synapse, stateless session teardown) is not worth a line each.
-    for name in ("httpx2", "httpcore2", "mcp.server.streamable_http", "mcp.server.streamable_http_manager"):
+    # Per-request chatter (HTTP calls to Synapse, stateless session teardown) is not worth a
+    # line each.
+    for name in (
+        "httpx2",
+        "httpcore2",
+        "mcp.server.streamable_http",
+        "mcp.server.streamable_http_manager",
+    ):
         logging.getLogger(name).setLevel(logging.WARNING)

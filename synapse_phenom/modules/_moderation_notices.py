@@ -69,7 +69,8 @@ class ModeratorNotices:
             if v.detail and not live:
                 text += f" ({v.detail})"
             if muted_until is not None:
-                text += f"; muted until {time.strftime('%H:%M:%S UTC', time.gmtime(muted_until / 1000))}"
+                until = time.strftime("%H:%M:%S UTC", time.gmtime(muted_until / 1000))
+                text += f"; muted until {until}"
             await self._api.create_and_send_event_into_room(
                 {
                     "type": "m.room.message",

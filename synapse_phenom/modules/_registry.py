@@ -21,9 +21,7 @@ if TYPE_CHECKING:
 
 # Weak both ways: the module holds its ModuleApi, so a strong value would keep the key
 # alive forever. Synapse keeps the module alive through the callbacks it registered.
-_ROOMS: weakref.WeakKeyDictionary[ModuleApi, weakref.ref[PhenomRooms]] = (
-    weakref.WeakKeyDictionary()
-)
+_ROOMS: weakref.WeakKeyDictionary[ModuleApi, weakref.ref[PhenomRooms]] = weakref.WeakKeyDictionary()
 
 
 def register_rooms(api: ModuleApi, rooms: PhenomRooms) -> None:

@@ -46,7 +46,6 @@ class RoomCreation:
     async def _ensure_schema(self) -> None:
         raise NotImplementedError
 
-
     @guarded("rooms", fallback=None)
     async def ensure_rooms(self) -> None:
         await self._ensure_schema()
@@ -73,10 +72,17 @@ class RoomCreation:
         spec = self._config.rooms[key]
         alias = self.alias(key)
         claimed = await self._api.run_db_interaction(
-            "phenom_claim_alias", store.claim_alias, alias, self._claim_owner, now_ms(), _CLAIM_STALE_MS
+            "phenom_claim_alias",
+            store.claim_alias,
+            alias,
+            self._claim_owner,
+            now_ms(),
+            _CLAIM_STALE_MS,
         )
         if not claimed:
-            existing = await self._api.run_db_interaction("phenom_claimed_room", store.claimed_room, alias)
+            existing = await self._api.run_db_interaction(
+                "phenom_claimed_room", store.claimed_room, alias
+            )
             if existing:
                 logger.error(
                     "%s does not resolve but room %s was created for it; not creating another. "
@@ -124,5 +130,3 @@ class RoomCreation:
                     "content": content,
                 }
             )
-
-

@@ -34,11 +34,15 @@ class GroupsResource(DirectServeJsonResource):
 
     def _checked_user(self, user_id: Any) -> str:
         if not isinstance(user_id, str):
-            raise SynapseError(400, "'user_id' must be a string such as '@alice:server'", Codes.MISSING_PARAM)
+            raise SynapseError(
+                400, "'user_id' must be a string such as '@alice:server'", Codes.MISSING_PARAM
+            )
         try:
             parsed = UserID.from_string(user_id)
         except SynapseError:
-            raise SynapseError(400, f"'user_id' {user_id!r} is not a Matrix user ID", Codes.INVALID_PARAM) from None
+            raise SynapseError(
+                400, f"'user_id' {user_id!r} is not a Matrix user ID", Codes.INVALID_PARAM
+            ) from None
         if not self._api.is_mine(parsed):
             raise SynapseError(400, f"{user_id} is not a user of this server", Codes.INVALID_PARAM)
         return user_id
@@ -68,7 +72,9 @@ class GroupsResource(DirectServeJsonResource):
         if not isinstance(source, str):
             raise SynapseError(400, "'source' must be a string", Codes.INVALID_PARAM)
         if not await self._api.check_user_exists(user_id):
-            raise SynapseError(404, f"{user_id} does not exist; create the user first", Codes.NOT_FOUND)
+            raise SynapseError(
+                404, f"{user_id} does not exist; create the user first", Codes.NOT_FOUND
+            )
         plan = await self._rooms.set_groups_and_reconcile(user_id, groups, source)
         return 200, {
             "user_id": user_id,

@@ -101,4 +101,3 @@ class CognitoMappingProvider:
             logger.exception("Could not store Cognito groups of %s", identity.sub)
             raise MappingException("Could not record your groups; please try again.") from err
         return {}  # nothing extra for the client's login response
-

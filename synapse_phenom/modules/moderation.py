@@ -57,7 +57,8 @@ MODULE = "synapse_phenom.modules.moderation.PhenomModeration"
 
 ACTIONS = Counter(
     "phenom_moderation_actions_total",
-    "Moderation actions taken (block, mute, rename, ban, policy_change, policy_refused) by rule kind",
+    "Moderation actions taken (block, mute, rename, ban, policy_change, policy_refused) by rule "
+    "kind",
     ["policy", "rule", "action"],
 )
 CHECKS = Counter(
@@ -112,7 +113,8 @@ class PhenomModeration(RoomState, ModeratorNotices):
             return (
                 Codes.FORBIDDEN,
                 {
-                    "error": "Moderation is unavailable right now; your message was not sent. Try again shortly."
+                    "error": "Moderation is unavailable right now; your message was not sent. "
+                    "Try again shortly."
                 },
             )
         return NOT_SPAM
@@ -216,7 +218,9 @@ class PhenomModeration(RoomState, ModeratorNotices):
             flood = (int(policy.flood.per_seconds * 1000), policy.flood.messages)
         unmuted_key = (sender, room_id)
         if needs_gate and flood is None and self._unmuted.get(unmuted_key):
-            needs_gate = False  # recently seen unmuted; a mute reaches other workers within cache_seconds
+            needs_gate = (
+                False  # recently seen unmuted; a mute reaches other workers within cache_seconds
+            )
         if needs_gate:
             await self._ensure_schema()
             now = now_ms()
@@ -229,7 +233,9 @@ class PhenomModeration(RoomState, ModeratorNotices):
                 CHECKS.labels(view.policy_name, "muted").inc()
                 return self._reply(mute_violation(gate.muted_until, now))
             if gate.flood is not None and not gate.flood.allowed and policy.flood:
-                violation = flood_violation(gate.flood, policy.flood.messages, policy.flood.per_seconds)
+                violation = flood_violation(
+                    gate.flood, policy.flood.messages, policy.flood.per_seconds
+                )
         if violation is None:
             CHECKS.labels(view.policy_name, "pass").inc()
             return NOT_SPAM
@@ -249,7 +255,9 @@ class PhenomModeration(RoomState, ModeratorNotices):
             return (code, {"error": message})
 
         if event.state_key != "":
-            return await refuse(f"{POLICY_EVENT_TYPE} must have an empty state key", Codes.INVALID_PARAM)
+            return await refuse(
+                f"{POLICY_EVENT_TYPE} must have an empty state key", Codes.INVALID_PARAM
+            )
         if not base.allow_live_policy:
             return await refuse(
                 f"Live policy changes are disabled for the '{name}' policy in the module config."
@@ -259,7 +267,8 @@ class PhenomModeration(RoomState, ModeratorNotices):
             and self.power_level(view, sender) < base.live_policy_power_level
         ):
             return await refuse(
-                f"Changing the moderation policy needs power level {base.live_policy_power_level} in this room."
+                "Changing the moderation policy needs power level "
+                f"{base.live_policy_power_level} in this room."
             )
         try:
             compiled = self._compile(name, merge_live_policy(base, event.get_dict()["content"]))
@@ -288,7 +297,10 @@ class PhenomModeration(RoomState, ModeratorNotices):
         if ban is None:
             return NOT_SPAM
         if what == "invite" and user_id == target:
-            message = f"{target} cannot be invited: they are banned by the moderation policy list {ban.source}."
+            message = (
+                f"{target} cannot be invited: they are banned by the moderation policy list "
+                f"{ban.source}."
+            )
         else:
             message = ban_message(ban)
         v = Violation("ban_list", message, f"{ban.source}: {ban.entity}")

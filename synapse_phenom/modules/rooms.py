@@ -108,12 +108,19 @@ class PhenomRooms(RoomCreation):
             room_id, _ = await self._api.lookup_room_alias(self.alias(key))
         except SynapseError as err:
             if err.code == 404:
-                if cached is not None:  # keep the last known room; a missing one is looked up each time
+                if (
+                    cached is not None
+                ):  # keep the last known room; a missing one is looked up each time
                     self._resolved_at[key] = time.monotonic()
                 return cached
             raise
         if cached is not None and cached != room_id:
-            logger.warning("%s moved from %s to %s (room upgrade?); both are managed", self.alias(key), cached, room_id)
+            logger.warning(
+                "%s moved from %s to %s (room upgrade?); both are managed",
+                self.alias(key),
+                cached,
+                room_id,
+            )
         self._room_ids[key] = room_id
         self._room_keys[room_id] = key
         self._resolved_at[key] = time.monotonic()
@@ -201,7 +208,9 @@ class PhenomRooms(RoomCreation):
             if await self._try(self._remove, key, user_id):
                 removed.append(key)
         if joined or removed:
-            logger.info("Reconciled %s (groups %s): joined %s, removed %s", user_id, groups, joined, removed)
+            logger.info(
+                "Reconciled %s (groups %s): joined %s, removed %s", user_id, groups, joined, removed
+            )
         return MembershipPlan(join=tuple(joined), remove=tuple(removed))
 
     async def _try(self, action: Any, key: str, *args: Any) -> bool:
@@ -239,7 +248,9 @@ class PhenomRooms(RoomCreation):
         plan = await self.reconcile(user_id)
         if user_id not in self._retry_pending:  # no new rate limit: done
             self._retries.pop(user_id, None)
-        logger.info("Retried reconcile of %s: joined %s, removed %s", user_id, plan.join, plan.remove)
+        logger.info(
+            "Retried reconcile of %s: joined %s, removed %s", user_id, plan.join, plan.remove
+        )
 
     async def join(self, key: str, user_id: str, current: str | None) -> None:
         room_id = self._room_ids[key]
@@ -287,14 +298,21 @@ class PhenomRooms(RoomCreation):
         return None
 
     # Fail closed: if we cannot tell whether someone belongs, they do not get in.
-    @guarded("rooms", fallback=(Codes.FORBIDDEN, {"error": "Membership check failed; try again later."}))
+    @guarded(
+        "rooms", fallback=(Codes.FORBIDDEN, {"error": "Membership check failed; try again later."})
+    )
     async def user_may_join_room(self, user_id: str, room_id: str, is_invited: bool) -> Any:
         key = await self.room_key(room_id)
         if key is None or await self._may_be_in(user_id, key):
             return NOT_SPAM
-        return (Codes.FORBIDDEN, {"error": membership.denial_message(self._config, key, self._server_name)})
+        return (
+            Codes.FORBIDDEN,
+            {"error": membership.denial_message(self._config, key, self._server_name)},
+        )
 
-    @guarded("rooms", fallback=(Codes.FORBIDDEN, {"error": "Membership check failed; try again later."}))
+    @guarded(
+        "rooms", fallback=(Codes.FORBIDDEN, {"error": "Membership check failed; try again later."})
+    )
     async def user_may_invite(self, inviter: str, invitee: str, room_id: str) -> Any:
         key = await self.room_key(room_id)
         if key is None or await self._may_be_in(invitee, key):

@@ -123,7 +123,8 @@ def test_username_rules_collisions_and_unverified_email(
 def test_invalid_redirect_is_not_whitelisted(
     synapse: SynapseStack, cognito_sso: CognitoEmulator
 ) -> None:
-    """Only the app's scheme skips Synapse's confirmation page: others get no token in a redirect."""
+    """Only the app's scheme skips Synapse's confirmation page: others get no token in a
+    redirect."""
     user = cognito_sso.create_user()
     with pytest.raises(SsoRefused) as refused:
         sso_login(synapse, user.email, user.password, redirect_url="https://evil.example/")

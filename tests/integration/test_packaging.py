@@ -41,11 +41,23 @@ def test_docker_build_context_builds_a_complete_wheel(dockerfile: str, tmp_path:
             continue  # entrypoint scripts, not part of the package
         src = ROOT / source
         if src.is_dir():
-            shutil.copytree(src, context / source, symlinks=True, ignore=shutil.ignore_patterns("__pycache__"))
+            shutil.copytree(
+                src, context / source, symlinks=True, ignore=shutil.ignore_patterns("__pycache__")
+            )
         else:
             shutil.copy(src, context / source)
     result = subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(tmp_path / "dist"), str(context)],
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "-q",
+            "-w",
+            str(tmp_path / "dist"),
+            str(context),
+        ],
         capture_output=True,
         text=True,
         timeout=300,
@@ -55,9 +67,11 @@ def test_docker_build_context_builds_a_complete_wheel(dockerfile: str, tmp_path:
     names = set(zipfile.ZipFile(wheel).namelist())
     assert "synapse_phenom/templates/homeserver.yaml.j2" in names
     assert "synapse_phenom/templates/log.yaml.j2" in names
-    entry_points = zipfile.ZipFile(wheel).read(
-        next(n for n in names if n.endswith("entry_points.txt"))
-    ).decode()
+    entry_points = (
+        zipfile.ZipFile(wheel)
+        .read(next(n for n in names if n.endswith("entry_points.txt")))
+        .decode()
+    )
     assert "phenom-chat = synapse_phenom.cli:main" in entry_points
 
 
@@ -87,7 +101,7 @@ def test_mcp_extra_brings_no_matrix_synapse() -> None:
     assert "matrix-synapse" not in _names(project["dependencies"])
     assert "matrix-synapse" not in _names(extras["mcp"])
     assert "matrix-synapse" in _names(extras["synapse"])
-    assert "pip install --no-cache-dir \".[mcp]\"" in (ROOT / "docker/Dockerfile.mcp").read_text()
+    assert 'pip install --no-cache-dir ".[mcp]"' in (ROOT / "docker/Dockerfile.mcp").read_text()
 
 
 @pytest.mark.slow
@@ -96,8 +110,19 @@ def test_mcp_install_resolves_without_matrix_synapse(tmp_path: Path) -> None:
     """What ``pip install .[mcp]`` (the MCP image) would install: pip's own resolution."""
     report = tmp_path / "report.json"
     result = subprocess.run(
-        [sys.executable, "-m", "pip", "install", "--dry-run", "--ignore-installed", "-q",
-         "--disable-pip-version-check", "--report", str(report), f"{ROOT}[mcp]"],
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--dry-run",
+            "--ignore-installed",
+            "-q",
+            "--disable-pip-version-check",
+            "--report",
+            str(report),
+            f"{ROOT}[mcp]",
+        ],
         capture_output=True,
         text=True,
         timeout=600,

@@ -126,7 +126,8 @@ TWISTED_SCRIPT = textwrap.dedent(
 
     async def main(reactor):
         root = Certificate.loadPEM(Path(ca).read_bytes()) if ca else None
-        result = await PreviewResolver(config, TwistedFetcher(config, reactor, trust_root=root)).resolve(url)
+        fetcher = TwistedFetcher(config, reactor, trust_root=root)
+        result = await PreviewResolver(config, fetcher).resolve(url)
         print(result.card.title if result.card else "ERROR " + str(result.error))
 
     task.react(lambda reactor: defer.ensureDeferred(main(reactor)))

@@ -15,7 +15,16 @@ from pathlib import Path
 import pytest
 
 PACKAGE = Path(__file__).resolve().parents[2] / "synapse_phenom"
-CORES = ["rooms", "cognito", "moderation", "previews", "db.py", "memo.py", "endpoints.py", "config.py"]
+CORES = [
+    "rooms",
+    "cognito",
+    "moderation",
+    "previews",
+    "db.py",
+    "memo.py",
+    "endpoints.py",
+    "config.py",
+]
 FORBIDDEN_IN_CORES = ("synapse", "twisted")
 
 

@@ -39,12 +39,16 @@ def event(event_type: str = "m.room.message", **content: Any) -> Any:
 
 @pytest.mark.parametrize("fail_closed", [False, True])
 def test_failure_is_logged_counted_and_falls_back(fail_closed: bool) -> None:
-    module = PhenomModeration(PhenomModeration.parse_config({"fail_closed": fail_closed}), broken_api())
+    module = PhenomModeration(
+        PhenomModeration.parse_config({"fail_closed": fail_closed}), broken_api()
+    )
     counter = CALLBACK_ERRORS.labels(module="moderation", callback="_check_event_for_spam")
     before = counter._value.get()
     result = asyncio.run(module.check_event_for_spam(event(body="hi")))
     assert counter._value.get() == before + 1
-    allowed = asyncio.run(module.check_event_allowed(event("m.room.member", membership="join", displayname="n"), {}))
+    allowed = asyncio.run(
+        module.check_event_allowed(event("m.room.member", membership="join", displayname="n"), {})
+    )
     if fail_closed:
         assert result[0] == Codes.FORBIDDEN and "not sent" in result[1]["error"]
         assert allowed == (False, None)

@@ -40,7 +40,11 @@ def test_upgraded_room_becomes_managed(monkeypatch: pytest.MonkeyPatch) -> None:
     # and the old one stays managed too.
     now = [1000.0]
     monkeypatch.setattr(rooms_module.time, "monotonic", lambda: now[0])
-    aliases = {"#internal:hs": "!old-internal:hs", "#partners:hs": "!p:hs", "#community:hs": "!c:hs"}
+    aliases = {
+        "#internal:hs": "!old-internal:hs",
+        "#partners:hs": "!p:hs",
+        "#community:hs": "!c:hs",
+    }
     api = fake_api(aliases)
     rooms = PhenomRooms(RoomsConfig(), api)
 
@@ -48,7 +52,9 @@ def test_upgraded_room_becomes_managed(monkeypatch: pytest.MonkeyPatch) -> None:
         assert await rooms.room_key("!old-internal:hs") == "internal"
         lookups = api.lookup_room_alias.await_count
         assert await rooms.room_key("!dm:hs") is None
-        assert api.lookup_room_alias.await_count == lookups  # fresh: unknown rooms cost no alias lookup
+        assert (
+            api.lookup_room_alias.await_count == lookups
+        )  # fresh: unknown rooms cost no alias lookup
         aliases["#internal:hs"] = "!new-internal:hs"
         now[0] += 3600
         assert await rooms.room_key("!new-internal:hs") == "internal"
