@@ -286,7 +286,9 @@ def ministack_hosted_ui(
     assert page.status_code == 200, f"authorize: {page.status_code} {page.text[:300]}"
     form = BeautifulSoup(page.text, "html.parser").find("form")
     assert form is not None, "no sign-in form on the hosted UI"
-    fields = {i["name"]: i.get("value", "") for i in form.find_all("input") if i.get("name")}
+    fields = {
+        str(i["name"]): str(i.get("value", "")) for i in form.find_all("input") if i.get("name")
+    }
     fields.update(username=username, password=password)
     resp = http.post(urljoin(authorize_url, str(form.get("action"))), data=fields)
     if resp.status_code != 302:

@@ -242,7 +242,7 @@ class SynapseBackend(AgentSession):
                 Member(
                     user_id=user_id,
                     display_name=(info or {}).get("display_name"),
-                    role=me.role_for(power),  # type: ignore[arg-type]
+                    role=me.role_for(power),
                     power_level=power,
                 )
             )

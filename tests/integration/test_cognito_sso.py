@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
+from typing import Any, cast
 from urllib.parse import urlsplit
 
 import httpx2
@@ -45,7 +46,8 @@ def test_first_sso_login_maps_identity_and_rooms_once(
     assert login.app_redirect.startswith("phenom://auth?loginToken=")
     profile = _profile(synapse, login.client.user_id)
     assert profile["displayname"] == "Ann Example"
-    assert [t["address"] for t in profile["threepids"]] == [user.email]  # type: ignore[union-attr]
+    threepids = cast(list[dict[str, Any]], profile["threepids"])
+    assert [t["address"] for t in threepids] == [user.email]
     assert profile["external_ids"] == [{"auth_provider": "oidc-cognito", "external_id": user.sub}]
     assert login.client.joined_rooms() == set(synapse.rooms.values())
     with synapse.admin() as admin:

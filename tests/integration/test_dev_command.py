@@ -37,7 +37,7 @@ def start_dev(data_dir: Path, port: int) -> subprocess.Popen[str]:
 
 def wait_up(proc: subprocess.Popen[str], timeout: float = 120) -> str:
     assert proc.stdout is not None
-    seen = []
+    seen: list[str] = []
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         line = proc.stdout.readline()

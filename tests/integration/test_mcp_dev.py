@@ -41,7 +41,7 @@ def test_dev_serves_mcp_next_to_synapse(tmp_path: Path) -> None:
     )
     try:
         assert proc.stdout is not None
-        seen = []
+        seen: list[str] = []
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
             line = proc.stdout.readline()

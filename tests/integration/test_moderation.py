@@ -328,7 +328,7 @@ def test_media_new_accounts_and_live_changes(synapse: SynapseStack) -> None:
 
 def test_live_policy_is_validated(synapse: SynapseStack) -> None:
     owner, user, room = policed_room(synapse, {})
-    cases = [
+    cases: list[tuple[dict[str, Any], str]] = [
         ({"flood": {"messages": 0, "per_seconds": 10}}, "flood.messages"),
         ({"regexes": [{"name": "r", "pattern": "(?<=x)y"}]}, "regexes.0.pattern"),
         ({"keywords": [{"name": "k", "keywords": ["a*b"]}]}, "keywords.0.keywords"),

@@ -24,7 +24,7 @@ DOCKERFILES = ["docker/Dockerfile.synapse", "docker/Dockerfile.mcp"]
 
 
 def copied_sources(dockerfile: Path) -> list[str]:
-    sources = []
+    sources: list[str] = []
     for line in dockerfile.read_text().splitlines():
         m = re.match(r"^COPY\s+(?!--from)(.+)\s+\S+$", line.strip())
         if m:

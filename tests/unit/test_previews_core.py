@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 import pytest
 
 from synapse_phenom.config import InvalidConfig, parse_model
@@ -25,7 +28,7 @@ from synapse_phenom.previews.policy import (
 PAGE = "https://thephenom.app/p/aurora"
 
 
-def card_from(html: str, oembed: dict[str, object] | None = None, url: str = PAGE) -> Card:
+def card_from(html: str, oembed: Mapping[str, Any] | None = None, url: str = PAGE) -> Card:
     return parse.build_card(url, url, parse.parse_html(html), oembed)
 
 
