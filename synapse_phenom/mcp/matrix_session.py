@@ -1,7 +1,8 @@
 """Matrix client API access as the MCP application service, on behalf of each agent.
 
 The base of ``SynapseBackend``: one HTTP client with the application service's token,
-calls that masquerade as an agent, Matrix errors mapped to backend errors, and each
+calls that masquerade as an agent, Matrix errors mapped to backend errors, health, member
+lookups, and each
 agent's one-time setup (register, device, display name, rooms via the agents module).
 """
 
@@ -15,6 +16,7 @@ import anyio
 import httpx2
 
 from synapse_phenom.endpoints import AGENT_ROOMS_PATH
+from synapse_phenom.mcp import matrix_events as me
 from synapse_phenom.mcp.backend import (
     BackendError,
     Forbidden,
@@ -201,6 +203,58 @@ class AgentSession:
                 "it may use."
             )
         return by_id[room_id], room_id
+
+    # -- shared lookups ------------------------------------------------------------
+
+    async def health(self) -> dict[str, object]:
+        try:
+            resp = await self._http.get("/_matrix/client/versions", timeout=3)
+            if resp.status_code != 200:
+                return {
+                    "ok": False,
+                    "backend": "synapse",
+                    "error": f"homeserver answered HTTP {resp.status_code}",
+                }
+            who = await self._http.get("/_matrix/client/v3/account/whoami", timeout=3)
+            if who.status_code != 200:
+                return {
+                    "ok": False,
+                    "backend": "synapse",
+                    "error": "homeserver rejects the application service token "
+                    "(is the registration loaded?)",
+                }
+        except httpx2.TransportError as err:
+            return {
+                "ok": False,
+                "backend": "synapse",
+                "error": f"homeserver unreachable: {type(err).__name__}",
+            }
+        return {"ok": True, "backend": "synapse"}
+
+    async def _names(self, agent: AgentProfile, room_id: str, senders: set[str]) -> dict[str, str]:
+        names = {}
+        for sender in senders:
+            try:
+                member = await self._call(
+                    "GET",
+                    f"/_matrix/client/v3/rooms/{_q(room_id)}/state/m.room.member/{_q(sender)}",
+                    agent,
+                )
+            except NotFound:
+                continue
+            if isinstance(member.get("displayname"), str):
+                names[sender] = member["displayname"]
+        return names
+
+    async def _creators(self, agent: AgentProfile, room_id: str) -> set[str]:
+        """Room creators outrank every power level in room version 12+ and are not listed there."""
+        create = await self._call(
+            "GET",
+            f"/_matrix/client/v3/rooms/{_q(room_id)}/state/m.room.create/",
+            agent,
+            params={"format": "event"},
+        )
+        return me.implicit_creators(create)
 
 
 def _error(status: int, body: dict[str, Any]) -> BackendError:

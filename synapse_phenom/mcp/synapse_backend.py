@@ -13,8 +13,6 @@ import uuid
 from collections.abc import Sequence
 from typing import Any
 
-import httpx2
-
 from synapse_phenom.endpoints import PREVIEW_PATH
 from synapse_phenom.mcp import matrix_events as me
 from synapse_phenom.mcp.backend import (
@@ -49,31 +47,6 @@ class SynapseBackend(AgentSession):
     """``ChatBackend`` over Synapse: the chat tools as Matrix client API calls."""
 
     # -- tools -------------------------------------------------------------------------
-
-    async def health(self) -> dict[str, object]:
-        try:
-            resp = await self._http.get("/_matrix/client/versions", timeout=3)
-            if resp.status_code != 200:
-                return {
-                    "ok": False,
-                    "backend": "synapse",
-                    "error": f"homeserver answered HTTP {resp.status_code}",
-                }
-            who = await self._http.get("/_matrix/client/v3/account/whoami", timeout=3)
-            if who.status_code != 200:
-                return {
-                    "ok": False,
-                    "backend": "synapse",
-                    "error": "homeserver rejects the application service token "
-                    "(is the registration loaded?)",
-                }
-        except httpx2.TransportError as err:
-            return {
-                "ok": False,
-                "backend": "synapse",
-                "error": f"homeserver unreachable: {type(err).__name__}",
-            }
-        return {"ok": True, "backend": "synapse"}
 
     async def list_rooms(self, agent: AgentProfile) -> RoomList:
         rooms = await self._ensure_agent(agent)
@@ -129,21 +102,6 @@ class SynapseBackend(AgentSession):
             cursor = page.get("end") if events else None
         messages = [m for m in (me.message_from_event(e, room_id, names) for e in events) if m]
         return MessagePage(messages=messages, next_cursor=cursor)
-
-    async def _names(self, agent: AgentProfile, room_id: str, senders: set[str]) -> dict[str, str]:
-        names = {}
-        for sender in senders:
-            try:
-                member = await self._call(
-                    "GET",
-                    f"/_matrix/client/v3/rooms/{_q(room_id)}/state/m.room.member/{_q(sender)}",
-                    agent,
-                )
-            except NotFound:
-                continue
-            if isinstance(member.get("displayname"), str):
-                names[sender] = member["displayname"]
-        return names
 
     async def search_messages(
         self, agent: AgentProfile, query: str, room: str | None, limit: int, cursor: str | None
@@ -250,16 +208,6 @@ class SynapseBackend(AgentSession):
             key=lambda m: (-(m.power_level if m.power_level is not None else 2**63), m.user_id)
         )
         return MemberList(room_id=room_id, members=members)
-
-    async def _creators(self, agent: AgentProfile, room_id: str) -> set[str]:
-        """Room creators outrank every power level in room version 12+ and are not listed there."""
-        create = await self._call(
-            "GET",
-            f"/_matrix/client/v3/rooms/{_q(room_id)}/state/m.room.create/",
-            agent,
-            params={"format": "event"},
-        )
-        return me.implicit_creators(create)
 
     async def wait_for_messages(
         self,
