@@ -2,8 +2,8 @@
 
 The base of ``SynapseBackend``: one HTTP client with the application service's token,
 calls that masquerade as an agent, Matrix errors mapped to backend errors, health, member
-lookups, and each
-agent's one-time setup (register, device, display name, rooms via the agents module).
+lookups, and each agent's one-time setup (register, device, display name, rooms via the
+agents module).
 """
 
 from __future__ import annotations
