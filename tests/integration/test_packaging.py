@@ -133,13 +133,18 @@ def test_mcp_install_resolves_without_matrix_synapse(tmp_path: Path) -> None:
     assert not installed & {"matrix-synapse", "twisted", "signedjson"}
 
 
+# Import names of what only the `synapse` and `lambda` extras install.
+NOT_IN_MCP_IMAGE = ("synapse", "twisted", "signedjson", "ahocorasick", "boto3", "botocore")
+
+
 def test_mcp_sidecar_runs_without_synapse_installed(tmp_path: Path) -> None:
-    """The sidecar's entry point and backend import with synapse and twisted unimportable."""
+    """The sidecar's entry point and backend import with everything outside the base install
+    and the `mcp` extra unimportable (matrix-synapse, Twisted, the Lambda and module libs)."""
     code = (
         "import sys\n"
         "class Block:\n"
         "    def find_spec(self, name, path=None, target=None):\n"
-        "        if name.split('.')[0] in ('synapse', 'twisted', 'signedjson'):\n"
+        f"        if name.split('.')[0] in {NOT_IN_MCP_IMAGE!r}:\n"
         "            raise ImportError(f'{name} is not installed in the MCP image')\n"
         "sys.meta_path.insert(0, Block())\n"
         "from synapse_phenom.cli import main\n"
