@@ -38,6 +38,7 @@ from twisted.internet import reactor as _reactor
 
 from synapse_phenom import db, endpoints
 from synapse_phenom.memo import TtlMemo
+from synapse_phenom.modules import _http
 from synapse_phenom.modules._config import parse_module_config
 from synapse_phenom.modules._guard import guarded
 from synapse_phenom.modules._preview_fetch_twisted import TwistedFetcher
@@ -385,8 +386,7 @@ class PreviewResource(DirectServeJsonResource):
 
     async def _async_render_GET(self, request: Request) -> tuple[int, dict[str, Any]]:
         await self._api.get_user_by_req(request)
-        raw = (request.args or {}).get(b"url", [b""])[0]
-        url = raw.decode("utf-8", "replace").strip()
+        url = _http.query_str(request, "url", max_chars=4096)
         if not url:
             raise SynapseError(
                 400,
