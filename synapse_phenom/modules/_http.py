@@ -15,6 +15,8 @@ from synapse.api.errors import Codes, SynapseError
 
 if TYPE_CHECKING:
     from synapse.http.site import SynapseRequest as Request
+    from synapse.module_api import ModuleApi
+    from synapse.types import Requester
 
 MAX_BODY_BYTES = 64 * 1024  # every module body is a few fields; Matrix events cap at 64 KiB
 MAX_TEXT_CHARS = 2048
@@ -39,6 +41,27 @@ def checked_text(value: str, what: str, max_chars: int = MAX_TEXT_CHARS) -> str:
 
 
 # -- query parameters ----------------------------------------------------------------------
+
+
+async def requester(api: ModuleApi, request: Request) -> Requester:
+    """The authenticated caller, after every query parameter was checked to be clean text.
+
+    Checked first because Synapse's own authentication reads ``?user_id=`` (application
+    services) and fails with a 500 on bytes that are not UTF-8.
+    """
+    for name, values in (request.args or {}).items():
+        try:
+            key = name.decode("utf-8")
+        except UnicodeDecodeError:
+            raise bad("Query parameter names must be UTF-8 text") from None
+        checked_text(key, "A query parameter name", 255)
+        for raw in values:
+            try:
+                value = raw.decode("utf-8")
+            except UnicodeDecodeError:
+                raise bad(f"Query parameter '{key}' must be UTF-8 text (percent-encoded)") from None
+            checked_text(value, f"Query parameter '{key}'", 8192)
+    return await api.get_user_by_req(request)
 
 
 def query_str(

@@ -54,7 +54,7 @@ class AgentRoomsResource(DirectServeJsonResource):
         self._api = api
 
     async def _async_render_POST(self, request: Request) -> tuple[int, dict[str, Any]]:
-        requester = await self._api.get_user_by_req(request)
+        requester = await _http.requester(self._api, request)
         if requester.app_service_id not in self._config.appservice_ids:
             raise SynapseError(
                 403,

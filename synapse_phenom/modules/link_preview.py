@@ -385,7 +385,7 @@ class PreviewResource(DirectServeJsonResource):
         self._api = api
 
     async def _async_render_GET(self, request: Request) -> tuple[int, dict[str, Any]]:
-        await self._api.get_user_by_req(request)
+        await _http.requester(self._api, request)
         url = _http.query_str(request, "url", max_chars=4096)
         if not url:
             raise SynapseError(
