@@ -111,10 +111,16 @@ class SynapseBackend(AgentSession):
             room_ids = [(await self._room(agent, room))[1]]
         else:
             room_ids = list((await self._ensure_agent(agent)).values())
+        term = me.search_query(query)
+        if not term:
+            raise InvalidRequest(
+                f"Nothing to search for in {query!r}: give at least one word (operators, "
+                "punctuation and words like 'the' alone match nothing)."
+            )
         body = {
             "search_categories": {
                 "room_events": {
-                    "search_term": query,
+                    "search_term": term,
                     "order_by": "recent",
                     "filter": {"rooms": room_ids, "limit": limit, "types": ["m.room.message"]},
                     "event_context": {"before_limit": 0, "after_limit": 0, "include_profile": True},
