@@ -40,8 +40,8 @@ def package_version() -> str:
 class PhenomMCP(MCPServer):
     """``MCPServer`` that serves tools only and calls unknown tools invalid params."""
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, version=package_version(), subscriptions=False, **kwargs)
+    def __init__(self, name: str, **kwargs: Any) -> None:
+        super().__init__(name, version=package_version(), subscriptions=False, **kwargs)
         handlers = getattr(self._lowlevel_server, "_request_handlers", None)
         if not isinstance(handlers, dict) or "prompts/list" not in handlers:
             # An SDK change: refuse to start rather than advertise what we do not serve.
