@@ -34,7 +34,7 @@ def auth_proxy(upstream: str, token: str) -> Iterator[str]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
 
-        def log_message(self, format: str, *args: object) -> None:  # noqa: A002 (stdlib name)
+        def log_message(self, format: str, *args: object) -> None:
             pass
 
         def _forward(self) -> None:
