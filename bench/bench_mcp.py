@@ -162,7 +162,8 @@ async def run(
     args: argparse.Namespace,
     mcp_pid: int,
 ) -> tuple[list[list[str]], list[list[str]]]:
-    room_id = stack.rooms["community"]
+    # Internal: no flood rule (Community allows 10 messages per 10 s, agents included).
+    room_id = stack.rooms["internal"]
     agent = stack.user_id("agent-dev")
     limits = httpx2.Limits(max_connections=64, max_keepalive_connections=64)
     async with (
