@@ -134,7 +134,7 @@ def _event(cognito: CognitoEmulator, username: str, attributes: dict[str, str]) 
 @pytest.fixture
 def lambda_b_env(
     monkeypatch: pytest.MonkeyPatch, cognito: CognitoEmulator, lite_dsn: str
-) -> CognitoEmulator:
+) -> Iterator[CognitoEmulator]:
     for name, value in {
         "AWS_ENDPOINT_URL": cognito.endpoint,
         "AWS_ACCESS_KEY_ID": "test",
