@@ -20,7 +20,8 @@ Images are not re-hosted here (no homeserver): ``card.image`` is null and
 - ``PHENOM_PREVIEW_ORIGINS``  comma-separated origins (default the Phenom sites)
 - ``PHENOM_PREVIEW_CONFIG``   optional JSON of the full resolver config (ResolverConfig);
   ``origins`` from it wins over PHENOM_PREVIEW_ORIGINS
-- ``CHAT_DATABASE_URL``       optional: Implementation B's database. Fresh results are then
+- ``CHAT_DATABASE_URL`` (or ``CHAT_DATABASE_SECRET_ID``)  optional: Implementation B's
+  database. Fresh results are then
   answered from, and new ones written into, its cards cache (``chat.link_previews``); an
   unreachable database only costs the cache.
 """
@@ -39,7 +40,6 @@ import psycopg
 from synapse_phenom.config import InvalidConfig, parse_model
 from synapse_phenom.lambdas import chat_db
 from synapse_phenom.lite import previews_cache
-from synapse_phenom.lite.settings import DSN_ENV
 from synapse_phenom.previews import msc4095
 from synapse_phenom.previews.config import ResolverConfig
 from synapse_phenom.previews.fetch_httpx import HttpxFetcher
@@ -158,10 +158,10 @@ CACHE_TIMEOUT_SECONDS = 2.0
 
 def _cache(fn: Callable[[psycopg.Connection[Any]], T]) -> T | None:
     """``fn`` on B's cards cache when CHAT_DATABASE_URL is set; None without it or on failure."""
-    if not os.environ.get(DSN_ENV):
+    if not chat_db.configured(os.environ):
         return None
     try:
         return chat_db.run(os.environ, CACHE_TIMEOUT_SECONDS, fn)
-    except (psycopg.Error, ValueError) as err:
+    except Exception as err:  # the cache is optional: any failure only costs the cache
         logger.warning("link preview: chat database cache unavailable: %s", str(err).strip())
         return None

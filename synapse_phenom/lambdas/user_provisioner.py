@@ -18,7 +18,8 @@ returned unchanged. Environment (see docs/cognito.md):
 - ``PHENOM_PROVISION_BUDGET_SECONDS``  time allowed per invocation (default 3.5)
 - ``PHENOM_BACKENDS``        where to provision: ``synapse`` (default), ``hasura`` or
   ``synapse,hasura`` (Implementation B: ``chat.users`` + memberships, same rooms core)
-- ``CHAT_DATABASE_URL``      B's PostgreSQL URL (with ``hasura``)
+- ``CHAT_DATABASE_SECRET_ID`` / ``CHAT_DATABASE_URL``  B's database (with ``hasura``): a Secrets
+  Manager secret (RDS JSON or URL), or the URL itself
 - ``PHENOM_ROOMS_CONFIG``    B: the rooms config as JSON (default: the built-in rooms)
 
 The Synapse settings are required only when ``synapse`` is selected. Each backend fails
