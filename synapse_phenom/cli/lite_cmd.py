@@ -110,7 +110,8 @@ def _print_status(rows: list[migrate.VersionStatus]) -> int:
     console.print(f"{'VERSION':<16}{'NAME':<32}{'SOURCE STATUS':<16}DATABASE STATUS")
     for r in rows:
         console.print(
-            f"{r.version:<16}{(r.name or '-'):<32}{'Present' if r.source_present else 'Not Present':<16}"
+            f"{r.version:<16}{(r.name or '-'):<32}"
+            f"{'Present' if r.source_present else 'Not Present':<16}"
             f"{'Present' if r.database_present else 'Not Present'}{' (dirty)' if r.dirty else ''}",
             highlight=False,
         )

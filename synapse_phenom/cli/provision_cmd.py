@@ -61,7 +61,8 @@ def _report(
     who: str, created: bool, groups: list[str] | tuple[str, ...], joined: object, removed: object
 ) -> None:
     console.print(
-        f"[bold]{who}[/] {'created' if created else 'updated'}; groups: {', '.join(groups) or '(none)'}"
+        f"[bold]{who}[/] {'created' if created else 'updated'}; "
+        f"groups: {', '.join(groups) or '(none)'}"
     )
     if joined:
         console.print(f"  joined: {', '.join(joined)}", style="green")  # type: ignore[arg-type]
@@ -111,7 +112,8 @@ def _run_hasura(args: argparse.Namespace, groups: list[str]) -> int:
                 ).fetchone()
                 if row is None:
                     return fail(
-                        f"no user {username!r} in the chat database yet: pass --sub (their Cognito sub)"
+                        f"no user {username!r} in the chat database yet: "
+                        "pass --sub (their Cognito sub)"
                     )
                 sub = row[0]
             user = lite.LiteUser(sub, username, args.display_name, args.email, tuple(groups))

@@ -172,7 +172,8 @@ def provision_identity(
         )
         return
     logger.info(
-        "user provisioner: chat database user %s (%s) %s in %.0f ms; groups %s; joined %s; removed %s",
+        "user provisioner: chat database user %s (%s) %s in %.0f ms; "
+        "groups %s; joined %s; removed %s",
         result.username,
         result.user_id,
         "created" if result.created else "updated",

@@ -260,7 +260,8 @@ def _check_meta(meta: psycopg.Connection[Any] | None) -> None:
     if meta is not None and not _has_hdb_version(meta):
         raise MigrationError(
             "the Hasura metadata database has no hdb_catalog.hdb_version: "
-            "is it the database of HASURA_GRAPHQL_METADATA_DATABASE_URL, and has Hasura started once?"
+            "is it the database of HASURA_GRAPHQL_METADATA_DATABASE_URL, "
+            "and has Hasura started once?"
         )
 
 

@@ -147,7 +147,8 @@ def _upsert_user(
             with conn.transaction():  # savepoint: a taken name does not abort the outer transaction
                 inserted = conn.execute(
                     """
-                    INSERT INTO chat.users (id, username, display_name, email, groups, groups_source, is_agent)
+                    INSERT INTO chat.users
+                        (id, username, display_name, email, groups, groups_source, is_agent)
                     VALUES (%s, %s, %s, %s, %s, %s, %s)
                     ON CONFLICT (id) DO NOTHING
                     RETURNING username

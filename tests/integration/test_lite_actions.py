@@ -45,7 +45,8 @@ class Webhook:
             "action": {"name": action},
             "input": input,
             "session_variables": {"x-hasura-role": role, "x-hasura-user-id": user_id},
-            "request_query": "mutation ($room: uuid!, $body: String!) { sendMessage(room_id: $room, body: $body) { message_id } }",
+            "request_query": "mutation ($room: uuid!, $body: String!) "
+            "{ sendMessage(room_id: $room, body: $body) { message_id } }",
         }
         headers = {"X-Phenom-Action-Secret": secret} if secret is not None else {}
         return httpx2.post(self.url, json=payload, headers=headers, timeout=30)

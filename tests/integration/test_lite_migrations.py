@@ -42,7 +42,8 @@ def one(conn: psycopg.Connection[Any], query: str) -> Any:
 
 def schema_objects(conn: psycopg.Connection[Any]) -> list[tuple[str, str]]:
     return conn.execute(
-        "SELECT c.relkind::text, c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
+        "SELECT c.relkind::text, c.relname FROM pg_class c"
+        " JOIN pg_namespace n ON n.oid = c.relnamespace"
         " WHERE n.nspname = 'chat' ORDER BY 2"
     ).fetchall()
 

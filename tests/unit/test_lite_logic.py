@@ -137,7 +137,10 @@ def test_chat_database_from_secrets_manager(monkeypatch: pytest.MonkeyPatch) -> 
     from moto import mock_aws
     from psycopg.conninfo import conninfo_to_dict
 
-    rds = '{"username": "chat", "password": "p@ss word", "host": "db.internal", "port": 5433, "dbname": "phenom", "engine": "postgres"}'
+    rds = (
+        '{"username": "chat", "password": "p@ss word", "host": "db.internal", "port": 5433,'
+        ' "dbname": "phenom", "engine": "postgres"}'
+    )
     assert conninfo_to_dict(chat_db.dsn_from_secret(rds)) == {
         "host": "db.internal",
         "port": "5433",
