@@ -22,7 +22,7 @@ from synapse_phenom.lite import migrate, project
 from synapse_phenom.lite.settings import DSN_ENV, dsn_from
 
 
-def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("lite", help="Implementation B (Hasura Lite): chat schema in PostgreSQL")
     lite_sub = p.add_subparsers(dest="lite_command", required=True, metavar="SUBCOMMAND")
     m = lite_sub.add_parser("migrate", help="apply or roll back the chat schema migrations")

@@ -13,15 +13,15 @@ from pathlib import Path
 
 import psycopg
 
-from synapse_phenom import devstack
-from synapse_phenom.admin_client import MatrixError, SynapseAdmin
 from synapse_phenom.cli._common import CliError, add_admin_target, admin_target, console, fail
 from synapse_phenom.config import InvalidConfig
 from synapse_phenom.lite import provision as lite
 from synapse_phenom.lite.settings import DSN_ENV, dsn_from, rooms_config
+from synapse_phenom.ops import devstack
+from synapse_phenom.ops.admin_client import MatrixError, SynapseAdmin
 
 
-def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "provision-user",
         help="create or update a user, store their groups and fix their room memberships now",

@@ -20,7 +20,7 @@ import psycopg
 from botocore.exceptions import BotoCoreError, ClientError
 from psycopg.conninfo import make_conninfo
 
-from synapse_phenom import cognito_claims
+from synapse_phenom.cognito import claims as cognito_claims
 from synapse_phenom.lite import provision as lite_provision
 from synapse_phenom.lite import settings as lite_settings
 from synapse_phenom.lite.settings import DSN_ENV

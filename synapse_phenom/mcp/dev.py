@@ -14,10 +14,10 @@ from typing import Any
 import attrs
 import yaml
 
-from synapse_phenom import devstack
-from synapse_phenom.files import write_private
 from synapse_phenom.mcp.appservice import write_registration
 from synapse_phenom.mcp.devkeys import DEV_CLIENT_ID, JWKS_FILE, DevSigner
+from synapse_phenom.ops import devstack
+from synapse_phenom.ops.files import write_private
 
 REGISTRATION_FILE = "mcp-appservice.yaml"
 CONFIG_FILE = "mcp.yaml"

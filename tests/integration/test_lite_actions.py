@@ -20,9 +20,9 @@ from harness import eventually, free_port, unique
 from previews_site import PhenomSite
 
 from synapse_phenom.lite import provision
-from synapse_phenom.membership import RoomsConfig
 from synapse_phenom.moderation.config import ModerationConfig, default_module_config
 from synapse_phenom.moderation.rules import CompiledPolicy
+from synapse_phenom.rooms.config import RoomsConfig
 
 SECRET = "test-action-secret"
 CONFIG = RoomsConfig()

@@ -16,7 +16,7 @@ from harness import unique
 from psycopg import sql
 
 from synapse_phenom.lite import provision
-from synapse_phenom.membership import RoomsConfig
+from synapse_phenom.rooms.config import RoomsConfig
 
 CONFIG = RoomsConfig()
 MESSAGES = ("chat", "messages")

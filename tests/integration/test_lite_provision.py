@@ -20,7 +20,7 @@ from previews_site import PhenomSite
 from synapse_phenom.lambdas import chat_db, user_provisioner
 from synapse_phenom.lambdas import link_preview as preview_lambda
 from synapse_phenom.lite import provision
-from synapse_phenom.membership import RoomsConfig
+from synapse_phenom.rooms.config import RoomsConfig
 
 CLI = str(Path(sys.executable).parent / "phenom-chat")
 CONFIG = RoomsConfig()
