@@ -30,6 +30,7 @@ from synapse_phenom import membership, store
 from synapse_phenom.config import parse_module_config
 from synapse_phenom.membership import GROUPS_PATH, MembershipPlan, RoomsConfig
 from synapse_phenom.modules._guard import guarded
+from synapse_phenom.modules.groups_index import GROUPS_INDEX_PATH, GroupsIndexResource
 
 if TYPE_CHECKING:
     from synapse.http.site import SynapseRequest as Request
@@ -39,6 +40,7 @@ logger = logging.getLogger(__name__)
 _CLAIM_STALE_MS = 5 * 60 * 1000
 _ALIAS_TTL_S = 60.0
 _MAX_RETRIES = 8
+AUTO_INVITE_CONTENT = {"msgtype": "m.notice", "reason": "Joined automatically for your group."}
 
 # The rooms module of this process, for other Phenom modules (e.g. the Cognito
 # mapping provider) that must write groups and reconcile through the same code.
@@ -80,6 +82,7 @@ class PhenomRooms:
         # The system user invites and kicks on behalf of group sync: never throttle it.
         api.register_ratelimit_callbacks(get_ratelimit_override_for_user=self.ratelimit_override)
         api.register_web_resource(GROUPS_PATH, GroupsResource(self, api))
+        api.register_web_resource(GROUPS_INDEX_PATH, GroupsIndexResource(self, api))
         if api.should_run_background_tasks():
             api.delayed_background_call(100, self.ensure_rooms, desc="phenom_ensure_rooms")
             # Self-healing: cheap when every alias resolves.
@@ -249,7 +252,12 @@ class PhenomRooms:
     async def join(self, key: str, user_id: str, current: str | None) -> None:
         room_id = self._room_ids[key]
         if self._config.rooms[key].join_rule != "public" and current != "invite":
-            await self._api.update_room_membership(self.system_user_id, user_id, room_id, "invite")
+            # Only a way in for the join below, never a notification: an m.notice msgtype
+            # makes the default override rule .m.rule.suppress_notices (dont_notify) match
+            # before .m.rule.invite_for_me, so no push and no /notifications entry.
+            await self._api.update_room_membership(
+                self.system_user_id, user_id, room_id, "invite", content=AUTO_INVITE_CONTENT
+            )
         await self._api.update_room_membership(user_id, user_id, room_id, "join")
 
     async def _remove(self, key: str, user_id: str) -> None:
