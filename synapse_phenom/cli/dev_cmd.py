@@ -16,10 +16,14 @@ from synapse_phenom import devstack, hsconfig
 from synapse_phenom.cli._common import add_data_dir, console, fail
 from synapse_phenom.mcp import dev as mcp_dev
 from synapse_phenom.membership import RoomsConfig
+from synapse_phenom.ops import dev_sso
+from synapse_phenom.ops.cognito_emulator import EmulatorError
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    p = sub.add_parser("dev", help="run the dev stack (Synapse with all Phenom modules) until Ctrl-C")
+    p = sub.add_parser(
+        "dev", help="run the dev stack (Synapse with all Phenom modules) until Ctrl-C"
+    )
     add_data_dir(p)
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     p.add_argument("--port", type=int, default=8008, help="Synapse client port (default 8008)")
@@ -29,6 +33,20 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
         metavar="URL",
         help="fetch Phenom link previews from this copy of the site (e.g. http://127.0.0.1:3000); "
         "trusted, so it may be loopback",
+    )
+    p.add_argument(
+        "--public-url",
+        metavar="URL",
+        help="URL clients reach the homeserver at (default: from --host; with 0.0.0.0 this "
+        "machine's LAN address, e.g. http://192.168.1.20:8008)",
+    )
+    p.add_argument(
+        "--sso",
+        action="store_true",
+        help="sign in with Cognito: start the offline Cognito emulator with test users",
+    )
+    p.add_argument(
+        "--cognito-port", type=int, default=9229, help="Cognito emulator port (default 9229)"
     )
     p.set_defaults(func=run)
 
@@ -50,17 +68,33 @@ def run(args: argparse.Namespace) -> int:
             overrides = hsconfig.content_origin_overrides(args.content_origin)
         except ValueError as err:
             return fail(f"--content-origin: {err}", code=2)
-    # The MCP server's application service registration must exist before Synapse starts.
-    registration = mcp_dev.write_registration_file(data_dir, "localhost")
-    config_path = devstack.prepare_synapse(
-        data_dir,
-        host=args.host,
-        port=args.port,
-        module_overrides=overrides,
-        extra_values={"app_service_config_files": [str(registration)]},
-    )
-    procs: list[devstack.ManagedProcess] = []
     try:
+        public_base = dev_sso.public_base_url(args.host, args.port, args.public_url)
+    except ValueError as err:
+        return fail(f"--public-url: {err}", code=2)
+    procs: list[devstack.ManagedProcess] = []
+    sso = None
+    if args.sso:
+        try:
+            with console.status("starting the Cognito emulator…"):
+                sso = dev_sso.start(data_dir, public_base, args.host, args.cognito_port)
+        except (EmulatorError, devstack.StackError) as err:
+            return fail(f"--sso: {err}", code=1)
+        procs.append(sso.emulator.process)
+    try:
+        # The MCP server's application service registration must exist before Synapse starts.
+        registration = mcp_dev.write_registration_file(data_dir, "localhost")
+        config_path = devstack.prepare_synapse(
+            data_dir,
+            host=args.host,
+            port=args.port,
+            module_overrides=overrides,
+            extra_values={
+                "app_service_config_files": [str(registration)],
+                "public_baseurl": public_base,
+                **(sso.synapse_values if sso else {}),
+            },
+        )
         with console.status("starting Synapse…"):
             synapse = devstack.start_synapse(config_path)
             procs.append(synapse)
@@ -73,9 +107,16 @@ def run(args: argparse.Namespace) -> int:
             procs.append(mcp_dev.start_mcp(mcp_files.config, args.host, args.mcp_port))
             mcp_url = f"http://{'127.0.0.1' if args.host in ('0.0.0.0', '::') else args.host}:{args.mcp_port}"
             devstack.wait_http(f"{mcp_url}/health", procs, timeout=60)
-        extra_rows = [("MCP server (agents)", f"{mcp_url}/mcp"), ("Agent token", str(mcp_files.token))]
+        extra_rows = [
+            ("MCP server (agents)", f"{mcp_url}/mcp"),
+            ("Agent token", str(mcp_files.token)),
+        ]
         if args.content_origin:
             extra_rows.append(("Link previews fetched from", args.content_origin))
+        if public_base.rstrip("/") not in (base_url, base_url.replace("127.0.0.1", "localhost")):
+            extra_rows.insert(0, ("Public URL (phones, SSO)", public_base.rstrip("/")))
+        if sso is not None:
+            _print_sso(sso)
         _print_welcome(data_dir, base_url, rooms, first_run, extra_rows)
         while not stop.wait(0.5):
             dead = [p for p in procs if not p.alive()]
@@ -104,7 +145,9 @@ def _print_welcome(
     first_run: bool,
     extra_rows: list[tuple[str, str]],
 ) -> None:
-    console.print(f"[bold green]Phenom chat dev stack is up[/] ({'new' if first_run else 'existing'} data in {data_dir})")
+    console.print(
+        f"[bold green]Phenom chat dev stack is up[/] ({'new' if first_run else 'existing'} data in {data_dir})"
+    )
     table = Table(show_header=False, box=None)
     table.add_row("Homeserver (client URL)", base_url)
     table.add_row("Server name", "localhost")
@@ -121,4 +164,17 @@ def _print_welcome(
         "--password 'choose-one' --groups team\n"
         "then sign in from Element (homeserver "
         f"{base_url}) or any Matrix client. Ctrl-C stops everything."
+    )
+
+
+def _print_sso(sso: dev_sso.DevSso) -> None:
+    table = Table(title="Cognito test users (hosted UI of the emulator)", box=None)
+    for column in ("email (username)", "password", "groups"):
+        table.add_column(column)
+    for user, groups in sso.users:
+        table.add_row(user.email, user.password, ", ".join(groups) or "(none: Community only)")
+    console.print(table)
+    console.print(
+        f"Cognito emulator {sso.emulator.public_endpoint} (user pool {sso.emulator.pool_id})\n"
+        f"SSO sign-in URL (the app opens it; back to phenom://auth?loginToken=…):\n  {sso.sso_url}"
     )

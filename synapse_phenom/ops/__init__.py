@@ -1,0 +1,1 @@
+"""Operations: running and provisioning the stack outside Synapse (dev stack, emulators)."""
