@@ -266,7 +266,7 @@ class PhenomRooms:
             user_id,
             self._room_ids[key],
             "leave",
-            content={"reason": membership.removal_reason(self._config, key)},
+            content=membership.removal_content(self._config, key),
         )
 
     async def set_groups_and_reconcile(
