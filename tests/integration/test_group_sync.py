@@ -173,6 +173,26 @@ def test_removal_and_regain_apply_without_sign_in(
     assert internal not in notified_invites(client)
 
 
+def test_redacted_username_with_sub_syncs_that_user_only(
+    synapse: SynapseStack, sync_env: CognitoEmulator
+) -> None:
+    cognito = sync_env
+    user, client = signed_in(synapse, cognito, ["partners"])
+    cognito.set_groups(user, ["team"])
+    event = cloudtrail_event("AdminAddUserToGroup", cognito.pool_id, cognito_sync.REDACTED, "team")
+    event["detail"]["additionalEventData"] = {"sub": user.sub}
+    result = group_sync.handler(event, None)
+    assert result == {"status": "synced", "user_id": client.user_id, "groups": ["team"]}
+    assert joined(synapse, client.user_id) == set(synapse.rooms.values())
+
+    # Deleted from the pool: the sub still names the chat account, which loses its groups.
+    cognito.idp.admin_delete_user(UserPoolId=cognito.pool_id, Username=user.username)
+    gone = cloudtrail_event("AdminDeleteUser", cognito.pool_id, cognito_sync.REDACTED)
+    gone["detail"]["additionalEventData"] = {"sub": user.sub}
+    assert group_sync.handler(gone, None)["groups"] == []
+    assert joined(synapse, client.user_id) == {synapse.rooms["community"]}
+
+
 def test_event_for_a_user_without_chat_account_and_foreign_events(
     synapse: SynapseStack, sync_env: CognitoEmulator
 ) -> None:
