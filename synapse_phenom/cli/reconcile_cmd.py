@@ -5,8 +5,6 @@ from __future__ import annotations
 import argparse
 import os
 
-from botocore.exceptions import BotoCoreError, ClientError
-
 from synapse_phenom import devstack
 from synapse_phenom.admin_client import MatrixError, SynapseAdmin
 from synapse_phenom.cli._common import CliError, add_admin_target, admin_target, console, fail
@@ -34,7 +32,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
 
 
 def run(args: argparse.Namespace) -> int:
-    from synapse_phenom.lambdas import group_sync, user_provisioner
+    try:  # boto3: the `lambda` extra
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        from synapse_phenom.lambdas import group_sync, user_provisioner
+    except ImportError as err:
+        return fail(f"{err.name} is missing: pip install 'synapse-phenom[lambda]'")
 
     if not args.user_pool_id:
         return fail("--user-pool-id (or PHENOM_COGNITO_USER_POOL_ID) is required")

@@ -22,7 +22,6 @@ from typing import Any
 from urllib.parse import parse_qs, urljoin, urlsplit, urlunsplit
 
 import attrs
-import boto3
 import httpx2
 from bs4 import BeautifulSoup
 
@@ -113,6 +112,8 @@ class CognitoEmulator:
         self.process.stop()
 
     def client(self, service: str) -> Any:
+        import boto3  # the `lambda`/`test` extra; only needed once an emulator runs
+
         return boto3.client(
             service,
             endpoint_url=self.endpoint,
