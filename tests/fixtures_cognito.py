@@ -1,8 +1,8 @@
 """Session fixtures of the cognito area: a Cognito emulator and SSO into the shared Synapse.
 
-``cognito`` (session) runs the offline emulator ``ministack`` (the package's
-``synapse_phenom.ops.cognito_emulator``, shared with ``phenom-chat dev --sso``) on a free port with one
-user pool (email usernames, like production), the app client Synapse uses, and the
+``cognito`` (session) runs the offline emulator ``ministack`` (through
+``synapse_phenom.ops.cognito_emulator``, shared with ``phenom-chat dev --sso``) on a free
+port with one user pool (email usernames, like production), the app client Synapse uses, and the
 groups ``team``, ``partners``, ``chat-users``. Reusable by other areas:
 
 - ``cognito.issuer`` / ``.jwks_url`` / ``.token_url`` / ``.openid_configuration_url``

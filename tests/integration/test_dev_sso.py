@@ -64,7 +64,10 @@ def test_dev_sso_signs_in_test_users_through_the_hosted_ui(tmp_path: Path) -> No
         for email, _groups, _name in dev_sso.DEV_USERS:
             assert email in banner
         assert dev_sso.DEV_PASSWORD in banner
-        sso_url = f"{public}/_matrix/client/v3/login/sso/redirect/oidc-cognito?redirectUrl=phenom%3A%2F%2Fauth"
+        sso_url = (
+            f"{public}/_matrix/client/v3/login/sso/redirect/oidc-cognito"
+            "?redirectUrl=phenom%3A%2F%2Fauth"
+        )
         assert sso_url in banner.replace("\n", "")
         config = yaml.safe_load((data_dir / "homeserver.yaml").read_text())
         assert config["public_baseurl"] == f"{public}/"  # follows --public-url

@@ -11,6 +11,7 @@ grow code that is not run.
 from __future__ import annotations
 
 import base64
+import functools
 import json
 import os
 import plistlib
@@ -110,7 +111,12 @@ function memoryStore() {
   };
 }
 const decodeHtml = (s) =>
-  s.replace(/&quot;/g, '"').replace(/&#x27;|&#39;/g, "'").replace(/&lt;/g, "<").replace(/&gt;/g, ">").replace(/&amp;/g, "&");
+  s
+    .replace(/&quot;/g, '"')
+    .replace(/&#x27;|&#39;/g, "'")
+    .replace(/&lt;/g, "<")
+    .replace(/&gt;/g, ">")
+    .replace(/&amp;/g, "&");
 // A system browser for openAuthSession: follows redirects, keeps cookies per host, and fills
 // in the Cognito emulator's hosted-UI sign-in form.
 async function fakeAuthSession(url, redirectUrl) {
@@ -139,7 +145,9 @@ async function fakeAuthSession(url, redirectUrl) {
     }
     const html = await res.text();
     const form = html.match(/<form[^>]*action="([^"]*)"[^>]*>([\s\S]*?)<\/form>/i);
-    if (res.status !== 200 || !form) return { type: "dismiss", status: res.status, page: html.slice(0, 300) };
+    if (res.status !== 200 || !form) {
+      return { type: "dismiss", status: res.status, page: html.slice(0, 300) };
+    }
     const fields = new URLSearchParams();
     for (const [input] of form[2].matchAll(/<input[^>]*>/gi)) {
       const name = input.match(/name="([^"]*)"/);
@@ -149,7 +157,8 @@ async function fakeAuthSession(url, redirectUrl) {
     fields.set("username", env.email);
     fields.set("password", env.password);
     current = new URL(decodeHtml(form[1]), current).href;
-    init = { method: "POST", body: fields, headers: { "Content-Type": "application/x-www-form-urlencoded" } };
+    const form_type = { "Content-Type": "application/x-www-form-urlencoded" };
+    init = { method: "POST", body: fields, headers: form_type };
   }
   return { type: "dismiss" };
 }
@@ -352,6 +361,10 @@ def session_of(client: MatrixClient) -> dict[str, Any]:
     }
 
 
+def in_room(client: MatrixClient, room_id: str) -> bool:
+    return room_id in client.joined_rooms()
+
+
 def private_room(synapse: SynapseStack, *members: MatrixClient) -> tuple[MatrixClient, str]:
     owner = synapse.register(unique("owner"))
     body = {"preset": "private_chat", "invite": [m.user_id for m in members]}
@@ -438,7 +451,7 @@ def test_link_cards(synapse: SynapseStack, phenom_site: PhenomSite, tmp_path: Pa
     other = f"{phenom_site.origin}/p/full?t={unique('')}"
     edited = owner.send(room_id, f"Also {other}")
     for event_id in (shown, edited):
-        eventually(lambda e=event_id: _card_ready(owner, room_id, e), timeout=15)
+        eventually(functools.partial(_card_ready, owner, room_id, event_id), timeout=15)
     edit = owner.send_raw(
         room_id,
         {
@@ -496,7 +509,7 @@ def test_media(synapse: SynapseStack, tmp_path: Path) -> None:
 def test_refusals(synapse: SynapseStack, tmp_path: Path) -> None:
     client = synapse.register(unique("refused"))
     community = synapse.rooms["community"]
-    eventually(lambda: community in client.joined_rooms())
+    eventually(functools.partial(in_room, client, community))
     got = run_js(tmp_path, "refusals", {"session": session_of(client), "roomId": community})
     refusal = got["refused"]["refusal"]
     assert got["refused"]["eventId"] is None
@@ -511,7 +524,7 @@ def test_offline_queue_is_paced_below_the_flood_rule(synapse: SynapseStack, tmp_
     paced, burst = synapse.register(unique("paced")), synapse.register(unique("burst"))
     community = synapse.rooms["community"]
     for client in (paced, burst):
-        eventually(lambda c=client: community in c.joined_rooms())
+        eventually(functools.partial(in_room, client, community))
     env = {
         "session": session_of(paced),
         "burstSession": session_of(burst),
