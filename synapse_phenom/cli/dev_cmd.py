@@ -116,7 +116,7 @@ def run(args: argparse.Namespace) -> int:
         if public_base.rstrip("/") not in (base_url, base_url.replace("127.0.0.1", "localhost")):
             extra_rows.insert(0, ("Public URL (phones, SSO)", public_base.rstrip("/")))
         if sso is not None:
-            _print_sso(sso)
+            _print_sso(sso, data_dir)
         _print_welcome(data_dir, base_url, rooms, first_run, extra_rows)
         while not stop.wait(0.5):
             dead = [p for p in procs if not p.alive()]
@@ -167,7 +167,7 @@ def _print_welcome(
     )
 
 
-def _print_sso(sso: dev_sso.DevSso) -> None:
+def _print_sso(sso: dev_sso.DevSso, data_dir: Path) -> None:
     table = Table(title="Cognito test users (hosted UI of the emulator)", box=None)
     for column in ("email (username)", "password", "groups"):
         table.add_column(column)
@@ -176,5 +176,7 @@ def _print_sso(sso: dev_sso.DevSso) -> None:
     console.print(table)
     console.print(
         f"Cognito emulator {sso.emulator.public_endpoint} (user pool {sso.emulator.pool_id})\n"
-        f"SSO sign-in URL (the app opens it; back to phenom://auth?loginToken=…):\n  {sso.sso_url}"
+        f"SSO sign-in URL (the app opens it; back to phenom://auth?loginToken=…):\n  {sso.sso_url}\n"
+        "Or sign in from this shell (prints a Matrix access token):\n"
+        f"  {_own_command()} sso-login --data-dir {data_dir} --email {sso.users[0][0].email}"
     )

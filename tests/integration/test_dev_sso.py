@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -77,6 +78,20 @@ def test_dev_sso_signs_in_test_users_through_the_hosted_ui(tmp_path: Path) -> No
         headers = {"Authorization": f"Bearer {login['access_token']}"}
         joined = httpx2.get(f"{public}/_matrix/client/v3/joined_rooms", headers=headers, timeout=10)
         assert len(joined.json()["joined_rooms"]) == 3  # alice is in `team`
+        assert "sso-login --data-dir" in banner
+        # From the command line, as the banner says:
+        cli = subprocess.run(
+            [str(BIN), "sso-login", "--data-dir", str(data_dir), "--email", "bob@example.com"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert cli.returncode == 0, cli.stderr
+        bob = json.loads(cli.stdout)
+        assert bob["user_id"] == "@bob:localhost" and bob["homeserver"] == public
+        headers = {"Authorization": f"Bearer {bob['access_token']}"}
+        joined = httpx2.get(f"{public}/_matrix/client/v3/joined_rooms", headers=headers, timeout=10)
+        assert len(joined.json()["joined_rooms"]) == 2  # partners: Partners + Community
         carol = sign_in(port, public, "carol@example.com")
         headers = {"Authorization": f"Bearer {carol['access_token']}"}
         joined = httpx2.get(f"{public}/_matrix/client/v3/joined_rooms", headers=headers, timeout=10)
