@@ -26,14 +26,14 @@ import attrs
 import pytest
 from harness import MatrixClient, SynapseConfigPart, SynapseStack, free_port
 
-from synapse_phenom.ops import cognito_emulator
+from synapse_phenom.ops import sso_flow
 from synapse_phenom.ops.cognito_emulator import (
     APP_REDIRECT,
     REGION,
     CognitoEmulator,
     CognitoUser,
-    SsoRefused,
 )
+from synapse_phenom.ops.sso_flow import SsoRefused
 
 __all__ = ["APP_REDIRECT", "REGION", "CognitoEmulator", "CognitoUser", "SsoRefused", "sso_login"]
 
@@ -63,7 +63,7 @@ def sso_login(
     """
     # The test Synapse's public_baseurl is http://localhost:<port>; it listens on 127.0.0.1.
     port = urlsplit(synapse.base_url).port
-    result = cognito_emulator.sso_login(
+    result = sso_flow.sso_login(
         synapse.base_url,
         username,
         password,

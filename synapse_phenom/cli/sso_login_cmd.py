@@ -23,24 +23,25 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
 def run(args: argparse.Namespace) -> int:
     import yaml
 
-    from synapse_phenom.ops import cognito_emulator, dev_sso
     from synapse_phenom.devstack import StackError, base_url_of
+    from synapse_phenom.ops import dev_sso, sso_flow
+    from synapse_phenom.ops.cognito_emulator import EmulatorError
 
     config_path = args.data_dir.resolve() / "homeserver.yaml"
     if not (args.data_dir / dev_sso.STATE_FILE).exists() or not config_path.exists():
         return fail(f"no SSO dev stack in {args.data_dir}: run `phenom-chat dev --sso` first")
     public = str(yaml.safe_load(config_path.read_text())["public_baseurl"]).rstrip("/")
     try:
-        result = cognito_emulator.sso_login(
+        result = sso_flow.sso_login(
             base_url_of(config_path),
             args.email,
             args.password or dev_sso.DEV_PASSWORD,
             public_url=public,
             device_name=args.device_name,
         )
-    except cognito_emulator.SsoRefused as err:
+    except sso_flow.SsoRefused as err:
         return fail(f"Synapse refused the sign-in: {err}", code=1)
-    except (cognito_emulator.EmulatorError, StackError, OSError) as err:
+    except (EmulatorError, StackError, OSError) as err:
         return fail(f"sign-in failed: {err}", code=1)
     login = result.login
     print(

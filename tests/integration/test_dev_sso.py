@@ -15,7 +15,8 @@ import pytest
 import yaml
 from harness import free_port
 
-from synapse_phenom.ops import cognito_emulator, dev_sso
+from synapse_phenom.ops import dev_sso, sso_flow
+from synapse_phenom.ops.cognito_emulator import EmulatorError
 
 BIN = Path(sys.executable).parent / "phenom-chat"
 
@@ -49,7 +50,7 @@ def stop(proc: subprocess.Popen[str]) -> None:
 
 
 def sign_in(port: int, public: str, email: str) -> dict[str, object]:
-    return cognito_emulator.sso_login(
+    return sso_flow.sso_login(
         f"http://127.0.0.1:{port}", email, dev_sso.DEV_PASSWORD, public_url=public
     ).login
 
@@ -96,8 +97,8 @@ def test_dev_sso_signs_in_test_users_through_the_hosted_ui(tmp_path: Path) -> No
         headers = {"Authorization": f"Bearer {carol['access_token']}"}
         joined = httpx2.get(f"{public}/_matrix/client/v3/joined_rooms", headers=headers, timeout=10)
         assert len(joined.json()["joined_rooms"]) == 1  # no group: Community only
-        with pytest.raises(cognito_emulator.EmulatorError, match="sign-in failed"):
-            cognito_emulator.sso_login(
+        with pytest.raises(EmulatorError, match="sign-in failed"):
+            sso_flow.sso_login(
                 f"http://127.0.0.1:{port}", "alice@example.com", "wrong-1A", public_url=public
             )
     finally:
