@@ -12,15 +12,14 @@ from types import FrameType
 
 from rich.table import Table
 
-from synapse_phenom import devstack, hsconfig
 from synapse_phenom.cli._common import add_data_dir, console, fail
 from synapse_phenom.mcp import dev as mcp_dev
-from synapse_phenom.membership import RoomsConfig
-from synapse_phenom.ops import dev_sso
+from synapse_phenom.ops import dev_sso, devstack, hsconfig
 from synapse_phenom.ops.cognito_emulator import EmulatorError
+from synapse_phenom.rooms.config import RoomsConfig
 
 
-def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "dev", help="run the dev stack (Synapse with all Phenom modules) until Ctrl-C"
     )
@@ -105,7 +104,8 @@ def run(args: argparse.Namespace) -> int:
         with console.status("starting the MCP server…"):
             mcp_files = mcp_dev.prepare_mcp(data_dir, base_url, host=args.host, port=args.mcp_port)
             procs.append(mcp_dev.start_mcp(mcp_files.config, args.host, args.mcp_port))
-            mcp_url = f"http://{'127.0.0.1' if args.host in ('0.0.0.0', '::') else args.host}:{args.mcp_port}"
+            mcp_host = "127.0.0.1" if args.host in ("0.0.0.0", "::") else args.host
+            mcp_url = f"http://{mcp_host}:{args.mcp_port}"
             devstack.wait_http(f"{mcp_url}/health", procs, timeout=60)
         extra_rows = [
             ("MCP server (agents)", f"{mcp_url}/mcp"),
@@ -146,7 +146,8 @@ def _print_welcome(
     extra_rows: list[tuple[str, str]],
 ) -> None:
     console.print(
-        f"[bold green]Phenom chat dev stack is up[/] ({'new' if first_run else 'existing'} data in {data_dir})"
+        f"[bold green]Phenom chat dev stack is up[/] ({'new' if first_run else 'existing'} data "
+        f"in {data_dir})"
     )
     table = Table(show_header=False, box=None)
     table.add_row("Homeserver (client URL)", base_url)
@@ -176,7 +177,8 @@ def _print_sso(sso: dev_sso.DevSso, data_dir: Path) -> None:
     console.print(table)
     console.print(
         f"Cognito emulator {sso.emulator.public_endpoint} (user pool {sso.emulator.pool_id})\n"
-        f"SSO sign-in URL (the app opens it; back to phenom://auth?loginToken=…):\n  {sso.sso_url}\n"
+        "SSO sign-in URL (the app opens it; back to phenom://auth?loginToken=…):\n"
+        f"  {sso.sso_url}\n"
         "Or sign in from this shell (prints a Matrix access token):\n"
         f"  {_own_command()} sso-login --data-dir {data_dir} --email {sso.users[0][0].email}"
     )

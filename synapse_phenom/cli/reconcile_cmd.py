@@ -5,12 +5,12 @@ from __future__ import annotations
 import argparse
 import os
 
-from synapse_phenom import devstack
-from synapse_phenom.admin_client import MatrixError, SynapseAdmin
 from synapse_phenom.cli._common import CliError, add_admin_target, admin_target, console, fail
+from synapse_phenom.ops import devstack
+from synapse_phenom.ops.admin_client import MatrixError, SynapseAdmin
 
 
-def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "reconcile",
         help="compare every Cognito group with the groups chat has stored and fix the differences",

@@ -8,7 +8,7 @@ import json
 from synapse_phenom.cli._common import add_data_dir, fail
 
 
-def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "sso-login",
         help="run the app's SSO sign-in against `phenom-chat dev --sso`; print the Matrix session",
@@ -23,9 +23,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
 def run(args: argparse.Namespace) -> int:
     import yaml
 
-    from synapse_phenom.devstack import StackError, base_url_of
     from synapse_phenom.ops import dev_sso, sso_flow
     from synapse_phenom.ops.cognito_emulator import EmulatorError
+    from synapse_phenom.ops.devstack import StackError, base_url_of
 
     config_path = args.data_dir.resolve() / "homeserver.yaml"
     if not (args.data_dir / dev_sso.STATE_FILE).exists() or not config_path.exists():

@@ -32,9 +32,10 @@ import boto3
 from botocore.config import Config as BotoConfig
 from botocore.exceptions import ClientError
 
-from synapse_phenom import cognito_claims, cognito_sync
-from synapse_phenom.admin_client import MatrixError, SynapseAdmin
+from synapse_phenom.cognito import claims as cognito_claims
+from synapse_phenom.cognito import sync as cognito_sync
 from synapse_phenom.lambdas import user_provisioner
+from synapse_phenom.ops.admin_client import MatrixError, SynapseAdmin
 
 logger = logging.getLogger("synapse_phenom.group_sync")
 logger.setLevel(logging.INFO)
@@ -166,7 +167,7 @@ def reconcile_pool(
     pool_id: str,
     dry_run: bool = False,
 ) -> ReconcileReport:
-    """Make every chat account's groups match Cognito; see cognito_sync.plan_reconcile."""
+    """Make every chat account's groups match Cognito; see cognito.sync.plan_reconcile."""
     provider = _provider(settings)
     by_group = cognito_members(cognito, pool_id)
     desired = cognito_sync.desired_groups(by_group)

@@ -4,7 +4,7 @@
 ``{"users": [{"user_id": "@ann:server", "groups": ["team"]}, ...], "next": "@ann:server" | null}``
 
 Only users with at least one stored group are listed: those are the ones a reconcile may
-have to take groups away from (``synapse_phenom.cognito_sync.plan_reconcile``). Pages are
+have to take groups away from (``synapse_phenom.cognito.sync.plan_reconcile``). Pages are
 ordered by user id; pass ``next`` as ``from`` until it is null. Registered by the rooms
 module (it owns ``phenom_user_groups``).
 """
@@ -16,15 +16,12 @@ from typing import TYPE_CHECKING, Any
 from synapse.api.errors import Codes, SynapseError
 from synapse.module_api import DirectServeJsonResource, ModuleApi
 
-from synapse_phenom import store
-from synapse_phenom.cognito_sync import GROUPS_INDEX_PATH
+from synapse_phenom.rooms import store
 
 if TYPE_CHECKING:
     from synapse.http.site import SynapseRequest as Request
 
     from synapse_phenom.modules.rooms import PhenomRooms
-
-__all__ = ["GROUPS_INDEX_PATH", "GroupsIndexResource"]
 
 MAX_LIMIT = 1000
 

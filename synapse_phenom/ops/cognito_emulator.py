@@ -22,8 +22,8 @@ from typing import Any
 import attrs
 import httpx2
 
-from synapse_phenom import devstack
-from synapse_phenom.cognito_config import CognitoOidcSettings, oidc_provider
+from synapse_phenom.cognito.config import CognitoOidcSettings, oidc_provider
+from synapse_phenom.ops import devstack
 
 REGION = "eu-west-1"
 GROUPS = ("team", "partners", "chat-users")

@@ -21,13 +21,13 @@ from urllib.parse import quote, urlsplit
 
 import attrs
 
-from synapse_phenom.files import write_private
 from synapse_phenom.ops.cognito_emulator import (
     APP_REDIRECT,
     CALLBACK_PATH,
     CognitoEmulator,
     CognitoUser,
 )
+from synapse_phenom.ops.files import write_private
 
 STATE_FILE = "cognito-dev.json"
 SECRET_FILE = "cognito_client_secret"

@@ -14,7 +14,7 @@ import attrs
 import httpx2
 from bs4 import BeautifulSoup
 
-from synapse_phenom.admin_client import raise_for_matrix
+from synapse_phenom.ops.admin_client import raise_for_matrix
 from synapse_phenom.ops.cognito_emulator import APP_REDIRECT, EmulatorError
 
 

@@ -21,7 +21,7 @@ import pytest
 from fixtures_cognito import REGION, CognitoEmulator, CognitoUser, sso_login
 from harness import MatrixClient, SynapseStack, unique
 
-from synapse_phenom import cognito_sync
+from synapse_phenom.cognito import sync as cognito_sync
 from synapse_phenom.lambdas import group_sync, user_provisioner
 
 pytestmark = pytest.mark.synapse

@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
-from synapse_phenom import cognito_sync
-from synapse_phenom.cognito_sync import Change, CognitoMember, EventError, parse_event
+from synapse_phenom.cognito import sync as cognito_sync
+from synapse_phenom.cognito.sync import Change, CognitoMember, EventError, parse_event
 
 
 def event(name: str = "AdminRemoveUserFromGroup", **params: Any) -> dict[str, Any]:

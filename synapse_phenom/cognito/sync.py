@@ -39,8 +39,6 @@ USER_EVENTS = frozenset(
 # Calls that change many users at once: only a full reconcile answers them.
 POOL_EVENTS = frozenset({"DeleteGroup"})
 SUPPORTED_EVENTS = USER_EVENTS | POOL_EVENTS
-# Admin-only: users with a non-empty stored group list (synapse_phenom.modules.groups_index).
-GROUPS_INDEX_PATH = "/_synapse/client/phenom/v1/groups_index"
 
 
 class _Detail(BaseModel):
