@@ -4,6 +4,14 @@ Rather than reading a fixed list of fields (which a crafted event would dodge), 
 whole content is walked: every string is text, HTML fields are parsed for their text
 and link targets, and media descriptions are collected wherever they appear (edits'
 ``m.new_content``, captions, polls, stickers, extensible-event blocks, previews).
+
+Extraction is **total**: any JSON shape, any markup, yields a result and never raises.
+HTML is parsed by Lexbor (``selectolax``), an HTML5 parser that recovers from any input
+exactly as browsers do (first duplicate attribute wins, ``<![ x`` is a bogus comment).
+Text is taken from every element a client might show, including ``<template>``
+content, ruby annotations, ``<noscript>``, ``<title>``, comments and text-bearing
+attributes (``alt``, ``title``, Element's ``data-mx-spoiler`` / ``data-mx-maths``):
+when in doubt, more is read, never less.
 """
 
 from __future__ import annotations
@@ -12,7 +20,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import attrs
-from bs4 import BeautifulSoup
+from selectolax.lexbor import LexborHTMLParser, LexborNode
 
 # Values that are identifiers or machine data, never shown as text.
 _SKIP_KEYS = frozenset(
@@ -52,17 +60,51 @@ _SKIP_KEYS = frozenset(
         "m.mentions",
     }
 )
-_HTML_KEYS = frozenset({"formatted_body"})
+# Keys holding a media URI (never shown); an mxc:// string elsewhere is text like any other.
+_MXC_KEYS = frozenset({"url", "thumbnail_url", "avatar_url", "og:image", "matrix:image"})
+_HTML_KEYS = frozenset({"formatted_body", "m.html", "org.matrix.msc1767.html"})
+_HTML_MIMETYPES = frozenset({"text/html", "application/xhtml+xml"})
 _MEDIA_MSGTYPES = frozenset({"m.image", "m.video", "m.audio", "m.file"})
-_MAX_DEPTH = 12
-_BLOCK_TAGS = [
-    "p", "div", "br", "li", "ul", "ol", "h1", "h2", "h3", "h4", "h5", "h6", "tr", "td", "th",
-    "blockquote", "pre", "hr", "table", "details", "summary", "mx-reply",
-]
-_BLOCK_TAGS = [
-    "p", "div", "br", "li", "ul", "ol", "h1", "h2", "h3", "h4", "h5", "h6", "tr", "td", "th",
-    "blockquote", "pre", "hr", "table", "details", "summary", "mx-reply",
-]
+# Elements whose start and end break a line when rendered: a word does not continue
+# across them ("bad</p><p>word" is two words).
+_BLOCK_TAGS = frozenset(
+    {
+        "p", "div", "br", "li", "ul", "ol", "h1", "h2", "h3", "h4", "h5", "h6", "tr", "td",
+        "th", "blockquote", "pre", "hr", "table", "details", "summary", "mx-reply", "caption",
+        "dd", "dt", "dl", "section", "article", "header", "footer", "nav", "aside", "main",
+        "figure", "figcaption", "address", "fieldset", "legend", "option", "textarea", "title",
+        "img", "rt", "rp", "template", "noscript", "iframe", "video", "audio", "object", "body",
+        "head", "html", "svg", "math", "button", "input", "select", "label", "style", "script",
+    }
+)  # fmt: skip
+# Attributes a client may show as text (tooltips, alt text, spoiler reasons, maths).
+_TEXT_ATTRS = (
+    "alt",
+    "title",
+    "aria-label",
+    "aria-description",
+    "placeholder",
+    "value",
+    "label",
+    "summary",
+    "data-mx-spoiler",
+    "data-mx-maths",
+)
+# Attributes holding a link target.
+_LINK_ATTRS = (
+    "href",
+    "src",
+    "xlink:href",
+    "cite",
+    "action",
+    "formaction",
+    "poster",
+    "background",
+    "data",
+    "longdesc",
+    "ping",
+)
+_MAX_TEMPLATE_DEPTH = 8
 
 
 @attrs.frozen
@@ -81,22 +123,67 @@ class Extracted:
     mentions_declared: bool = False  # m.mentions present (then body "@room" does not notify)
     msgtypes: list[str] = attrs.field(factory=list)
     media: list[Media] = attrs.field(factory=list)
+    bodies: list[str] = attrs.field(factory=list)  # plain "body" strings (legacy highlights)
+
+
+def _html_walk(node: LexborNode | None, text: list[str], links: list[str], depth: int) -> None:
+    """Depth-first, iterative over siblings and children: text as rendered (inline tags
+    join their neighbours, block tags break lines), text-bearing attributes, link
+    targets, template contents."""
+    stack: list[tuple[LexborNode | None, bool]] = [(node, False)]
+    while stack:
+        current, closing = stack.pop()
+        if current is None:
+            continue
+        if closing:
+            text.append("\n")
+            continue
+        stack.append((current.next, False))
+        if current.is_text_node:
+            value = current.text_content
+            if value:
+                text.append(value)
+            continue
+        if current.is_comment_node:
+            value = current.comment_content
+            if value:
+                text.append("\n" + value + "\n")
+            continue
+        tag = current.tag or ""
+        block = tag in _BLOCK_TAGS
+        if block:
+            text.append("\n")
+        attributes = current.attributes if current.is_element_node else {}
+        for name in _TEXT_ATTRS:
+            value = attributes.get(name)
+            if value:
+                text.append("\n" + value + "\n")
+        for name in _LINK_ATTRS:
+            value = attributes.get(name)
+            if value and not (name == "src" and value.strip().lower().startswith("mxc:")):
+                links.append(value)
+        if tag == "template" and depth < _MAX_TEMPLATE_DEPTH:
+            for fragment in current.template_fragments()[:1]:
+                _html_walk(fragment.child, text, links, depth + 1)
+        if block:
+            stack.append((current, True))
+        stack.append((current.child, False))
 
 
 def html_text_and_links(html: str) -> tuple[str, list[str]]:
+    """Rendered text and link targets of an HTML fragment. Total: never raises."""
     if "<" not in html and "&" not in html:
         return html, []
-    soup = BeautifulSoup(html, "html.parser")
-    links = [str(a["href"]) for a in soup.find_all(href=True)]
-    links += [
-        str(i["src"]) for i in soup.find_all(src=True) if not str(i["src"]).startswith("mxc:")
-    ]
-    # Text as rendered: inline tags join their neighbours ("bad<i></i>word" shows as one
-    # word), block tags break lines.
-    for tag in soup.find_all(_BLOCK_TAGS):
-        tag.insert_before("\n")
-        tag.append("\n")
-    return soup.get_text(""), links
+    try:
+        tree = LexborHTMLParser(html)
+        text: list[str] = []
+        links: list[str] = []
+        _html_walk(tree.root, text, links, 0)
+        return "".join(text), links
+    except Exception:  # pragma: no cover - Lexbor recovers from any input
+        # Never fail open: the markup itself is then the text (every tag, link and word
+        # in it is seen by the rules).
+        return html, []
 
 
 def _media_of(content: Mapping[str, Any], event_type: str) -> Media | None:
@@ -111,37 +198,33 @@ def _media_of(content: Mapping[str, Any], event_type: str) -> Media | None:
     mimetype = size = None
     if isinstance(info, Mapping):
         mimetype = info.get("mimetype") if isinstance(info.get("mimetype"), str) else None
-        size = info.get("size") if isinstance(info.get("size"), int) else None
+        raw_size = info.get("size")
+        size = raw_size if isinstance(raw_size, int) and not isinstance(raw_size, bool) else None
     return Media(str(msgtype or "m.file"), mimetype, size)
 
 
-def _walk(value: Any, out: Extracted, event_type: str, key: str, depth: int) -> None:
-    if depth > _MAX_DEPTH:
-        return
-    if isinstance(value, str):
-        if key in _SKIP_KEYS or value.startswith("mxc://"):
-            return
-        if key in _HTML_KEYS:
-            text, links = html_text_and_links(value)
-            out.texts.append(text)
-            out.hrefs.extend(links)
-        else:
-            out.texts.append(value)
-        return
-    if isinstance(value, list):
-        for item in value:
-            _walk(item, out, event_type, key, depth + 1)
-        return
-    if not isinstance(value, Mapping):
-        return
+def _add_html(out: Extracted, html: str) -> None:
+    text, links = html_text_and_links(html)
+    out.texts.append(text)
+    out.hrefs.extend(links)
+
+
+def _visit_mapping(value: Mapping[str, Any], out: Extracted, event_type: str) -> list[Any]:
+    """Collect what a mapping itself says; return its (key, value) children to walk."""
+    children: list[Any] = []
+    mimetype = value.get("mimetype")
+    body = value.get("body")
     # Extensible-events text block: {"mimetype": "text/html", "body": "<b>..</b>"}
-    if value.get("mimetype") == "text/html" and isinstance(value.get("body"), str):
-        text, links = html_text_and_links(value["body"])
-        out.texts.append(text)
-        out.hrefs.extend(links)
-        value = {k: v for k, v in value.items() if k != "body"}
-    if isinstance(value.get("msgtype"), str):
-        out.msgtypes.append(value["msgtype"])
+    html_block = (
+        isinstance(mimetype, str)
+        and mimetype.split(";", 1)[0].strip().lower() in _HTML_MIMETYPES
+        and isinstance(body, str)
+    )
+    if html_block:
+        _add_html(out, body)
+    msgtype = value.get("msgtype")
+    if isinstance(msgtype, str):
+        out.msgtypes.append(msgtype)
     media = _media_of(value, event_type)
     if media is not None:
         out.media.append(media)
@@ -153,12 +236,31 @@ def _walk(value: Any, out: Extracted, event_type: str, key: str, depth: int) -> 
             out.user_mentions.update(i for i in ids if isinstance(i, str))
         if mentions.get("room") is True:
             out.room_mention = True
+    if isinstance(body, str) and not html_block:
+        out.bodies.append(body)
     for k, v in value.items():
-        _walk(v, out, event_type, k, depth + 1)
+        if html_block and k == "body":
+            continue
+        children.append((k if isinstance(k, str) else "", v))
+    return children
 
 
 def extract(event_type: str, content: Mapping[str, Any]) -> Extracted:
-    """Texts, link targets, mentions and media of a message-like or state event's content."""
+    """Texts, link targets, mentions and media of any event's content. Total: whatever
+    the shape of ``content`` (nesting, types, markup), it returns and never raises."""
     out = Extracted()
-    _walk(content, out, event_type, "", 0)
+    stack: list[tuple[str, Any]] = [("", content)]
+    while stack:
+        key, value = stack.pop()
+        if isinstance(value, str):
+            if key in _SKIP_KEYS or (key in _MXC_KEYS and value.startswith("mxc://")):
+                continue
+            if key in _HTML_KEYS:
+                _add_html(out, value)
+            else:
+                out.texts.append(value)
+        elif isinstance(value, list | tuple):
+            stack.extend((key, item) for item in reversed(value))
+        elif isinstance(value, Mapping):
+            stack.extend(reversed(_visit_mapping(value, out, event_type)))
     return out

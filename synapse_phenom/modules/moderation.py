@@ -37,15 +37,19 @@ from synapse_phenom.moderation.config import (
     RoomPolicy,
     merge_live_policy,
 )
+from synapse_phenom.moderation.mentions import MemberIndex
 from synapse_phenom.moderation.rules import (
     BAN_RULE_TYPES,
-    FLOOD_COUNTED_TYPES,
+    MUTE_ALLOWED_TYPES,
+    UNREADABLE,
     BanList,
     CompiledPolicy,
     Violation,
     ban_message,
+    flood_counts,
     flood_violation,
     is_checked,
+    is_preview_card,
     mute_violation,
 )
 from synapse_phenom.modules._guard import guarded
@@ -73,7 +77,14 @@ CHECK_SECONDS = Histogram(
     "Time spent in the pure rule check of one event",
     buckets=(0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.01, 0.05, 0.25),
 )
+CHECK_FAILURES = Counter(
+    "phenom_moderation_check_failures_total",
+    "Checks that failed: reason=content (the event was refused as unreadable) or "
+    "reason=infrastructure (database/state unavailable; fail_closed decides; alert on it)",
+    ["reason"],
+)
 _NOTICE_DEDUPE_MS = 60_000
+_MEMBERS_TTL_S = 10.0
 _MAX_CACHED_USERS = 50_000
 
 
@@ -84,6 +95,24 @@ def kind_of(rule: str) -> str:
 
 def _now_ms() -> int:
     return int(time.time() * 1000)
+
+
+def _server_made(event: EventBase) -> bool:
+    """Created by the server itself (a module's ``create_and_send_event_into_room``), not
+    through the client API: no transaction, device or delay id in its internal metadata."""
+    meta = event.internal_metadata
+    for name in ("txn_id", "device_id", "delay_id", "token_id"):
+        try:
+            if getattr(meta, name) is not None:
+                return False
+        except AttributeError:
+            continue
+    return not event.is_state()
+
+
+def _has_legacy_body(content: Mapping[str, Any]) -> bool:
+    """A body Synapse's legacy name-highlight push rules read (no ``m.mentions``)."""
+    return "m.mentions" not in content and isinstance(content.get("body"), str)
 
 
 @attrs.frozen
@@ -112,6 +141,7 @@ class PhenomModeration:
         self._bans: tuple[float, BanList] = (0.0, BanList([]))
         self._notified: dict[tuple[str, str, str], int] = {}
         self._unmuted: dict[tuple[str, str], float] = {}  # (user, room) -> seen unmuted until
+        self._members: dict[str, tuple[float, MemberIndex]] = {}
         self._schema_ready = False
 
         # Guarded per instance: the fallback (fail-open or fail-closed) comes from config.
@@ -140,6 +170,9 @@ class PhenomModeration:
         return CompiledPolicy(name, policy, self._config.max_scan_chars, self._config.regex_max_mem)
 
     def _fallback_spam(self) -> Any:
+        # Reached only by infrastructure failures (database, room state): the content
+        # check itself is total and refuses what it cannot read (rule 'unreadable').
+        CHECK_FAILURES.labels("infrastructure").inc()
         if self._config.fail_closed:
             return (
                 Codes.FORBIDDEN,
@@ -150,6 +183,7 @@ class PhenomModeration:
         return NOT_SPAM
 
     def _fallback_allowed(self) -> tuple[bool, None]:
+        CHECK_FAILURES.labels("infrastructure").inc()
         return (not self._config.fail_closed, None)
 
     # -- state --------------------------------------------------------------------
@@ -265,6 +299,26 @@ class PhenomModeration:
             self._managed[user_id] = managed
         return managed
 
+    async def _member_index(self, room_id: str) -> MemberIndex:
+        """The room's joined members by localpart and display name, cached per worker."""
+        now = time.monotonic()
+        cached = self._members.get(room_id)
+        if cached is not None and cached[0] > now:
+            return cached[1]
+        state = await self._api.get_room_state(room_id, [("m.room.member", None)])
+        members = []
+        for (_, user_id), member in state.items():
+            content = member.content
+            if content.get("membership") != "join":
+                continue
+            name = content.get("displayname")
+            members.append((user_id, name if isinstance(name, str) else None))
+        index = MemberIndex(members)
+        if len(self._members) > 10_000:
+            self._members.clear()
+        self._members[room_id] = (now + max(_MEMBERS_TTL_S, self._config.cache_seconds), index)
+        return index
+
     async def _new_account_until(self, policy: RoomPolicy, user_id: str) -> float | None:
         if policy.new_accounts is None or policy.new_accounts.min_age_seconds == 0:
             return None
@@ -333,50 +387,51 @@ class PhenomModeration:
         logger.info(
             "Moderation %s in %s: %s by %s (%s)", action, room_id, v.rule, user_id, v.detail
         )
-        # A room's own live policy is written by whoever holds power there (any room
-        # creator): its rule names and keywords must not become text in the moderators' room.
-        live = view.compiled is not self._compiled.get(view.policy_name)
-        self._api.run_as_background_process(
-            "phenom_moderation_notice",
-            self._notify,
-            policy,
-            room_id,
-            user_id,
-            v,
-            action,
-            muted_until,
-            live,
-        )
+        # Notices concern only Phenom-managed rooms: nobody can make the system user post
+        # into the moderators' room by breaking the rules of a room they created.
+        if view.policy_name != DEFAULT_POLICY:
+            self._api.run_as_background_process(
+                "phenom_moderation_notice",
+                self._notify,
+                policy,
+                view.policy_name,
+                room_id,
+                user_id,
+                kind,
+                action,
+                muted_until,
+            )
         return muted_until
 
     async def _notify(
         self,
         policy: RoomPolicy,
+        policy_name: str,
         room_id: str,
         user_id: str,
-        v: Violation,
+        kind: str,
         action: str,
         muted_until: int | None,
-        live: bool = False,
     ) -> None:
+        """An ``m.notice`` to ``notify_room`` made only of server-generated fields: the
+        action, the rule kind, the user ID, the room ID and its Phenom room key. Never a
+        rule name, keyword, link or error text (those can come from users: a live
+        policy, a message, an invalid regex); the audit log has the detail."""
         try:
             target, system = policy.notify_room, self._system_user
             if not target or not system:
                 return
             now = _now_ms()
-            rule = f"{kind_of(v.rule)} (room's live policy)" if live else v.rule
-            key = (user_id, room_id, rule)
+            key = (user_id, room_id, kind)
             if muted_until is None and now - self._notified.get(key, 0) < _NOTICE_DEDUPE_MS:
-                return  # one notice per user, room and rule a minute (floods would spam)
+                return  # one notice per user, room and rule kind a minute (floods would spam)
             self._notified[key] = now
             if len(self._notified) > _MAX_CACHED_USERS:
                 self._notified.clear()
             notify_room_id = await self._resolve_room(target)
             if notify_room_id is None:
                 return
-            text = f"Moderation: {action} — {user_id} in {room_id}, rule '{rule}'"
-            if v.detail and not live:
-                text += f" ({v.detail})"
+            text = f"Moderation: {action} — {user_id} in {policy_name} ({room_id}), rule '{kind}'"
             if muted_until is not None:
                 text += f"; muted until {time.strftime('%H:%M:%S UTC', time.gmtime(muted_until / 1000))}"
             await self._api.create_and_send_event_into_room(
@@ -387,11 +442,13 @@ class PhenomModeration:
                     "content": {
                         "msgtype": "m.notice",
                         "body": text,
+                        "m.mentions": {},
                         "app.phenom.moderation": {
                             "action": action,
                             "user_id": user_id,
                             "room_id": room_id,
-                            "rule": rule,
+                            "room_key": policy_name,
+                            "rule": kind,
                         },
                     },
                 }
@@ -419,12 +476,23 @@ class PhenomModeration:
         is_state = event.is_state()
         if is_state and event.type == POLICY_EVENT_TYPE:
             return await self._check_policy_event(event)
-        if not is_checked(event.type, is_state):
-            return NOT_SPAM
+        if event.type == "m.room.create":
+            return NOT_SPAM  # the room does not exist yet
         sender, room_id = event.sender, event.room_id
         if sender == self._system_user:
             return NOT_SPAM
         view = await self.room_view(room_id)
+        if is_preview_card(event.type, event.content) and not _server_made(event):
+            # Cards are the link-preview module's (server-made, no client transaction):
+            # a card sent through the client API could put any text under anyone's message.
+            v = Violation(
+                "preview_card",
+                "Link preview cards are created by the server only; this event was not sent.",
+                "client-sent preview card",
+            )
+            CHECKS.labels(view.policy_name, "block").inc()
+            await self.act(view, room_id, sender, event.type, v)
+            return self._reply(v)
         bans = await self.ban_list()
         ban = bans.match(sender)
         if ban is not None:
@@ -432,19 +500,39 @@ class PhenomModeration:
             await self.act(view, room_id, sender, event.type, v, action="ban")
             return self._reply(v)
         policy = view.compiled.policy
-        new_until = await self._new_account_until(policy, sender)
-        started = time.perf_counter()
-        violation = view.compiled.check(
-            event.type, event.content, is_state=is_state, new_account_until_s=new_until
+        violation: Violation | None = None
+        if is_checked(event.type, is_state):
+            new_until = await self._new_account_until(policy, sender)
+            members = None
+            if policy.mentions.max_user_mentions is not None and _has_legacy_body(event.content):
+                members = await self._member_index(room_id)
+            started = time.perf_counter()
+            violation = view.compiled.check(
+                event.type,
+                event.content,
+                is_state=is_state,
+                new_account_until_s=new_until,
+                members=members,
+            )
+            CHECK_SECONDS.observe(time.perf_counter() - started)
+            if violation is not None and violation.rule == UNREADABLE:
+                CHECK_FAILURES.labels("content").inc()
+                logger.warning("Refused unreadable %s from %s: %s", event.type, sender, violation.detail)
+        # Flood control and mutes cover every event a user sends into the room, state
+        # included (not while the room is being created: no power levels yet).
+        needs_gate = bool(policy.flood or policy.escalation) and (
+            not is_state or bool(view.power_levels)
         )
-        CHECK_SECONDS.observe(time.perf_counter() - started)
-        needs_gate = not is_state and bool(policy.flood or policy.escalation)
         # Exemptions (power level, groups) are looked up only when they could matter.
         if (violation is not None or needs_gate) and await self.is_exempt(view, sender):
             CHECKS.labels(view.policy_name, "exempt").inc()
             return NOT_SPAM
         flood = None
-        if violation is None and policy.flood and event.type in FLOOD_COUNTED_TYPES:
+        if (
+            violation is None
+            and policy.flood
+            and flood_counts(event.type, is_state, policy.flood.exempt_event_types)
+        ):
             flood = (int(policy.flood.per_seconds * 1000), policy.flood.messages)
         unmuted_key = (sender, room_id)
         if needs_gate and flood is None and self._unmuted.get(unmuted_key, 0.0) > time.monotonic():
@@ -459,7 +547,7 @@ class PhenomModeration:
                 if len(self._unmuted) > _MAX_CACHED_USERS:
                     self._unmuted.clear()
                 self._unmuted[unmuted_key] = time.monotonic() + self._config.cache_seconds
-            else:
+            elif event.type not in MUTE_ALLOWED_TYPES:
                 CHECKS.labels(view.policy_name, "muted").inc()
                 return self._reply(mute_violation(gate.muted_until, now))
             if gate.flood is not None and not gate.flood.allowed and policy.flood:
@@ -538,7 +626,10 @@ class PhenomModeration:
         if event.type != "m.room.member" or not event.is_state():
             return True, None
         name = event.content.get("displayname")
-        if not isinstance(name, str) or not name or event.content.get("membership") != "join":
+        if not isinstance(name, str) or not name or event.content.get("membership") not in (
+            "join",
+            "knock",
+        ):
             return True, None
         user_id = event.state_key
         if (
