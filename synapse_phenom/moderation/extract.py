@@ -16,7 +16,9 @@ when in doubt, more is read, never less.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
+from html import unescape
 from typing import Any
 
 import attrs
@@ -105,6 +107,10 @@ _LINK_ATTRS = (
     "ping",
 )
 _MAX_TEMPLATE_DEPTH = 8
+_RAW_TAG = re.compile(r"<[a-zA-Z][^>]*")
+_RAW_ATTR = re.compile(
+    r"""[\s/"'](href|src)\s*=\s*(?:"([^"]*)"|'([^']*)'|([^\s"'>]+))""", re.IGNORECASE
+)
 
 
 @attrs.frozen
@@ -170,6 +176,18 @@ def _html_walk(node: LexborNode | None, text: list[str], links: list[str], depth
         stack.append((current.child, False))
 
 
+def _raw_link_attributes(html: str) -> list[str]:
+    """Every ``href``/``src`` value written in any start tag, duplicates included: a
+    safety net for renderers that do not keep the first duplicate as HTML5 does."""
+    out = []
+    for tag in _RAW_TAG.findall(html):
+        for name, *values in _RAW_ATTR.findall(tag):
+            value = unescape(next((v for v in values if v), ""))
+            if value and not (name.lower() == "src" and value.strip().lower().startswith("mxc:")):
+                out.append(value)
+    return out
+
+
 def html_text_and_links(html: str) -> tuple[str, list[str]]:
     """Rendered text and link targets of an HTML fragment. Total: never raises."""
     if "<" not in html and "&" not in html:
@@ -179,6 +197,9 @@ def html_text_and_links(html: str) -> tuple[str, list[str]]:
         text: list[str] = []
         links: list[str] = []
         _html_walk(tree.root, text, links, 0)
+        if "=" in html:
+            seen = set(links)
+            links.extend(v for v in _raw_link_attributes(html) if v not in seen)
         return "".join(text), links
     except Exception:  # pragma: no cover - Lexbor recovers from any input
         # Never fail open: the markup itself is then the text (every tag, link and word

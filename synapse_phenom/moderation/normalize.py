@@ -26,6 +26,7 @@ import unicodedata
 from importlib import resources
 
 import regex
+from bidi import get_display
 
 # -- derived tables --------------------------------------------------------------------
 
@@ -171,3 +172,19 @@ def fold(text: str) -> str:
 
 def is_word_char(ch: str) -> bool:
     return ch.isalnum() or ch == "_"
+
+
+# Bidi controls that reorder what is shown (embeddings, overrides, isolates, marks).
+_BIDI_CONTROLS = re.compile("[\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+
+
+def visual_variant(text: str) -> str | None:
+    """The text in the order a reader sees it when it contains bidi controls (a
+    right-to-left override shows ``\u202edrowdab`` as ``badword``): the Unicode
+    Bidirectional Algorithm (``python-bidi``), line by line. None without controls."""
+    if text.isascii() or not _BIDI_CONTROLS.search(text):
+        return None
+    try:
+        return "\n".join(get_display(line) for line in text.split("\n"))
+    except Exception:
+        return text[::-1]  # a reader might see it reversed: check that too

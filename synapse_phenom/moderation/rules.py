@@ -22,7 +22,7 @@ from synapse_phenom.moderation import links as lk
 from synapse_phenom.moderation.config import RoomPolicy
 from synapse_phenom.moderation.keywords import KeywordMatcher
 from synapse_phenom.moderation.mentions import MemberIndex
-from synapse_phenom.moderation.normalize import fold, strip_invisible
+from synapse_phenom.moderation.normalize import fold, strip_invisible, visual_variant
 
 FORBIDDEN = "M_FORBIDDEN"
 # IDNA (UTS #46) label separators: clients' URL parsers read each as "."
@@ -366,7 +366,10 @@ class CompiledPolicy:
         self, e: ex.Extracted, new_until: float | None, what: str = "room"
     ) -> Violation | None:
         limit = self.max_scan_chars
-        clean = [strip_invisible(t[:limit]) for t in e.texts if t]
+        texts = [t[:limit] for t in e.texts if t]
+        # What readers see of bidi-reordered text is checked as well as the stored order.
+        texts += [v for v in map(visual_variant, texts) if v is not None]
+        clean = [strip_invisible(t) for t in texts]
         if self._links_rule_active(new_until):
             found = self._check_links(clean, e.hrefs, new_until, what)
             if found:
