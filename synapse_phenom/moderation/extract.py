@@ -106,7 +106,6 @@ _LINK_ATTRS = (
     "longdesc",
     "ping",
 )
-_MAX_TEMPLATE_DEPTH = 8
 _RAW_TAG = re.compile(r"<[a-zA-Z][^>]*")
 _RAW_ATTR = re.compile(
     r"""[\s/"'](href|src)\s*=\s*(?:"([^"]*)"|'([^']*)'|([^\s"'>]+))""", re.IGNORECASE
@@ -132,10 +131,10 @@ class Extracted:
     bodies: list[str] = attrs.field(factory=list)  # plain "body" strings (legacy highlights)
 
 
-def _html_walk(node: LexborNode | None, text: list[str], links: list[str], depth: int) -> None:
-    """Depth-first, iterative over siblings and children: text as rendered (inline tags
-    join their neighbours, block tags break lines), text-bearing attributes, link
-    targets, template contents."""
+def _html_walk(node: LexborNode | None, text: list[str], links: list[str]) -> None:
+    """Depth-first with an explicit stack (no recursion, whatever the nesting): text as
+    rendered (inline tags join their neighbours, block tags break lines), comments,
+    text-bearing attributes, link targets, template contents."""
     stack: list[tuple[LexborNode | None, bool]] = [(node, False)]
     while stack:
         current, closing = stack.pop()
@@ -168,12 +167,14 @@ def _html_walk(node: LexborNode | None, text: list[str], links: list[str], depth
             value = attributes.get(name)
             if value and not (name == "src" and value.strip().lower().startswith("mxc:")):
                 links.append(value)
-        if tag == "template" and depth < _MAX_TEMPLATE_DEPTH:
-            for fragment in current.template_fragments()[:1]:
-                _html_walk(fragment.child, text, links, depth + 1)
         if block:
             stack.append((current, True))
         stack.append((current.child, False))
+        if tag == "template":
+            # Its content is a separate fragment (nested templates: the first is its own).
+            fragments = current.template_fragments()
+            if fragments:
+                stack.append((fragments[0].child, False))
 
 
 def _raw_link_attributes(html: str) -> list[str]:
@@ -196,7 +197,10 @@ def html_text_and_links(html: str) -> tuple[str, list[str]]:
         tree = LexborHTMLParser(html)
         text: list[str] = []
         links: list[str] = []
-        _html_walk(tree.root, text, links, 0)
+        first = tree.root
+        while first is not None and first.prev is not None:
+            first = first.prev  # comments before <html> are children of the document
+        _html_walk(first, text, links)
         if "=" in html:
             seen = set(links)
             links.extend(v for v in _raw_link_attributes(html) if v not in seen)
