@@ -108,7 +108,7 @@ def _build_run_table() -> dict[int, str | None]:
     confusables = _confusable_targets()
     table: dict[int, str | None] = {}
     for ch in _ALL:
-        if ch in IGNORABLE or unicodedata.combining(ch):
+        if ch in IGNORABLE or unicodedata.combining(ch) or unicodedata.category(ch) == "Cc":
             table[ord(ch)] = None
         elif ch in BLANK:
             table[ord(ch)] = " "
@@ -125,8 +125,12 @@ def _build_run_table() -> dict[int, str | None]:
 # and non-ASCII leet mapped, blank-looking characters made plain spaces.
 _RUN_TABLE = _build_run_table()
 _ASCII_WHITESPACE = {"\t": " ", "\n": " ", "\r": " ", "\x0b": " ", "\x0c": " "}
+# Control characters render as nothing (HTML parsers drop NUL): removed.
+_ASCII_CONTROLS = "".join(chr(c) for c in [*range(0x09), *range(0x0E, 0x20), 0x7F])
 # ASCII text: one str.translate (CPython's fast path for ASCII): leet + whitespace.
-_ASCII_TABLE = str.maketrans({**_ASCII_LEET, **_ASCII_WHITESPACE})
+_ASCII_TABLE = str.maketrans(
+    {**_ASCII_LEET, **_ASCII_WHITESPACE, **dict.fromkeys(_ASCII_CONTROLS)}
+)
 # The same as a bytes table, for the ASCII bytes of mixed text.
 _BYTES_TABLE = bytes.maketrans(
     "".join([*_ASCII_LEET, *_ASCII_WHITESPACE]).encode(),
@@ -164,7 +168,11 @@ def fold(text: str) -> str:
         folded = text.lower().translate(_ASCII_TABLE)
     else:
         mixed = _NON_ASCII.sub(_fold_run, text)
-        data = mixed.encode("utf-8", "surrogatepass").lower().translate(_BYTES_TABLE)
+        data = (
+            mixed.encode("utf-8", "surrogatepass")
+            .lower()
+            .translate(_BYTES_TABLE, _ASCII_CONTROLS.encode())
+        )
         folded = data.decode("utf-8", "surrogatepass")
     # Collapse runs only when there are any: most chat has none.
     return _DOUBLE_SPACES.sub(" ", folded) if "  " in folded else folded
