@@ -60,7 +60,7 @@ def wrap(rng: random.Random, markup: str, plain: str) -> dict[str, Any]:
         lambda: {"m.text": [{"mimetype": "text/html", "body": markup}, {"body": "x"}]},
         lambda: {"msgtype": "m.image", "body": plain, "url": "mxc://a/b", "info": {"size": rng.choice([1, "x", None, True])}},
         lambda: {"body": rng.choice([None, 1, [], {}]), "formatted_body": markup},
-        lambda: {"x": [[{"formatted_body": markup}]], "y": rng.random()},
+        lambda: {"x": [[{"formatted_body": markup}]], "y": rng.randint(0, 10**6)},
     ]  # fmt: skip
     return rng.choice(shapes)()
 

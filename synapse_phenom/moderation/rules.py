@@ -308,7 +308,7 @@ class CompiledPolicy:
         lp = self.policy.links
         urls = [(h, True) for h in hrefs]
         for text in texts:
-            if not text.isascii():
+            if not text.isascii() and ("\u3002" in text or "\uff61" in text or "\uff0e" in text):
                 text = text.translate(_IDNA_DOTS)  # "evil。com" is evil.com to IDNA
             urls.extend((u, False) for u in lk.find_urls(text))
             if self._blocked_domains is not None:

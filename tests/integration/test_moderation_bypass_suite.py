@@ -217,10 +217,13 @@ def test_fuzz_mutated_bodies_through_the_server(synapse: SynapseStack) -> None:
     assert owner.send_state(room, POLICY_EVENT_TYPE, policy).status_code == 200
     user = synapse.register()
     user.join(room)
-    # Synapse itself requires a string msgtype and body on m.room.message: give them.
+    # Synapse itself requires a string msgtype and body on m.room.message: give them. It
+    # answers 500 for lone surrogates (canonicaljson cannot encode them; not a moderation
+    # matter, the pure fuzz covers them): they become "?".
     contents = [
-        c if isinstance(c.get("body"), str) and isinstance(c.get("msgtype"), str)
-        else {**c, "msgtype": "m.text", "body": "x"}
+        json.loads(json.dumps(c, ensure_ascii=False).encode("utf-8", "replace"))
+        if isinstance(c.get("body"), str) and isinstance(c.get("msgtype"), str)
+        else json.loads(json.dumps({**c, "msgtype": "m.text", "body": "x"}, ensure_ascii=False).encode("utf-8", "replace"))
         for c in bodies(20261130, 1000)
     ]  # fmt: skip
     started = time.monotonic()
@@ -248,5 +251,6 @@ def test_fuzz_mutated_bodies_through_the_server(synapse: SynapseStack) -> None:
     assert not errors, errors[:3]
     refused = sum(r.status_code == 403 for r in responses)
     assert refused >= 300, refused  # the seeds are blocked; mutation keeps many of them so
-    assert sum(r.status_code == 400 for r in responses) < 50
+    bad_json = [r.text[:120] for r in responses if r.status_code == 400]
+    assert len(bad_json) < 50, bad_json[:5]
     assert elapsed < 120, elapsed
