@@ -16,6 +16,7 @@ from typing import Any
 
 import html5lib
 
+from synapse_phenom.moderation.extract import _BLOCK_TAGS as BLOCK_TAGS
 from synapse_phenom.moderation.normalize import fold
 
 _PIECES = [
@@ -68,6 +69,21 @@ def wrap(rng: random.Random, markup: str, plain: str) -> dict[str, Any]:
 _SHOWN_ATTRS = ("href", "src", "alt", "title")
 
 
+def _rendered(el: Any) -> str:
+    """Text as shown: inline elements join their neighbours, block elements (the same
+    list as the product's: a rendering rule, not parsing) break lines."""
+    tag = el.tag if isinstance(el.tag, str) else "#comment"
+    block = tag in BLOCK_TAGS or tag == "#comment"
+    out = ["\n" if block else ""]
+    out.extend("\n" + v + "\n" for k, v in el.attrib.items() if k in _SHOWN_ATTRS)
+    out.append(el.text or "")
+    for child in el:
+        out.append(_rendered(child))
+        out.append(child.tail or "")
+    out.append("\n" if block else "")
+    return "".join(out)
+
+
 def oracle_sees_violation(content: dict[str, Any]) -> bool:
     """Independent reading: html5lib's HTML5 tree for HTML fields, raw strings otherwise;
     True when the rendered text plainly holds a blocked keyword or an evil.com link."""
@@ -76,10 +92,7 @@ def oracle_sees_violation(content: dict[str, Any]) -> bool:
     def walk(v: Any, key: str = "") -> None:
         if isinstance(v, str):
             if key == "formatted_body" or (key == "body" and is_html_block):
-                doc = html5lib.parse(v, namespaceHTMLElements=False)
-                for el in doc.iter():
-                    texts.extend(t for t in (el.text, el.tail) if t)
-                    texts.extend(v for k, v in el.attrib.items() if k in _SHOWN_ATTRS)
+                texts.append(_rendered(html5lib.parse(v, namespaceHTMLElements=False)))
             else:
                 texts.append(v)
         elif isinstance(v, list):

@@ -74,11 +74,17 @@ _BLOCK_TAGS = frozenset(
         "p", "div", "br", "li", "ul", "ol", "h1", "h2", "h3", "h4", "h5", "h6", "tr", "td",
         "th", "blockquote", "pre", "hr", "table", "details", "summary", "mx-reply", "caption",
         "dd", "dt", "dl", "section", "article", "header", "footer", "nav", "aside", "main",
-        "figure", "figcaption", "address", "fieldset", "legend", "option", "textarea", "title",
-        "img", "rt", "rp", "template", "noscript", "iframe", "video", "audio", "object", "body",
-        "head", "html", "svg", "math", "button", "input", "select", "label", "style", "script",
+        "figure", "figcaption", "address", "fieldset", "legend", "option", "title", "rt", "rp",
+        "template", "noscript", "body", "head", "html", "style", "script",
     }
 )  # fmt: skip
+# Inline boxes (replaced or form elements, SVG, MathML) between two words: a reader may
+# see them as one word or as two. Marked SOFT_BREAK; the rules check both readings.
+_SOFT_TAGS = frozenset(
+    {"img", "svg", "math", "button", "input", "select", "label", "textarea", "iframe", "video",
+     "audio", "object", "embed", "canvas", "picture", "meter", "progress", "output"}
+)  # fmt: skip
+SOFT_BREAK = "\x1f"
 # Attributes a client may show as text (tooltips, alt text, spoiler reasons, maths).
 _TEXT_ATTRS = (
     "alt",
@@ -133,17 +139,18 @@ class Extracted:
 
 def _html_walk(node: LexborNode | None, text: list[str], links: list[str]) -> None:
     """Depth-first with an explicit stack (no recursion, whatever the nesting): text as
-    rendered (inline tags join their neighbours, block tags break lines), comments,
-    text-bearing attributes, link targets, template contents."""
-    stack: list[tuple[LexborNode | None, bool]] = [(node, False)]
+    rendered (inline tags join their neighbours, block tags break lines, inline boxes
+    are soft breaks), comments, text-bearing attributes, link targets, template contents.
+    A stack entry is a node to visit, or a string to emit when an element closes."""
+    stack: list[LexborNode | str | None] = [node]
     while stack:
-        current, closing = stack.pop()
+        current = stack.pop()
         if current is None:
             continue
-        if closing:
-            text.append("\n")
+        if isinstance(current, str):
+            text.append(current)
             continue
-        stack.append((current.next, False))
+        stack.append(current.next)
         if current.is_text_node:
             value = current.text_content
             if value:
@@ -155,9 +162,8 @@ def _html_walk(node: LexborNode | None, text: list[str], links: list[str]) -> No
                 text.append("\n" + value + "\n")
             continue
         tag = current.tag or ""
-        block = tag in _BLOCK_TAGS
-        if block:
-            text.append("\n")
+        boundary = "\n" if tag in _BLOCK_TAGS else SOFT_BREAK if tag in _SOFT_TAGS else ""
+        text.append(boundary)
         attributes = current.attributes if current.is_element_node else {}
         for name in _TEXT_ATTRS:
             value = attributes.get(name)
@@ -167,14 +173,14 @@ def _html_walk(node: LexborNode | None, text: list[str], links: list[str]) -> No
             value = attributes.get(name)
             if value and not (name == "src" and value.strip().lower().startswith("mxc:")):
                 links.append(value)
-        if block:
-            stack.append((current, True))
-        stack.append((current.child, False))
+        if boundary:
+            stack.append(boundary)
+        stack.append(current.child)
         if tag == "template":
             # Its content is a separate fragment (nested templates: the first is its own).
             fragments = current.template_fragments()
             if fragments:
-                stack.append((fragments[0].child, False))
+                stack.append(fragments[0].child)
 
 
 def _raw_link_attributes(html: str) -> list[str]:

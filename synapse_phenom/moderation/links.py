@@ -94,6 +94,9 @@ class Link:
 # Where a relative link target would lead is the client's own origin: not a site anybody
 # listed, so an allow list refuses it (fail closed), a block list ignores it.
 _RELATIVE_BASE = "https://relative.invalid/"
+_SIMPLE_WEB_URL = re.compile(
+    r"(?:https?|ftp)://((?:[a-z0-9-]+\.)*[a-z][a-z0-9-]*)\.?(?::[0-9]{1,5})?(?=[/?#]|$)", re.ASCII
+)
 _HAS_SCHEME = re.compile(r"[a-zA-Z][a-zA-Z0-9+.-]*://")
 _C0_AND_SPACE = "".join(chr(c) for c in range(0x21))
 
@@ -119,6 +122,11 @@ def classify(url: str, href: bool = False) -> Link:
         return _matrix_uri(cleaned)
     if not href and not _HAS_SCHEME.match(cleaned):
         cleaned = "http://" + cleaned  # a bare domain or www. host: clients link it as http
+    simple = _SIMPLE_WEB_URL.match(cleaned)
+    if simple is not None and simple.group(1) != "matrix.to":
+        # Already canonical (lower-case ASCII labels, no userinfo, no escapes, a name not
+        # a number): every WHATWG step leaves the host as written. Saves the full parse.
+        return Link(raw, simple.group(1), "web")
     parsed: ada_url.URL | None = None
     with contextlib.suppress(ValueError):
         parsed = ada_url.URL(cleaned, _RELATIVE_BASE) if href else ada_url.URL(cleaned)
