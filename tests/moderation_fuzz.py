@@ -36,7 +36,12 @@ SEEDS = [
 
 
 def _html(markup: str, body: str) -> dict[str, Any]:
-    return {"msgtype": "m.text", "body": body, "format": "org.matrix.custom.html", "formatted_body": markup}
+    return {
+        "msgtype": "m.text",
+        "body": body,
+        "format": "org.matrix.custom.html",
+        "formatted_body": markup,
+    }
 
 
 def mutate(rng: random.Random, s: str) -> str:
@@ -115,8 +120,6 @@ def oracle_sees_violation(content: dict[str, Any]) -> bool:
     folded = " ".join(fold(t) for t in texts)
     words = set(folded.replace("<", " ").replace(">", " ").split())
     return "badword" in words or "https://evil.com/" in " ".join(texts)
-
-
 
 
 def bodies(seed: int, count: int) -> list[dict[str, Any]]:

@@ -251,7 +251,7 @@ def _visit_mapping(value: Mapping[str, Any], out: Extracted, event_type: str) ->
         and mimetype.split(";", 1)[0].strip().lower() in _HTML_MIMETYPES
         and isinstance(body, str)
     )
-    if html_block:
+    if html_block and isinstance(body, str):
         _add_html(out, body)
     msgtype = value.get("msgtype")
     if isinstance(msgtype, str):

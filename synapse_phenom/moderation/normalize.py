@@ -68,6 +68,7 @@ _LEET = {
     "£": "l",
 }
 _ASCII_LEET = {k: v for k, v in _LEET.items() if k.isascii()}
+_LEET_TABLE = {ord(k): v for k, v in _ASCII_LEET.items()}
 
 
 def _confusable_targets() -> dict[str, str]:
@@ -98,7 +99,7 @@ def _as_latin(ch: str, confusables: dict[str, str]) -> str | None:
         if nxt is None:
             return None
         seen = unicodedata.normalize("NFKD", nxt.replace("\u200e", "")).casefold()
-    folded = seen.casefold().translate(str.maketrans(_ASCII_LEET))
+    folded = seen.casefold().translate(_LEET_TABLE)
     if folded.isascii() and folded.isalnum() and 1 <= len(folded) <= 2:
         return folded
     return None
@@ -128,9 +129,7 @@ _ASCII_WHITESPACE = {"\t": " ", "\n": " ", "\r": " ", "\x0b": " ", "\x0c": " "}
 # Control characters render as nothing (HTML parsers drop NUL): removed.
 _ASCII_CONTROLS = "".join(chr(c) for c in [*range(0x09), *range(0x0E, 0x20), 0x7F])
 # ASCII text: one str.translate (CPython's fast path for ASCII): leet + whitespace.
-_ASCII_TABLE = str.maketrans(
-    {**_ASCII_LEET, **_ASCII_WHITESPACE, **dict.fromkeys(_ASCII_CONTROLS)}
-)
+_ASCII_TABLE = str.maketrans({**_ASCII_LEET, **_ASCII_WHITESPACE, **dict.fromkeys(_ASCII_CONTROLS)})
 # The same as a bytes table, for the ASCII bytes of mixed text.
 _BYTES_TABLE = bytes.maketrans(
     "".join([*_ASCII_LEET, *_ASCII_WHITESPACE]).encode(),
@@ -182,15 +181,16 @@ def is_word_char(ch: str) -> bool:
     return ch.isalnum() or ch == "_"
 
 
-# Bidi controls that reorder what is shown (embeddings, overrides, isolates, marks).
-_BIDI_CONTROLS = re.compile("[\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+# The bidi controls that make Latin text show in another order: right-to-left override
+# (reverses letters), embedding and isolate (reverse the order of words).
+_REORDERING = ("\u202e", "\u202b", "\u2067")
 
 
 def visual_variant(text: str) -> str | None:
-    """The text in the order a reader sees it when it contains bidi controls (a
-    right-to-left override shows ``\u202edrowdab`` as ``badword``): the Unicode
-    Bidirectional Algorithm (``python-bidi``), line by line. None without controls."""
-    if text.isascii() or not _BIDI_CONTROLS.search(text):
+    """The text in the order a reader sees it when it contains reordering bidi controls
+    (a right-to-left override shows ``\u202edrowdab`` as ``badword``): the Unicode
+    Bidirectional Algorithm (``python-bidi``), line by line. None without them."""
+    if text.isascii() or not any(c in text for c in _REORDERING):
         return None
     try:
         return "\n".join(get_display(line) for line in text.split("\n"))

@@ -101,11 +101,21 @@ def test_unicode_tricks_and_display_names(synapse: SynapseStack) -> None:
     # Display names are folded the same way, per room.
     user = synapse.register()
     room = synapse.rooms["community"]
-    user.call("PUT", f"/_matrix/client/v3/profile/{user.user_id}/displayname", json={"displayname": "ʙᴀᴅ\ufe0fᴡᴏʀᴅ"})
-    assert eventually(lambda: user.state(room, "m.room.member", user.user_id).json()["displayname"] == user.localpart)
+    user.call(
+        "PUT",
+        f"/_matrix/client/v3/profile/{user.user_id}/displayname",
+        json={"displayname": "ʙᴀᴅ\ufe0fᴡᴏʀᴅ"},
+    )
+    assert eventually(
+        lambda: (
+            user.state(room, "m.room.member", user.user_id).json()["displayname"] == user.localpart
+        )
+    )
     # A per-room name (a member event sent to this room only).
     member = user.state(room, "m.room.member", user.user_id).json()
-    user.send_state(room, "m.room.member", {**member, "displayname": "free\u2800crypto"}, state_key=user.user_id)
+    user.send_state(
+        room, "m.room.member", {**member, "displayname": "free\u2800crypto"}, state_key=user.user_id
+    )
     assert user.state(room, "m.room.member", user.user_id).json()["displayname"] == user.localpart
 
 
@@ -121,7 +131,13 @@ def test_ordinary_multilingual_messages_pass(synapse: SynapseStack) -> None:
 def test_mentions_and_flood_on_every_event_type(synapse: SynapseStack) -> None:
     room = synapse.rooms["community"]
     six = {"m.mentions": {"user_ids": [f"@u{i}:localhost" for i in range(6)]}}
-    encrypted = {"algorithm": "m.megolm.v1.aes-sha2", "ciphertext": "AAAA", "session_id": "s", "sender_key": "k", "device_id": "D"}
+    encrypted = {
+        "algorithm": "m.megolm.v1.aes-sha2",
+        "ciphertext": "AAAA",
+        "session_id": "s",
+        "sender_key": "k",
+        "device_id": "D",
+    }
     refused_by(synapse, [
         ("m.call.notify", {"application": "m.call", "call_id": "", "notify_type": "ring", **six}, "mentions:users"),
         ("m.room.encrypted", {**encrypted, **six}, "mentions:users"),
@@ -133,7 +149,9 @@ def test_mentions_and_flood_on_every_event_type(synapse: SynapseStack) -> None:
     user = synapse.register()
     body = "hi " + " ".join(m.localpart for m in members)
     resp = user.send_raw(room, text(body))
-    assert resp.status_code == 403 and resp.json()["app.phenom.moderation.rule"] == "mentions:users", resp.text
+    assert (
+        resp.status_code == 403 and resp.json()["app.phenom.moderation.rule"] == "mentions:users"
+    ), resp.text
     # Flood control counts encrypted events (and any other type).
     flooder = synapse.register()
     sent = [flooder.send_raw(room, encrypted, event_type="m.room.encrypted") for _ in range(14)]
@@ -151,14 +169,19 @@ def test_a_muted_user_can_only_redact_and_leave(synapse: SynapseStack) -> None:
     for event_type, content in [
         ("m.room.message", text("clean")),
         ("m.room.encrypted", encrypted),
-        ("m.reaction", {"m.relates_to": {"rel_type": "m.annotation", "event_id": own, "key": "👍"}}),
+        (
+            "m.reaction",
+            {"m.relates_to": {"rel_type": "m.annotation", "event_id": own, "key": "👍"}},
+        ),
         ("org.example.custom", {"x": 1}),
         ("m.call.candidates", {"call_id": "c", "version": "1", "candidates": []}),
     ]:
         resp = user.send_raw(room, content, event_type=event_type)
         assert resp.status_code == 403, (event_type, resp.text)
         assert resp.json().get("app.phenom.moderation.rule") == "mute", (event_type, resp.text)
-    redact = user.call("PUT", f"/_matrix/client/v3/rooms/{room}/redact/{own}/r1", json={"reason": "oops"})
+    redact = user.call(
+        "PUT", f"/_matrix/client/v3/rooms/{room}/redact/{own}/r1", json={"reason": "oops"}
+    )
     assert "event_id" in redact
     user.call("POST", f"/_matrix/client/v3/rooms/{room}/leave", json={})
 
@@ -169,11 +192,19 @@ def test_preview_cards_only_from_the_server(synapse: SynapseStack) -> None:
     target = alice.send(room, "look at https://thephenom.app/")
     card = {
         "m.relates_to": {"rel_type": "m.reference", "event_id": target},
-        "com.beeper.linkpreviews": [{"matched_url": "https://thephenom.app/", "og:title": "Free prizes: DM me"}],
+        "com.beeper.linkpreviews": [
+            {"matched_url": "https://thephenom.app/", "og:title": "Free prizes: DM me"}
+        ],
     }
-    for sender, event_type in [(mallory, "app.phenom.link_preview"), (alice, "app.phenom.link_preview"), (mallory, "org.example.card")]:
+    for sender, event_type in [
+        (mallory, "app.phenom.link_preview"),
+        (alice, "app.phenom.link_preview"),
+        (mallory, "org.example.card"),
+    ]:
         resp = sender.send_raw(room, card, event_type=event_type)
-        assert resp.status_code == 403 and resp.json()["app.phenom.moderation.rule"] == "preview_card", resp.text
+        assert (
+            resp.status_code == 403 and resp.json()["app.phenom.moderation.rule"] == "preview_card"
+        ), resp.text
     resp = mallory.send_state(room, "app.phenom.link_preview", card)
     assert resp.status_code == 403
 
@@ -181,7 +212,9 @@ def test_preview_cards_only_from_the_server(synapse: SynapseStack) -> None:
 def test_no_user_text_reaches_the_moderators_room(synapse: SynapseStack) -> None:
     phishing = "claim your prize at https://evil.example/login"
     owner = synapse.register()
-    own_room = owner.call("POST", "/_matrix/client/v3/createRoom", json={"preset": "public_chat"})["room_id"]
+    own_room = owner.call("POST", "/_matrix/client/v3/createRoom", json={"preset": "public_chat"})[
+        "room_id"
+    ]
     bad = {"regexes": [{"name": "x", "pattern": f"(?<=a){phishing}"}]}
     assert owner.send_state(own_room, POLICY_EVENT_TYPE, bad).status_code == 403
     user = synapse.register()
@@ -208,9 +241,17 @@ def test_fuzz_mutated_bodies_through_the_server(synapse: SynapseStack) -> None:
     """Mutated bodies that each started with a blocked word or link: every one is refused,
     or accepted and then really clean (the html5lib oracle sees nothing blocked)."""
     owner = synapse.register()
-    room = owner.call("POST", "/_matrix/client/v3/createRoom", json={"preset": "public_chat"})["room_id"]
+    room = owner.call("POST", "/_matrix/client/v3/createRoom", json={"preset": "public_chat"})[
+        "room_id"
+    ]
     policy = {
-        "keywords": [{"name": "blocked words", "keywords": ["badword", "scam*", "*spamcoin*", "free crypto"], "allow": ["scampi"]}],
+        "keywords": [
+            {
+                "name": "blocked words",
+                "keywords": ["badword", "scam*", "*spamcoin*", "free crypto"],
+                "allow": ["scampi"],
+            }
+        ],
         "links": {"mode": "allow", "domains": ["thephenom.app"], "block_room_links": True},
         "mentions": {"max_user_mentions": 5, "allow_room_mention": False},
     }  # fmt: skip  (Community's content rules, without the flood limit and mutes)

@@ -47,7 +47,7 @@ MALFORMED_TAILS = [
     "<!-- unclosed",
     "</",
     "</>",
-    "<a href=\"",
+    '<a href="',
     "<a href='x",
     "<svg><![CDATA[ y",
     "<math><mglyph><style><img",
@@ -72,7 +72,9 @@ def test_malformed_html_is_checked(tail: str) -> None:
     assert rule_of(html("badword " + tail)) == "keywords:blocked words"
     if not tail.startswith(("<!--", "<a href")):  # there, the rest is a comment / attribute
         assert rule_of(html(tail + " <b>free crypto</b>")) == "keywords:blocked words"
-    assert rule_of(html("<p>ok</p>" + tail)) is None or rule_of(html("<p>ok</p>" + tail)) != UNREADABLE
+    assert (
+        rule_of(html("<p>ok</p>" + tail)) is None or rule_of(html("<p>ok</p>" + tail)) != UNREADABLE
+    )
 
 
 @pytest.mark.parametrize(
@@ -273,7 +275,8 @@ def test_multilingual_corpus_stays_allowed(body: str) -> None:
 
 
 @pytest.mark.parametrize(
-    "event_type", ["m.call.notify", "m.room.encrypted", "org.example.custom", "m.reaction", "m.sticker"]
+    "event_type",
+    ["m.call.notify", "m.room.encrypted", "org.example.custom", "m.reaction", "m.sticker"],
 )
 def test_mention_cap_on_any_event_type(event_type: str) -> None:
     ids = [f"@u{i}:x" for i in range(6)]
@@ -307,6 +310,7 @@ def test_preview_card_recognised() -> None:
 
 
 # -- 7. fuzz: 1,000 mutated bodies, never raising, never unchecked -----------------------
+
 
 def test_fuzz_pure_check_is_total_and_never_unchecked() -> None:
     missed = []
