@@ -58,13 +58,25 @@ def test_malformed_markup_and_json_never_skip_the_rules(synapse: SynapseStack) -
     cases += [
         ("m.room.message", text("x", formatted_body=["badword"]), "keywords"),
         ("m.room.message", text("x", x={"msgtype": {"x": 1}, "body": "badword"}), "keywords"),
-        ("m.room.message", text("x", **{"m.new_content": [{"formatted_body": "<i>bad</i>word<![ x"}]}), "keywords"),
-        ("m.room.message", text("x", **{"m.text": [{"mimetype": "text/html", "body": "<b>bad</b>word<![ x"}]}), "keywords"),
-        ("org.example.custom", {"m.text": [{"mimetype": "text/html", "body": "<b>bad</b>word<![ x"}]}, "keywords"),
+        (
+            "m.room.message",
+            text("x", **{"m.new_content": [{"formatted_body": "<i>bad</i>word<![ x"}]}),
+            "keywords",
+        ),
+        (
+            "m.room.message",
+            text("x", **{"m.text": [{"mimetype": "text/html", "body": "<b>bad</b>word<![ x"}]}),
+            "keywords",
+        ),
+        (
+            "org.example.custom",
+            {"m.text": [{"mimetype": "text/html", "body": "<b>bad</b>word<![ x"}]},
+            "keywords",
+        ),
         ("m.room.message", html("<template>badword</template>"), "keywords"),
         ("m.room.message", html("<ruby>x<rt>free crypto</rt></ruby>"), "keywords"),
         ("m.room.message", html("<!-- badword -->ok"), "keywords"),
-    ]  # fmt: skip
+    ]
     refused_by(synapse, cases)
 
 
@@ -94,9 +106,16 @@ def test_links_are_read_as_browsers_read_them(synapse: SynapseStack) -> None:
 
 def test_unicode_tricks_and_display_names(synapse: SynapseStack) -> None:
     variants = [
-        "bad\ufe0fword", "bad\U000e0041word", "\u202edrowdab", "bad\u202eword", "ʙᴀᴅᴡᴏʀᴅ",
-        "free\u2800crypto", "free\u3164crypto", "free ᴄʀʏᴘᴛᴏ", "bаdwоrd",
-    ]  # fmt: skip
+        "bad\ufe0fword",
+        "bad\U000e0041word",
+        "\u202edrowdab",
+        "bad\u202eword",
+        "ʙᴀᴅᴡᴏʀᴅ",
+        "free\u2800crypto",
+        "free\u3164crypto",
+        "free ᴄʀʏᴘᴛᴏ",
+        "bаdwоrd",
+    ]
     refused_by(synapse, [("m.room.message", text(v), "keywords") for v in variants])
     # Display names are folded the same way, per room.
     user = synapse.register()
@@ -138,12 +157,19 @@ def test_mentions_and_flood_on_every_event_type(synapse: SynapseStack) -> None:
         "sender_key": "k",
         "device_id": "D",
     }
-    refused_by(synapse, [
-        ("m.call.notify", {"application": "m.call", "call_id": "", "notify_type": "ring", **six}, "mentions:users"),
-        ("m.room.encrypted", {**encrypted, **six}, "mentions:users"),
-        ("org.example.custom", six, "mentions:users"),
-        ("m.room.encrypted", {**encrypted, "m.mentions": {"room": True}}, "mentions:room"),
-    ])  # fmt: skip
+    refused_by(
+        synapse,
+        [
+            (
+                "m.call.notify",
+                {"application": "m.call", "call_id": "", "notify_type": "ring", **six},
+                "mentions:users",
+            ),
+            ("m.room.encrypted", {**encrypted, **six}, "mentions:users"),
+            ("org.example.custom", six, "mentions:users"),
+            ("m.room.encrypted", {**encrypted, "m.mentions": {"room": True}}, "mentions:room"),
+        ],
+    )
     # Legacy highlights: six members' localparts in a body without m.mentions.
     members = [synapse.register() for _ in range(6)]
     user = synapse.register()
@@ -264,9 +290,13 @@ def test_fuzz_mutated_bodies_through_the_server(synapse: SynapseStack) -> None:
     contents = [
         json.loads(json.dumps(c, ensure_ascii=False).encode("utf-8", "replace"))
         if isinstance(c.get("body"), str) and isinstance(c.get("msgtype"), str)
-        else json.loads(json.dumps({**c, "msgtype": "m.text", "body": "x"}, ensure_ascii=False).encode("utf-8", "replace"))
+        else json.loads(
+            json.dumps({**c, "msgtype": "m.text", "body": "x"}, ensure_ascii=False).encode(
+                "utf-8", "replace"
+            )
+        )
         for c in bodies(20261130, 1000)
-    ]  # fmt: skip
+    ]
     started = time.monotonic()
 
     def send(item: tuple[int, dict[str, Any]]) -> httpx2.Response:

@@ -332,8 +332,20 @@ def test_extract_is_total_on_random_json() -> None:
             return rng.choice([None, True, 1, 1.5, "", "badword", "<![ x", "\ud800", -(2**60)])
         if r < 0.6:
             return [junk(depth + 1) for _ in range(rng.randint(0, 4))]
-        keys = ["body", "formatted_body", "m.new_content", "msgtype", "info", "url", "m.mentions",
-                "user_ids", "mimetype", "m.text", "answers", "size"]  # fmt: skip
+        keys = [
+            "body",
+            "formatted_body",
+            "m.new_content",
+            "msgtype",
+            "info",
+            "url",
+            "m.mentions",
+            "user_ids",
+            "mimetype",
+            "m.text",
+            "answers",
+            "size",
+        ]
         return {rng.choice(keys): junk(depth + 1) for _ in range(rng.randint(0, 5))}
 
     for _ in range(500):
