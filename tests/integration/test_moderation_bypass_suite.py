@@ -308,7 +308,8 @@ def test_fuzz_mutated_bodies_through_the_server(synapse: SynapseStack) -> None:
     with ThreadPoolExecutor(4) as pool:
         responses = list(pool.map(send, enumerate(contents)))
     elapsed = time.monotonic() - started
-    bypasses, errors = [], []
+    bypasses: list[dict[str, Any]] = []
+    errors: list[tuple[Any, ...]] = []
     for content, resp in zip(contents, responses, strict=True):
         if resp.status_code == 200:
             if oracle_sees_violation(content):
