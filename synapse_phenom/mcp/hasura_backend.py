@@ -11,6 +11,7 @@ the same moderation and previews as the app's sends. SQL and row mapping: ``hasu
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -296,10 +297,8 @@ class HasuraBackend:
                 remaining = deadline - loop.time()
                 if remaining <= 0:
                     return WaitResult(messages=[], next_cursor=q.wait_cursor(positions), timed_out=True)
-                try:
+                with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(woken.wait(), remaining)
-                except TimeoutError:
-                    pass
 
     def _wait_result(self, rows: Sequence[tuple[Any, ...]], positions: dict[str, int]) -> WaitResult:
         more = len(rows) > WAIT_LIMIT

@@ -44,12 +44,12 @@ class MessageNotifier:
     def listening(self) -> bool:
         return self._listening.is_set()
 
-    async def start(self, timeout: float = 10.0) -> None:
+    async def start(self, ready_within: float = 10.0) -> None:
         """Start the listener task; wait (bounded) until LISTEN is in place."""
         if self._task is None:
             self._task = asyncio.create_task(self._run(), name="chat-message-listener")
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._listening.wait(), timeout)
+            await asyncio.wait_for(self._listening.wait(), ready_within)
 
     async def aclose(self) -> None:
         if self._task is not None:
