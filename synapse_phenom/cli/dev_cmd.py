@@ -30,6 +30,19 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
         help="fetch Phenom link previews from this copy of the site (e.g. http://127.0.0.1:3000); "
         "trusted, so it may be loopback",
     )
+    p.add_argument(
+        "--backend",
+        choices=("synapse", "hasura"),
+        default="synapse",
+        help="synapse (default): Synapse + MCP server; hasura: the MCP server on Implementation B "
+        "(the chat tables in PostgreSQL)",
+    )
+    p.add_argument(
+        "--database-url",
+        metavar="URL",
+        help="with --backend hasura: PostgreSQL to use (postgresql://...); default: an embedded "
+        "PostgreSQL in DIR/postgres (pip extra 'dev': pgserver)",
+    )
     p.set_defaults(func=run)
 
 
@@ -42,6 +55,12 @@ def run(args: argparse.Namespace) -> int:
 
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
+    if args.backend == "hasura":
+        from synapse_phenom.cli.dev_hasura import run_hasura
+
+        return run_hasura(args, data_dir, stop)
+    if args.database_url:
+        return fail("--database-url is for --backend hasura (Synapse's dev stack runs on SQLite)", code=2)
 
     first_run = not (data_dir / "homeserver.yaml").exists()
     overrides = None
