@@ -55,7 +55,7 @@ def hasura_server(data_dir: Path, server_dsn: str, port: int) -> Iterator[Target
         process = mcp_dev.start_mcp(files.config, "127.0.0.1", port)
         devstack.wait_http(f"http://127.0.0.1:{port}/health", [process], timeout=60)
         token = files.signer.token(DEV_CLIENT_ID, ["read", "write"])
-        yield Target("B (hasura)", f"http://127.0.0.1:{port}/mcp", token, f"!{rooms['community']}")
+        yield Target("B (hasura)", f"http://127.0.0.1:{port}/mcp", token, f"!{rooms['internal']}")
     finally:
         if process is not None:
             process.stop()

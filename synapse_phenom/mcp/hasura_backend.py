@@ -319,7 +319,7 @@ class HasuraBackend:
             if not exists:
                 raise NotFound(f"Not found: no message {event_id} in this room.")
             raise Forbidden(
-                "Not allowed: this agent's role in the room does not let it delete other people's messages."
+                "Not allowed: this agent's power level in the room does not let it delete other people's messages."
             )
         assert target is not None
         return Deletion(room_id=q.room_ref(room_id), event_id=event_id, redaction_event_id=q.redaction_ref(target))

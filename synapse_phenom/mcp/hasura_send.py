@@ -99,7 +99,7 @@ async def preview_card(backend: HasuraBackend, url: str) -> PreviewCard | None:
     resolver = backend._resolver[0]
     if not resolver.policy.is_phenom_link(url):
         origins = ", ".join(o.url for o in resolver.policy.origins)
-        raise InvalidRequest(f"Only links to {origins} get previews")
+        raise InvalidRequest(f"Only links to {origins} get previews (M_INVALID_PARAM)")
     key = normalise_url(url)
     cached = await backend.fetch(LOOKUP, {"url": key})
     if cached:
