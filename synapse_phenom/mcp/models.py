@@ -57,7 +57,8 @@ class WaitResult(BaseModel):
     next_cursor: str = Field(description="Pass as `since` to wait for the messages after these")
     timed_out: bool
     more: bool = Field(
-        False, description="true when the result was cut at its limit: call again with next_cursor at once for the rest"
+        default=False,
+        description="true when the result was cut at its limit: call again with next_cursor at once for the rest"
     )
     notice: str = UNTRUSTED_NOTICE
 
