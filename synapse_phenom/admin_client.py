@@ -59,7 +59,9 @@ class ProvisionResult:
 
 
 class SynapseAdmin:
-    def __init__(self, base_url: str, token: str | None = None, timeout: float | httpx2.Timeout = 10.0) -> None:
+    def __init__(
+        self, base_url: str, token: str | None = None, timeout: float | httpx2.Timeout = 10.0
+    ) -> None:
         self.base_url = base_url.rstrip("/")
         self._http = httpx2.Client(base_url=self.base_url, timeout=timeout)
         self.token = token

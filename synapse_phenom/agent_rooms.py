@@ -48,15 +48,25 @@ def check_wanted(config: RoomsConfig, agents: AgentsConfig, wanted: Iterable[str
         if key not in config.rooms:
             raise ValueError(f"unknown room {key!r}; known: {sorted(config.rooms)}")
         if agents.allowed_rooms is not None and key not in agents.allowed_rooms:
-            raise ValueError(f"agents may not join {key!r} on this server (modules.agents allowed_rooms)")
+            raise ValueError(
+                f"agents may not join {key!r} on this server (modules.agents allowed_rooms)"
+            )
     return keys
 
 
-def plan_agent_rooms(config: RoomsConfig, wanted: Iterable[str], current: Mapping[str, str | None]) -> MembershipPlan:
+def plan_agent_rooms(
+    config: RoomsConfig, wanted: Iterable[str], current: Mapping[str, str | None]
+) -> MembershipPlan:
     """Join the wanted rooms, leave the other managed rooms; bans stay as they are."""
     wanted_set = set(wanted)
-    join = tuple(k for k in config.rooms if k in current and k in wanted_set and current[k] not in ("join", "ban"))
+    join = tuple(
+        k
+        for k in config.rooms
+        if k in current and k in wanted_set and current[k] not in ("join", "ban")
+    )
     leave = tuple(
-        k for k in config.rooms if k in current and k not in wanted_set and current[k] in ("join", "invite", "knock")
+        k
+        for k in config.rooms
+        if k in current and k not in wanted_set and current[k] in ("join", "invite", "knock")
     )
     return MembershipPlan(join=join, remove=leave)

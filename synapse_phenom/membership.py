@@ -124,7 +124,9 @@ class RoomsConfig(FrozenModel):
         for group, keys in self.groups.items():
             for key in keys:
                 if key not in known:
-                    raise ValueError(f"groups.{group} names unknown room {key!r}; known: {sorted(known)}")
+                    raise ValueError(
+                        f"groups.{group} names unknown room {key!r}; known: {sorted(known)}"
+                    )
         for key in self.everyone:
             if key not in known:
                 raise ValueError(f"everyone names unknown room {key!r}; known: {sorted(known)}")

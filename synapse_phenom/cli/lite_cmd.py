@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import argparse
 import os
+from pathlib import Path
+from typing import Any
 
 import psycopg
+import yaml
 
 from synapse_phenom.cli._common import console, fail
-from synapse_phenom.config import InvalidConfig
+from synapse_phenom.config import InvalidConfig, parse_model
 from synapse_phenom.lite import migrate, project
 from synapse_phenom.lite.settings import DSN_ENV, dsn_from
 
@@ -38,6 +41,24 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     )
     m.add_argument("--all", action="store_true", help="down: roll back every applied migration")
     m.set_defaults(func=run_migrate)
+    a = lite_sub.add_parser(
+        "serve-actions",
+        help="serve the Hasura Action webhook (sendMessage) on POST /hasura/actions",
+    )
+    a.add_argument("--dsn", help=f"PostgreSQL URL (default ${DSN_ENV})")
+    a.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1)")
+    a.add_argument("--port", type=int, default=3002, help="port (default 3002)")
+    a.add_argument(
+        "--moderation-config",
+        type=Path,
+        help="moderation config YAML, the module's config (default: the shipped policies)",
+    )
+    a.add_argument(
+        "--previews-config",
+        type=Path,
+        help="link-preview resolver config YAML (default: the Phenom origins; 'none' disables)",
+    )
+    a.set_defaults(func=run_actions)
 
 
 def run_migrate(args: argparse.Namespace) -> int:
@@ -84,4 +105,38 @@ def _print_status(rows: list[migrate.VersionStatus]) -> int:
             f"{'Present' if r.database_present else 'Not Present'}{' (dirty)' if r.dirty else ''}",
             highlight=False,
         )
+    return 0
+
+
+def _yaml(path: Path) -> Any:
+    try:
+        return yaml.safe_load(path.read_text()) or {}
+    except (OSError, yaml.YAMLError) as err:
+        raise InvalidConfig(f"{path}: {err}") from None
+
+
+def run_actions(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from synapse_phenom.lite.actions import ActionSettings, create_app
+    from synapse_phenom.moderation.config import ModerationConfig, default_module_config
+    from synapse_phenom.previews.config import ResolverConfig
+
+    secret = os.environ.get("PHENOM_ACTION_SECRET", "")
+    if not secret:
+        return fail("set PHENOM_ACTION_SECRET (the value Hasura sends in X-Phenom-Action-Secret)")
+    try:
+        dsn = dsn_from(args.dsn, os.environ)
+        raw = _yaml(args.moderation_config) if args.moderation_config else default_module_config()
+        moderation = parse_model(ModerationConfig, raw, str(args.moderation_config or "moderation"))
+        previews = None
+        if str(args.previews_config) != "none":
+            raw_previews = _yaml(args.previews_config) if args.previews_config else {}
+            previews = parse_model(
+                ResolverConfig, raw_previews, str(args.previews_config or "previews")
+            )
+    except InvalidConfig as err:
+        return fail(str(err))
+    app = create_app(ActionSettings(dsn, secret, moderation, previews))
+    uvicorn.run(app, host=args.host, port=args.port, log_level="info")
     return 0

@@ -93,7 +93,9 @@ def run_log(args: argparse.Namespace) -> int:
             if args.room:
                 params["room_id"] = _resolve_room(http, args.room, server_name)
             if args.user:
-                params["user_id"] = args.user if args.user.startswith("@") else f"@{args.user}:{server_name}"
+                params["user_id"] = (
+                    args.user if args.user.startswith("@") else f"@{args.user}:{server_name}"
+                )
             if since is not None:
                 params["since"] = since
             entries = raise_for_matrix(http.get(AUDIT_PATH, params=params))["entries"]
@@ -110,7 +112,14 @@ def run_log(args: argparse.Namespace) -> int:
         table.add_column(column, overflow="fold")
     for e in entries:
         table.add_row(
-            _when(e["ts"]), e["action"], e["rule"], e["user_id"], e["room_id"], e["policy"], e["event_type"], e["detail"]
+            _when(e["ts"]),
+            e["action"],
+            e["rule"],
+            e["user_id"],
+            e["room_id"],
+            e["policy"],
+            e["event_type"],
+            e["detail"],
         )
     console.print(table)
     return 0

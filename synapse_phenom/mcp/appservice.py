@@ -40,7 +40,12 @@ def registration(
         "sender_localpart": sender_localpart,
         "rate_limited": False,
         "namespaces": {
-            "users": [{"exclusive": True, "regex": f"@{re.escape(agent_prefix)}.*:{re.escape(server_name)}"}],
+            "users": [
+                {
+                    "exclusive": True,
+                    "regex": f"@{re.escape(agent_prefix)}.*:{re.escape(server_name)}",
+                }
+            ],
             "aliases": [],
             "rooms": [],
         },

@@ -109,8 +109,13 @@ def _write_files(
     config_path = data_dir / CONFIG_FILE
     devstack.write_managed(config_path, yaml.safe_dump(config, sort_keys=False))
     token_path = data_dir / TOKEN_FILE
-    write_private(token_path, signer.token(DEV_CLIENT_ID, ["read", "write", "moderate"], lifetime=30 * 24 * 3600) + "\n")
-    return McpDevFiles(registration=registration, config=config_path, token=token_path, signer=signer)
+    write_private(
+        token_path,
+        signer.token(DEV_CLIENT_ID, ["read", "write", "moderate"], lifetime=30 * 24 * 3600) + "\n",
+    )
+    return McpDevFiles(
+        registration=registration, config=config_path, token=token_path, signer=signer
+    )
 
 
 def start_mcp(config_path: Path, host: str, port: int) -> devstack.ManagedProcess:

@@ -224,7 +224,9 @@ def default_module_config() -> dict[str, Any]:
     return {
         "policies": {
             "community": {
-                "keywords": [{"name": "blocked words", "keywords": DEMO_KEYWORDS, "allow": DEMO_ALLOW}],
+                "keywords": [
+                    {"name": "blocked words", "keywords": DEMO_KEYWORDS, "allow": DEMO_ALLOW}
+                ],
                 "links": {"mode": "allow", "domains": ["thephenom.app"], "block_room_links": True},
                 "mentions": {"max_user_mentions": 5, "allow_room_mention": False},
                 "flood": {"messages": 10, "per_seconds": 10},

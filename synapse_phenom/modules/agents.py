@@ -45,7 +45,9 @@ class PhenomAgents:
 
     @staticmethod
     def parse_config(config: dict[str, Any]) -> AgentsConfig:
-        return parse_module_config(AgentsConfig, config, "synapse_phenom.modules.agents.PhenomAgents")
+        return parse_module_config(
+            AgentsConfig, config, "synapse_phenom.modules.agents.PhenomAgents"
+        )
 
 
 class AgentRoomsResource(DirectServeJsonResource):
@@ -60,7 +62,9 @@ class AgentRoomsResource(DirectServeJsonResource):
         requester = await self._api.get_user_by_req(request)
         if requester.app_service_id not in self._config.appservice_ids:
             raise SynapseError(
-                403, "Only the Phenom MCP application service may manage agent rooms", Codes.FORBIDDEN
+                403,
+                "Only the Phenom MCP application service may manage agent rooms",
+                Codes.FORBIDDEN,
             )
         rooms = get_rooms_module()
         if rooms is None:
@@ -68,7 +72,11 @@ class AgentRoomsResource(DirectServeJsonResource):
         body = parse_json_object_from_request(request)
         raw = body.get("rooms")
         if not isinstance(raw, list) or not all(isinstance(k, str) for k in raw):
-            raise SynapseError(400, "'rooms' must be a list of room keys such as ['community']", Codes.INVALID_PARAM)
+            raise SynapseError(
+                400,
+                "'rooms' must be a list of room keys such as ['community']",
+                Codes.INVALID_PARAM,
+            )
         try:
             wanted = check_wanted(rooms.config, self._config, raw)
             groups = groups_for_rooms(rooms.config, wanted)
@@ -90,7 +98,9 @@ class AgentRoomsResource(DirectServeJsonResource):
         for key in plan.remove:
             await self._api.update_room_membership(user_id, user_id, room_ids[key], "leave")
         if not plan.empty:
-            logger.info("Agent %s rooms %s: joined %s, left %s", user_id, wanted, plan.join, plan.remove)
+            logger.info(
+                "Agent %s rooms %s: joined %s, left %s", user_id, wanted, plan.join, plan.remove
+            )
         return 200, {
             "user_id": user_id,
             "groups": groups,

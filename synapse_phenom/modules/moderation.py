@@ -448,7 +448,9 @@ class PhenomModeration:
             flood = (int(policy.flood.per_seconds * 1000), policy.flood.messages)
         unmuted_key = (sender, room_id)
         if needs_gate and flood is None and self._unmuted.get(unmuted_key, 0.0) > time.monotonic():
-            needs_gate = False  # recently seen unmuted; a mute reaches other workers within cache_seconds
+            needs_gate = (
+                False  # recently seen unmuted; a mute reaches other workers within cache_seconds
+            )
         if needs_gate:
             await self._ensure_schema()
             now = _now_ms()
@@ -463,7 +465,9 @@ class PhenomModeration:
                 CHECKS.labels(view.policy_name, "muted").inc()
                 return self._reply(mute_violation(gate.muted_until, now))
             if gate.flood is not None and not gate.flood.allowed and policy.flood:
-                violation = flood_violation(gate.flood, policy.flood.messages, policy.flood.per_seconds)
+                violation = flood_violation(
+                    gate.flood, policy.flood.messages, policy.flood.per_seconds
+                )
         if violation is None:
             CHECKS.labels(view.policy_name, "pass").inc()
             return NOT_SPAM
@@ -483,7 +487,9 @@ class PhenomModeration:
             return (code, {"error": message})
 
         if event.state_key != "":
-            return await refuse(f"{POLICY_EVENT_TYPE} must have an empty state key", Codes.INVALID_PARAM)
+            return await refuse(
+                f"{POLICY_EVENT_TYPE} must have an empty state key", Codes.INVALID_PARAM
+            )
         if not base.allow_live_policy:
             return await refuse(
                 f"Live policy changes are disabled for the '{name}' policy in the module config."

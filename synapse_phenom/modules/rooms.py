@@ -113,12 +113,19 @@ class PhenomRooms:
             room_id, _ = await self._api.lookup_room_alias(self.alias(key))
         except SynapseError as err:
             if err.code == 404:
-                if cached is not None:  # keep the last known room; a missing one is looked up each time
+                if (
+                    cached is not None
+                ):  # keep the last known room; a missing one is looked up each time
                     self._resolved_at[key] = time.monotonic()
                 return cached
             raise
         if cached is not None and cached != room_id:
-            logger.warning("%s moved from %s to %s (room upgrade?); both are managed", self.alias(key), cached, room_id)
+            logger.warning(
+                "%s moved from %s to %s (room upgrade?); both are managed",
+                self.alias(key),
+                cached,
+                room_id,
+            )
         self._room_ids[key] = room_id
         self._room_keys[room_id] = key
         self._resolved_at[key] = time.monotonic()
@@ -206,7 +213,9 @@ class PhenomRooms:
             if await self._try(self._remove, key, user_id):
                 removed.append(key)
         if joined or removed:
-            logger.info("Reconciled %s (groups %s): joined %s, removed %s", user_id, groups, joined, removed)
+            logger.info(
+                "Reconciled %s (groups %s): joined %s, removed %s", user_id, groups, joined, removed
+            )
         return MembershipPlan(join=tuple(joined), remove=tuple(removed))
 
     async def _try(self, action: Any, key: str, *args: Any) -> bool:
@@ -244,7 +253,9 @@ class PhenomRooms:
         plan = await self.reconcile(user_id)
         if user_id not in self._retry_pending:  # no new rate limit: done
             self._retries.pop(user_id, None)
-        logger.info("Retried reconcile of %s: joined %s, removed %s", user_id, plan.join, plan.remove)
+        logger.info(
+            "Retried reconcile of %s: joined %s, removed %s", user_id, plan.join, plan.remove
+        )
 
     async def join(self, key: str, user_id: str, current: str | None) -> None:
         room_id = self._room_ids[key]
@@ -293,14 +304,21 @@ class PhenomRooms:
         return None
 
     # Fail closed: if we cannot tell whether someone belongs, they do not get in.
-    @guarded("rooms", fallback=(Codes.FORBIDDEN, {"error": "Membership check failed; try again later."}))
+    @guarded(
+        "rooms", fallback=(Codes.FORBIDDEN, {"error": "Membership check failed; try again later."})
+    )
     async def user_may_join_room(self, user_id: str, room_id: str, is_invited: bool) -> Any:
         key = await self.room_key(room_id)
         if key is None or await self._may_be_in(user_id, key):
             return NOT_SPAM
-        return (Codes.FORBIDDEN, {"error": membership.denial_message(self._config, key, self._server_name)})
+        return (
+            Codes.FORBIDDEN,
+            {"error": membership.denial_message(self._config, key, self._server_name)},
+        )
 
-    @guarded("rooms", fallback=(Codes.FORBIDDEN, {"error": "Membership check failed; try again later."}))
+    @guarded(
+        "rooms", fallback=(Codes.FORBIDDEN, {"error": "Membership check failed; try again later."})
+    )
     async def user_may_invite(self, inviter: str, invitee: str, room_id: str) -> Any:
         key = await self.room_key(room_id)
         if key is None or await self._may_be_in(invitee, key):
@@ -338,10 +356,17 @@ class PhenomRooms:
         spec = self._config.rooms[key]
         alias = self.alias(key)
         claimed = await self._api.run_db_interaction(
-            "phenom_claim_alias", store.claim_alias, alias, self._claim_owner, _now_ms(), _CLAIM_STALE_MS
+            "phenom_claim_alias",
+            store.claim_alias,
+            alias,
+            self._claim_owner,
+            _now_ms(),
+            _CLAIM_STALE_MS,
         )
         if not claimed:
-            existing = await self._api.run_db_interaction("phenom_claimed_room", store.claimed_room, alias)
+            existing = await self._api.run_db_interaction(
+                "phenom_claimed_room", store.claimed_room, alias
+            )
             if existing:
                 logger.error(
                     "%s does not resolve but room %s was created for it; not creating another. "
@@ -409,11 +434,15 @@ class GroupsResource(DirectServeJsonResource):
 
     def _checked_user(self, user_id: Any) -> str:
         if not isinstance(user_id, str):
-            raise SynapseError(400, "'user_id' must be a string such as '@alice:server'", Codes.MISSING_PARAM)
+            raise SynapseError(
+                400, "'user_id' must be a string such as '@alice:server'", Codes.MISSING_PARAM
+            )
         try:
             parsed = UserID.from_string(user_id)
         except SynapseError:
-            raise SynapseError(400, f"'user_id' {user_id!r} is not a Matrix user ID", Codes.INVALID_PARAM) from None
+            raise SynapseError(
+                400, f"'user_id' {user_id!r} is not a Matrix user ID", Codes.INVALID_PARAM
+            ) from None
         if not self._api.is_mine(parsed):
             raise SynapseError(400, f"{user_id} is not a user of this server", Codes.INVALID_PARAM)
         return user_id
@@ -443,7 +472,9 @@ class GroupsResource(DirectServeJsonResource):
         if not isinstance(source, str):
             raise SynapseError(400, "'source' must be a string", Codes.INVALID_PARAM)
         if not await self._api.check_user_exists(user_id):
-            raise SynapseError(404, f"{user_id} does not exist; create the user first", Codes.NOT_FOUND)
+            raise SynapseError(
+                404, f"{user_id} does not exist; create the user first", Codes.NOT_FOUND
+            )
         plan = await self._rooms.set_groups_and_reconcile(user_id, groups, source)
         return 200, {
             "user_id": user_id,

@@ -158,7 +158,9 @@ def redirect_target(current: str, location: str) -> str:
     try:
         return urljoin(current, location.strip())
     except ValueError:
-        raise FetchFailed("redirect", f"unparseable Location {location[:80]!r} from {current}") from None
+        raise FetchFailed(
+            "redirect", f"unparseable Location {location[:80]!r} from {current}"
+        ) from None
 
 
 def is_forbidden_address(address: str) -> bool:

@@ -16,7 +16,9 @@ from fixtures_lite import fresh_database
 
 from synapse_phenom.lite import migrate, project
 
-VERSION = 1796050000000
+VERSION = 1796050000000  # the first migration: the chat schema
+MIGRATIONS = project.load_migrations(project.hasura_dir())
+VERSIONS = [m.version for m in MIGRATIONS]
 CLI = [str(Path(sys.executable).parent / "phenom-chat")]
 
 
@@ -52,9 +54,8 @@ def test_up_twice_is_a_no_op_down_removes_everything_up_again(empty_dsn: str) ->
     with psycopg.connect(empty_dsn, autocommit=True) as conn:
         objects = schema_objects(conn)
         assert ("r", "messages") in objects and ("v", "room_readers") in objects
-        assert conn.execute(
-            "SELECT version, dirty FROM hdb_catalog.schema_migrations"
-        ).fetchall() == [(VERSION, False)]
+        rows = conn.execute("SELECT version, dirty FROM hdb_catalog.schema_migrations ORDER BY 1")
+        assert rows.fetchall() == [(v, False) for v in VERSIONS]
 
     second = cli("up", "--dsn", empty_dsn)
     assert second.returncode == 0, second.stderr
@@ -109,9 +110,9 @@ def test_hasura_v3_cli_state_is_kept_in_step(empty_dsn: str) -> None:
     with migrate.connect(empty_dsn) as conn:
         conn.execute("CREATE SCHEMA hdb_catalog")
         conn.execute(HDB_VERSION.encode())
-        assert [m.version for m in migrate.up(conn, migrations)] == [VERSION]
+        assert [m.version for m in migrate.up(conn, migrations)] == VERSIONS
         state = one(conn, "SELECT cli_state FROM hdb_catalog.hdb_version")
-        assert state["migrations"] == {"default": {str(VERSION): False}}
+        assert state["migrations"] == {"default": {str(v): False for v in VERSIONS}}
         assert state["settings"] == {"migration_mode": "true"}  # the CLI's own keys survive
         migrate.down(conn, migrations, None)
         assert one(conn, "SELECT cli_state FROM hdb_catalog.hdb_version")["migrations"] == {
@@ -119,15 +120,16 @@ def test_hasura_v3_cli_state_is_kept_in_step(empty_dsn: str) -> None:
         }
 
         # Applied by the Hasura CLI (only its state says so): our `up` must not run it again.
-        conn.execute("SELECT 1")
-        conn.execute(project.load_migrations(project.hasura_dir())[0].up_sql.encode())
+        for m in migrations:
+            conn.execute(m.up_sql.encode())
+        applied = {str(v): False for v in VERSIONS}
         conn.execute(
             "UPDATE hdb_catalog.hdb_version SET cli_state = %s::jsonb",
-            (json.dumps({"migrations": {"default": {str(VERSION): False}}, "settings": {}}),),
+            (json.dumps({"migrations": {"default": applied}, "settings": {}}),),
         )
         assert migrate.up(conn, migrations) == []
         rows = migrate.status(conn, migrations)
-        assert [(r.version, r.database_present) for r in rows] == [(VERSION, True)]
+        assert [(r.version, r.database_present) for r in rows] == [(v, True) for v in VERSIONS]
 
         # A dirty version (a CLI run that stopped midway) blocks both directions.
         conn.execute(
@@ -151,10 +153,9 @@ def test_a_failing_migration_leaves_nothing_behind(empty_dsn: str, tmp_path: Pat
     assert result.returncode == 2
     assert "1900000000000_broken/up.sql failed, nothing of it was applied" in result.stderr
     with psycopg.connect(empty_dsn, autocommit=True) as conn:
-        # the good migration before it stays applied; the broken one left no table, no state
-        assert conn.execute("SELECT version FROM hdb_catalog.schema_migrations").fetchall() == [
-            (VERSION,)
-        ]
+        # the good migrations before it stay applied; the broken one left no table, no state
+        rows = conn.execute("SELECT version FROM hdb_catalog.schema_migrations ORDER BY 1")
+        assert rows.fetchall() == [(v,) for v in VERSIONS]
         assert one(conn, "SELECT to_regclass('chat.half') IS NULL") is True
 
 
