@@ -16,6 +16,7 @@ from pydantic import Field, field_validator, model_validator
 
 from synapse_phenom.config import FrozenModel, InvalidConfig, parse_model
 from synapse_phenom.membership import RoomsConfig
+from synapse_phenom.moderation.config import ModerationConfig
 from synapse_phenom.previews.config import ResolverConfig
 
 ROOM_KEYS = ("internal", "partners", "community")
@@ -113,8 +114,12 @@ class HasuraBackendConfig(FrozenModel):
     # The rooms core's config (same keys as the rooms module's): agents get the smallest
     # groups granting their profile's rooms, as on Synapse.
     rooms: RoomsConfig = Field(default_factory=RoomsConfig)
-    # The previews core's config for get_link_preview (same keys as the link-preview module's).
+    # The previews core's config for get_link_preview and cards on sent messages (same keys
+    # as the link-preview module's).
     previews: ResolverConfig = Field(default_factory=ResolverConfig)
+    # The moderation core's config for sends (the moderation module's keys); default: the
+    # shipped policies, as on Synapse and in the send Action.
+    moderation: ModerationConfig | None = None
 
     @field_validator("database_url")
     @classmethod

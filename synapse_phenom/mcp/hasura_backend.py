@@ -14,7 +14,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import psycopg
 from psycopg_pool import AsyncConnectionPool
@@ -39,6 +39,9 @@ from synapse_phenom.mcp.models import (
     WaitResult,
 )
 from synapse_phenom.mcp.pg_notify import MessageNotifier
+
+if TYPE_CHECKING:
+    from synapse_phenom.lite.actions import ActionHandler
 
 logger = logging.getLogger(__name__)
 
@@ -65,6 +68,8 @@ class HasuraBackend:
         self._ready: dict[str, dict[str, str]] = {}  # localpart -> room key -> room uuid
         self._agent_locks: dict[str, asyncio.Lock] = {}
         self._resolver: Any = None
+        self._actions: ActionHandler | None = None
+        self._actions_lock = asyncio.Lock()
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -85,6 +90,9 @@ class HasuraBackend:
     async def aclose(self) -> None:
         await self._notifier.aclose()
         await self._pool.close()
+        if self._actions is not None:
+            await self._actions.drain()
+            await asyncio.to_thread(self._actions.pool.close)
         if self._resolver is not None:
             await self._resolver[1].aclose()
 
@@ -240,8 +248,8 @@ class HasuraBackend:
     async def send_message(self, agent: AgentProfile, room: str, message: OutgoingMessage) -> SentMessage:
         from synapse_phenom.mcp.hasura_send import send
 
-        key, room_id = await self._room(agent, room)
-        message_id = await send(self, agent, key, room_id, message)
+        _, room_id = await self._room(agent, room)
+        message_id = await send(self, agent, room_id, message)
         return SentMessage(event_id=q.event_ref(message_id), room_id=q.room_ref(room_id), sender=self._user_id(agent))
 
     async def react(self, agent: AgentProfile, room: str, event_id: str, emoji: str) -> Reaction:
@@ -346,3 +354,14 @@ class HasuraBackend:
 
     def row_id(self, agent: AgentProfile) -> str:
         return self._row_id(agent)
+
+    async def actions(self) -> ActionHandler:
+        """The send Action's handler (its own blocking pool, used from worker threads)."""
+        async with self._actions_lock:
+            if self._actions is None:
+                from synapse_phenom.mcp.hasura_send import action_handler
+
+                handler = action_handler(self._config)
+                await asyncio.to_thread(handler.pool.open, True, 15)
+                self._actions = handler
+        return self._actions

@@ -3,6 +3,7 @@ sending a message and the link-preview card cache (``chat.link_previews``)."""
 
 from __future__ import annotations
 
+import secrets
 import uuid
 from typing import TYPE_CHECKING, Any
 
@@ -10,55 +11,77 @@ import psycopg
 from psycopg.types.json import Jsonb
 
 from synapse_phenom.mcp import hasura_sql as q
-from synapse_phenom.mcp.backend import InvalidRequest, NotFound, OutgoingMessage, Unavailable
-from synapse_phenom.mcp.config import AgentProfile
+from synapse_phenom.mcp.backend import (
+    Forbidden,
+    InvalidRequest,
+    OutgoingMessage,
+    RateLimited,
+    Unavailable,
+)
+from synapse_phenom.mcp.config import AgentProfile, HasuraBackendConfig
 from synapse_phenom.mcp.models import PreviewCard
 
 if TYPE_CHECKING:
+    from synapse_phenom.lite.actions import ActionHandler
     from synapse_phenom.mcp.hasura_backend import HasuraBackend
-
-INSERT = """
-INSERT INTO chat.messages (room_id, sender_id, body, formatted_body, reply_to_id, thread_root_id, idempotency_key)
-VALUES (%(room)s, %(agent)s, %(body)s, %(html)s, %(reply)s, %(thread)s, %(key)s)
-ON CONFLICT ON CONSTRAINT messages_idempotency DO NOTHING
-RETURNING id
-"""
-EXISTING = """
-SELECT id FROM chat.messages WHERE sender_id = %(agent)s AND room_id = %(room)s AND idempotency_key = %(key)s
-"""
-
 
 def _target(ref: str | None, what: str) -> uuid.UUID | None:
     if ref is None:
         return None
     parsed = q.parse_uuid(ref, "$")
     if parsed is None:
-        raise NotFound(f"Not found: no message {ref} in this room to {what}.")
+        raise InvalidRequest(f"{what}: no such message in this room")
     return parsed
 
 
-async def send(backend: HasuraBackend, agent: AgentProfile, key: str, room_id: str, message: OutgoingMessage) -> str:
-    """Insert the agent's message; an idempotency key already used in this room returns its message."""
-    params: dict[str, Any] = {
-        "room": room_id,
-        "agent": backend.row_id(agent),
-        "body": message.body,
-        "html": message.formatted_body,
-        "reply": _target(message.reply_to, "reply to"),
-        "thread": _target(message.thread_id, "post in the thread of"),
-        "key": message.idempotency_key,
-    }
+def action_handler(config: HasuraBackendConfig) -> ActionHandler:
+    """The send Action's handler, used in-process: the same send path as the app's sends."""
+    from psycopg_pool import ConnectionPool
+
+    from synapse_phenom.lite.actions import ActionHandler, ActionSettings
+    from synapse_phenom.moderation.config import ModerationConfig, default_module_config
+
+    moderation = config.moderation or ModerationConfig.model_validate(default_module_config())
+    # No HTTP here, so no caller can present it; the handler insists on a non-empty secret.
+    settings = ActionSettings(config.database_url, secrets.token_urlsafe(32), moderation, config.previews)
+    pool: ConnectionPool[Any] = ConnectionPool(
+        config.database_url,
+        min_size=1,
+        max_size=config.pool_max_size,
+        open=False,
+        kwargs={"options": f"-c statement_timeout={config.statement_timeout_ms}"},
+        name="phenom-mcp-send",
+    )
+    return ActionHandler(settings, pool)
+
+
+async def send(backend: HasuraBackend, agent: AgentProfile, room_id: str, message: OutgoingMessage) -> str:
+    """Send as the agent through the send Action's code: permission, moderation (A's rules
+    and texts), idempotency per agent and room, preview cards."""
+    from synapse_phenom.lite.send import SendError, SendMessageInput
+
+    inp = SendMessageInput(
+        room_id=uuid.UUID(room_id),
+        body=message.body,
+        formatted_body=message.formatted_body,
+        reply_to_id=_target(message.reply_to, "reply_to"),
+        thread_root_id=_target(message.thread_id, "thread_id"),
+        idempotency_key=message.idempotency_key,
+    )
     try:
-        rows = await backend.fetch(INSERT, params)
-    except psycopg.errors.ForeignKeyViolation:
-        raise NotFound("Not found: the message replied to (or the thread root) is not in this room.") from None
-    except psycopg.errors.CheckViolation as err:
-        raise InvalidRequest(f"The message was refused by the database: {err.diag.message_primary}") from None
-    if not rows:
-        rows = await backend.fetch(EXISTING, params)
-    if not rows:
-        raise Unavailable("The message could not be stored; try again with the same idempotency_key.")
-    return str(rows[0][0])
+        sent = await (await backend.actions()).send(backend.row_id(agent), "agent", inp)
+    except SendError as err:
+        if err.status == 429:
+            retry_ms = err.extensions.get("retry_after_ms")
+            raise RateLimited(
+                f"the chat server is throttling this agent ({err.message})", (retry_ms or 1000) / 1000
+            ) from None
+        if err.status == 403:
+            raise Forbidden(f"Not allowed: {err.message}") from None
+        raise InvalidRequest(err.message) from None
+    except psycopg.Error as err:
+        raise Unavailable(f"The chat database failed ({type(err).__name__}); try again shortly.") from None
+    return sent.message_id
 
 
 # -- link previews ------------------------------------------------------------------------------
@@ -81,7 +104,7 @@ def _as_tool_card(url: str, card: Any) -> PreviewCard | None:
         url=url,
         title=parsed.title,
         description=parsed.description,
-        image=parsed.image.mxc if parsed.image else None,
+        image=parsed.image.mxc if parsed.image else parsed.image_url,
         site_name=parsed.site_name,
     )
 
