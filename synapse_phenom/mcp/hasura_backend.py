@@ -67,7 +67,6 @@ class HasuraBackend:
         self._open = False
         self._ready: dict[str, dict[str, str]] = {}  # localpart -> room key -> room uuid
         self._agent_locks: dict[str, asyncio.Lock] = {}
-        self._resolver: Any = None
         self._actions: ActionHandler | None = None
         self._actions_lock = asyncio.Lock()
 
@@ -93,8 +92,6 @@ class HasuraBackend:
         if self._actions is not None:
             await self._actions.drain()
             await asyncio.to_thread(self._actions.pool.close)
-        if self._resolver is not None:
-            await self._resolver[1].aclose()
 
     async def _fetch(self, sql: str, params: Mapping[str, Any]) -> list[tuple[Any, ...]]:
         await self._start()
@@ -104,8 +101,11 @@ class HasuraBackend:
                 return await cur.fetchall() if cur.description else []
         except psycopg.errors.QueryCanceled:
             raise Unavailable("The chat database took too long to answer; try again shortly.") from None
-        except psycopg.OperationalError as err:
+        except psycopg.OperationalError as err:  # connection lost, pool exhausted (PoolTimeout)
             raise Unavailable(f"The chat database failed ({type(err).__name__}); try again shortly.") from None
+        except psycopg.Error:
+            logger.exception("chat database error")
+            raise Unavailable("The chat database failed; try again shortly.") from None
 
     def _user_id(self, agent: AgentProfile) -> str:
         return q.user_ref(agent.localpart, self._config.server_name)

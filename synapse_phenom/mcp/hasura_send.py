@@ -3,12 +3,12 @@ sending a message and the link-preview card cache (``chat.link_previews``)."""
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 import uuid
 from typing import TYPE_CHECKING, Any
 
 import psycopg
-from psycopg.types.json import Jsonb
 
 from synapse_phenom.mcp import hasura_sql as q
 from synapse_phenom.mcp.backend import (
@@ -86,17 +86,8 @@ async def send(backend: HasuraBackend, agent: AgentProfile, room_id: str, messag
 
 # -- link previews ------------------------------------------------------------------------------
 
-LOOKUP = "SELECT card, error FROM chat.link_previews WHERE url = %(url)s AND expires_at > now()"
-STORE = """
-INSERT INTO chat.link_previews (url, card, preview, error, reason, fetched_at, expires_at)
-VALUES (%(url)s, %(card)s, %(preview)s, %(error)s, %(reason)s, now(), now() + make_interval(secs => %(ttl)s))
-ON CONFLICT (url) DO UPDATE SET
-    card = excluded.card, preview = excluded.preview, error = excluded.error, reason = excluded.reason,
-    fetched_at = excluded.fetched_at, expires_at = excluded.expires_at
-"""
 
-
-def _as_tool_card(url: str, card: Any) -> PreviewCard | None:
+def _as_tool_card(url: str, card: Any) -> PreviewCard:
     from synapse_phenom.previews import Card
 
     parsed = Card.model_validate(card)
@@ -110,38 +101,36 @@ def _as_tool_card(url: str, card: Any) -> PreviewCard | None:
 
 
 async def preview_card(backend: HasuraBackend, url: str) -> PreviewCard | None:
-    """The previews core's card for ``url``, through B's card cache; None when the page has none."""
-    from synapse_phenom.previews import PreviewResolver, Refused, msc4095
-    from synapse_phenom.previews.fetch_httpx import HttpxFetcher
-    from synapse_phenom.previews.policy import normalise_url
+    """The card for ``url`` the way the link-preview Lambda and the send Action get it: B's
+    cache (``lite.previews_cache``), else the Lambda's resolver function, cached for them too."""
+    from synapse_phenom.lambdas.link_preview import preview
+    from synapse_phenom.lite import previews_cache
+    from synapse_phenom.previews.policy import OriginPolicy
 
     config = backend.config.previews
-    if backend._resolver is None:
-        fetcher = HttpxFetcher(config)
-        backend._resolver = (PreviewResolver(config, fetcher), fetcher)
-    resolver = backend._resolver[0]
-    if not resolver.policy.is_phenom_link(url):
-        origins = ", ".join(o.url for o in resolver.policy.origins)
+    policy = OriginPolicy.from_config(config)
+    if not policy.is_phenom_link(url):
+        origins = ", ".join(o.url for o in policy.origins)
         raise InvalidRequest(f"Only links to {origins} get previews (M_INVALID_PARAM)")
-    key = normalise_url(url)
-    cached = await backend.fetch(LOOKUP, {"url": key})
-    if cached:
-        card, _error = cached[0]
-        return _as_tool_card(url, card) if card is not None else None
+    pool = (await backend.actions()).pool
+
+    def lookup() -> tuple[int, dict[str, Any]] | None:
+        with pool.connection() as conn:
+            return previews_cache.lookup(conn, url)
+
+    def store(status: int, result: dict[str, Any]) -> None:
+        with pool.connection() as conn:
+            previews_cache.store(conn, status, result)
+
     try:
-        result = await resolver.resolve(key)
-    except Refused as err:
-        raise InvalidRequest(str(err)) from None
-    card_json = result.card.model_dump(mode="json") if result.card is not None else None
-    await backend.fetch(
-        STORE,
-        {
-            "url": key,
-            "card": Jsonb(card_json) if card_json is not None else None,
-            "preview": Jsonb(msc4095.preview_entry(key, result.card)) if result.card is not None else None,
-            "error": result.error,
-            "reason": result.reason,
-            "ttl": max(int(result.ttl_s), 1),
-        },
-    )
-    return _as_tool_card(url, card_json) if card_json is not None else None
+        found = await asyncio.to_thread(lookup)
+        if found is None:
+            found = await preview(url, config)
+            await asyncio.to_thread(store, *found)
+    except psycopg.Error as err:
+        raise Unavailable(f"The chat database failed ({type(err).__name__}); try again shortly.") from None
+    status, result = found
+    if status == 400:
+        raise InvalidRequest(f"{result.get('error') or 'this link gets no preview'} (M_INVALID_PARAM)")
+    card = result.get("card")
+    return _as_tool_card(url, card) if isinstance(card, dict) else None
