@@ -3,7 +3,9 @@
 The MCP contract tests check what agents did the way a person would see it: a message as
 stored (sender, text, HTML, reply), a reaction, a deletion, who is in which room. ``SynapseWorld``
 answers through the Matrix client API (Implementation A); ``LiteWorld`` through the ``chat``
-tables of Implementation B, with people posting the way the app's send Action posts.
+tables of Implementation B. People's messages are rows inserted as the send Action inserts them
+once its checks passed (the Action itself is tested in test_lite_actions.py; here a burst of
+messages must not meet the flood limit).
 """
 
 from __future__ import annotations
