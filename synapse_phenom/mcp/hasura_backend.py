@@ -11,7 +11,6 @@ the same moderation and previews as the app's sends. SQL and row mapping: ``hasu
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
@@ -27,6 +26,7 @@ from synapse_phenom.mcp.backend import (
     Unavailable,
 )
 from synapse_phenom.mcp.config import ROOM_KEYS, AgentProfile, HasuraBackendConfig
+from synapse_phenom.mcp.hasura_wait import wait
 from synapse_phenom.mcp.models import (
     Deletion,
     LinkPreview,
@@ -45,7 +45,6 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-WAIT_LIMIT = 100  # messages per wait_for_messages result; the rest follow with next_cursor
 _SEQ_MAX = 2**63 - 1
 
 
@@ -277,45 +276,7 @@ class HasuraBackend:
             room_ids = [(await self._room(agent, r))[1] for r in rooms]
         else:
             room_ids = list((await self._ensure_agent(agent)).values())
-        if since:
-            given = q.parse_wait_cursor(since)
-            positions = {r: given[r] for r in room_ids if r in given}
-            missing = [r for r in room_ids if r not in given]
-        else:
-            positions, missing = {}, room_ids
-        if missing:  # rooms the cursor does not cover start from now
-            heads = await self._fetch(q.HEADS, {"rooms": missing})
-            positions.update({str(r): int(seq) for r, seq in heads})
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout_seconds
-        with self._notifier.subscribe(positions) as woken:
-            while True:
-                woken.clear()
-                rows = await self._fetch(
-                    q.WAIT,
-                    {
-                        "rooms": list(positions),
-                        "after": list(positions.values()),
-                        "agent": self._row_id(agent),
-                        "limit": WAIT_LIMIT + 1,
-                    },
-                )
-                if rows:
-                    return self._wait_result(rows, positions)
-                remaining = deadline - loop.time()
-                if remaining <= 0:
-                    return WaitResult(messages=[], next_cursor=q.wait_cursor(positions), timed_out=True)
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(woken.wait(), remaining)
-
-    def _wait_result(self, rows: Sequence[tuple[Any, ...]], positions: dict[str, int]) -> WaitResult:
-        more = len(rows) > WAIT_LIMIT
-        rows = rows[:WAIT_LIMIT]
-        after = dict(positions)
-        for row in rows:  # rows are in seq order: each room's position is its last row shown
-            after[str(row[2])] = int(row[1])
-        messages = [q.message(row, self._config.server_name) for row in rows]
-        return WaitResult(messages=messages, next_cursor=q.wait_cursor(after), timed_out=False, more=more)
+        return await wait(self, agent, room_ids, since, timeout_seconds)
 
     async def delete_message(self, agent: AgentProfile, room: str, event_id: str, reason: str | None) -> Deletion:
         _, room_id = await self._room(agent, room)
@@ -351,6 +312,10 @@ class HasuraBackend:
 
     async def fetch(self, sql: str, params: Mapping[str, Any]) -> list[tuple[Any, ...]]:
         return await self._fetch(sql, params)
+
+    @property
+    def notifier(self) -> MessageNotifier:
+        return self._notifier
 
     def row_id(self, agent: AgentProfile) -> str:
         return self._row_id(agent)
