@@ -8,6 +8,7 @@ Only the operators the metadata uses are supported; anything else fails loudly.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -203,7 +204,7 @@ class Compiler:
         return self._join(conds, "AND")
 
     @staticmethod
-    def _join(parts: list[sql.Composable], op: str) -> sql.Composable:
+    def _join(parts: Sequence[sql.Composable], op: str) -> sql.Composable:
         if not parts:
             return sql.SQL("true") if op == "AND" else sql.SQL("false")
         return sql.SQL("(") + sql.SQL(f" {op} ").join(parts) + sql.SQL(")")

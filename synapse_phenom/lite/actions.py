@@ -1,4 +1,4 @@
-"""The Hasura Action webhook of Implementation B (``sendMessage``), as an ASGI app.
+"""The Hasura Action webhook of Implementation B (``sendMessage``, ``editMessage``), as an ASGI app.
 
 Hasura POSTs ``{"action": {"name"}, "input", "session_variables", "request_query"}`` to
 ``{{PHENOM_ACTION_BASE_URL}}/hasura/actions`` with the ``X-Phenom-Action-Secret`` header
@@ -37,7 +37,14 @@ from synapse_phenom.config import describe_validation_error
 from synapse_phenom.lambdas.link_preview import preview as resolve_preview
 from synapse_phenom.lite import previews_cache
 from synapse_phenom.lite.moderation import LiteModeration
-from synapse_phenom.lite.send import SendError, SendMessageInput, Sent, send_message
+from synapse_phenom.lite.send import (
+    EditMessageInput,
+    SendError,
+    SendMessageInput,
+    Sent,
+    edit_message,
+    send_message,
+)
 from synapse_phenom.moderation.config import ModerationConfig
 from synapse_phenom.previews.config import ResolverConfig
 from synapse_phenom.previews.policy import OriginPolicy
@@ -118,17 +125,23 @@ class ActionHandler:
                 f"Not a Hasura action payload: {describe_validation_error(err, 'payload')}",
                 "invalid_payload",
             )
-        if payload.action.name != "sendMessage":
-            return error(400, f"Unknown action {payload.action.name!r}.", "unknown_action")
+        name = payload.action.name
+        if name not in ("sendMessage", "editMessage"):
+            return error(400, f"Unknown action {name!r}.", "unknown_action")
         session = {k.lower(): v for k, v in payload.session_variables.items()}
         user_id, role = session.get("x-hasura-user-id", ""), session.get("x-hasura-role", "")
         if not user_id or role not in CALLER_ROLES:
             return error(403, "Sign in to send messages.", "unauthenticated")
         try:
-            inp = SendMessageInput.model_validate(payload.input)
+            if name == "editMessage":
+                edit = EditMessageInput.model_validate(payload.input)
+            else:
+                inp = SendMessageInput.model_validate(payload.input)
         except ValidationError as err:
-            return error(400, describe_validation_error(err, "sendMessage"), "invalid_input")
+            return error(400, describe_validation_error(err, name), "invalid_input")
         try:
+            if name == "editMessage":
+                return JSONResponse(await anyio.to_thread.run_sync(self._edit, user_id, role, edit))
             sent = await self.send(user_id, role, inp)
         except SendError as err:
             return error(err.status, err.message, err.code, **err.extensions)
@@ -162,6 +175,10 @@ class ActionHandler:
                     entries.append(preview_entry(link, cached[1]["card"]))
             conn.commit()
             return send_message(conn, self.moderation, user_id, role, inp, entries, missing)
+
+    def _edit(self, user_id: str, role: str, inp: EditMessageInput) -> dict[str, Any]:
+        with self.pool.connection() as conn:
+            return edit_message(conn, self.moderation, user_id, role, inp)
 
     async def _fill_previews(self, message_id: str, links: Sequence[str]) -> None:
         """Resolve uncached cards, cache them, add them to the message; never raises."""

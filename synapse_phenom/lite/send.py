@@ -8,17 +8,28 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from typing import Any
+from typing import Annotated, Any
 
 import attrs
 import psycopg
 from psycopg.types.json import Jsonb
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from synapse_phenom.lite.moderation import LiteModeration, Sender, message_content
 
 NOT_A_MEMBER = "You cannot post in this room: you are not a member of it."
+NOT_YOURS = "You can only edit your own messages."
+DELETED = "This message was deleted and cannot be edited."
 AGENTS_ONLY = "The agent role can only be used by an agent account."
+
+
+def _not_blank(v: str) -> str:
+    if not v.strip():
+        raise ValueError("must not be empty")
+    return v
+
+
+Body = Annotated[str, Field(max_length=65536), AfterValidator(_not_blank)]
 
 
 class SendMessageInput(BaseModel):
@@ -27,18 +38,21 @@ class SendMessageInput(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     room_id: uuid.UUID
-    body: str = Field(max_length=65536)
+    body: Body
     formatted_body: str | None = Field(default=None, max_length=131072)
     reply_to_id: uuid.UUID | None = None
     thread_root_id: uuid.UUID | None = None
     idempotency_key: str | None = Field(default=None, min_length=1, max_length=255)
 
-    @field_validator("body")
-    @classmethod
-    def _not_blank(cls, v: str) -> str:
-        if not v.strip():
-            raise ValueError("must not be empty")
-        return v
+
+class EditMessageInput(BaseModel):
+    """The ``editMessage`` arguments."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    message_id: uuid.UUID
+    body: Body
+    formatted_body: str | None = Field(default=None, max_length=131072)
 
 
 class SendError(Exception):
@@ -141,11 +155,7 @@ def send_message(
         content = message_content(inp.body, inp.formatted_body)
         violation = moderation.check(conn, key, room_id, sender, content)
         if violation is not None:
-            extensions: dict[str, Any] = {"rule": violation.rule, "errcode": violation.errcode}
-            if violation.retry_after_ms is not None:
-                extensions["retry_after_ms"] = violation.retry_after_ms
-            status = 429 if violation.errcode == "M_LIMIT_EXCEEDED" else 403
-            refusal = SendError(status, violation.message, "moderation", **extensions)
+            refusal = _refusal(violation)
         else:
             row = conn.execute(
                 """
@@ -173,5 +183,51 @@ def send_message(
                 return found
             return Sent(row[0], room_id, row[1], row[2].isoformat(), False, tuple(pending_links))
     # Outside the transaction block: the audit/flood writes of the refusal are committed.
+    assert refusal is not None
+    raise refusal
+
+
+def _refusal(violation: Any) -> SendError:
+    extensions: dict[str, Any] = {"rule": violation.rule, "errcode": violation.errcode}
+    if violation.retry_after_ms is not None:
+        extensions["retry_after_ms"] = violation.retry_after_ms
+    status = 429 if violation.errcode == "M_LIMIT_EXCEEDED" else 403
+    return SendError(status, violation.message, "moderation", **extensions)
+
+
+def edit_message(
+    conn: psycopg.Connection[Any],
+    moderation: LiteModeration,
+    user_id: str,
+    role: str,
+    inp: EditMessageInput,
+) -> dict[str, Any]:
+    """Replace the text of the caller's own message, moderated like a new message (A checks
+    an edit as the m.room.message it is). The trigger keeps the previous text."""
+    refusal: SendError | None = None
+    with conn.transaction():
+        row = conn.execute(
+            "SELECT room_id::text, sender_id, deleted_at IS NOT NULL FROM chat.messages"
+            " WHERE id = %s FOR UPDATE",
+            (inp.message_id,),
+        ).fetchone()
+        if row is None or row[1] != user_id:
+            raise SendError(403, NOT_YOURS, "forbidden")
+        room_id, _, deleted = row
+        key, sender = _sender(conn, user_id, room_id, role)
+        if deleted:
+            raise SendError(400, DELETED, "invalid_input")
+        content = message_content(inp.body, inp.formatted_body)
+        violation = moderation.check(conn, key, room_id, sender, content)
+        if violation is not None:
+            refusal = _refusal(violation)
+        else:
+            edited = conn.execute(
+                "UPDATE chat.messages SET body = %s, formatted_body = %s WHERE id = %s"
+                " RETURNING coalesce(edited_at, now())",
+                (inp.body, inp.formatted_body, inp.message_id),
+            ).fetchone()
+            assert edited is not None
+            return {"message_id": str(inp.message_id), "edited_at": edited[0].isoformat()}
     assert refusal is not None
     raise refusal

@@ -281,3 +281,29 @@ def test_preview_cards_filled_in_then_inline_from_cache(
     ).fetchone()
     assert row == ("Northern Lights over Tromsø", False)  # inline: the card was cached
     assert time.monotonic() - started < 10
+
+
+def test_edit_is_moderated_and_keeps_history(
+    webhook: Webhook, lite_conn: psycopg.Connection[Any]
+) -> None:
+    cid, other = person(lite_conn, "cid"), person(lite_conn, "pat", ("partners",))
+    sent = webhook.send(cid, "community", "first version").json()["message_id"]
+    ok = webhook.call(cid, {"message_id": sent, "body": "second version"}, action="editMessage")
+    assert ok.status_code == 200, ok.text
+    assert set(ok.json()) == {"message_id", "edited_at"}
+    row = lite_conn.execute(
+        "SELECT m.body, array_agg(e.body ORDER BY e.id) FROM chat.messages m"
+        " JOIN chat.message_edits e ON e.message_id = m.id WHERE m.id = %s GROUP BY m.body",
+        (sent,),
+    ).fetchone()
+    assert row == ("second version", ["first version"])
+    body = "now with a badword"
+    refused = webhook.call(cid, {"message_id": sent, "body": body}, action="editMessage")
+    assert refused.status_code == 403 and refused.json()["message"] == a_text("community", body)
+    not_mine = webhook.call(other, {"message_id": sent, "body": "hijack"}, action="editMessage")
+    assert (
+        not_mine.status_code == 403
+        and not_mine.json()["message"] == "You can only edit your own messages."
+    )
+    body_now = lite_conn.execute("SELECT body FROM chat.messages WHERE id = %s", (sent,)).fetchone()
+    assert body_now == ("second version",)

@@ -7,6 +7,7 @@ import json
 import logging
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -133,7 +134,7 @@ def _event(cognito: CognitoEmulator, username: str, attributes: dict[str, str]) 
 @pytest.fixture
 def lambda_b_env(
     monkeypatch: pytest.MonkeyPatch, cognito: CognitoEmulator, lite_dsn: str
-) -> CognitoEmulator:
+) -> Iterator[CognitoEmulator]:
     for name, value in {
         "AWS_ENDPOINT_URL": cognito.endpoint,
         "AWS_ACCESS_KEY_ID": "test",
