@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import statistics
 import sys
 import tempfile
@@ -240,6 +241,8 @@ def main() -> int:
     )
     parser.add_argument("--no-hasura", action="store_true", help="skip A vs B (Implementation B, backend hasura)")
     args = parser.parse_args()
+    # A SIGTERM (e.g. from `timeout`) unwinds like Ctrl-C, so the servers and B's database go too.
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(143))
     ab_rows: list[list[str]] = []
     with tempfile.TemporaryDirectory(prefix="bench-mcp-") as tmp:
         data_dir = Path(tmp)
