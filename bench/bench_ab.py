@@ -15,6 +15,7 @@ import statistics
 import uuid
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
+from functools import partial
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
@@ -25,10 +26,10 @@ from bench_mcp import RawMcp, mcp_call, percentile, throughput, timed
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 
-from synapse_phenom import devstack
 from synapse_phenom.mcp import dev as mcp_dev
 from synapse_phenom.mcp.devkeys import DEV_CLIENT_ID
 from synapse_phenom.mcp.hasura_dev import prepare_database
+from synapse_phenom.ops import devstack
 
 KINDS = ("raw", "sdk")
 
@@ -69,17 +70,21 @@ async def compare(targets: list[Target], args: argparse.Namespace) -> list[list[
     clients = []
     try:
         for t in targets:
-            http = httpx2.AsyncClient(headers={"Authorization": f"Bearer {t.token}"}, timeout=60, limits=limits)
+            http = httpx2.AsyncClient(
+                headers={"Authorization": f"Bearer {t.token}"}, timeout=60, limits=limits
+            )
             client = Client(streamable_http_client(t.url, http_client=http))
             await client.__aenter__()
             clients.append((client, http))
             raw = RawMcp(http, t.url)
             send = {"room": t.room, "body": "bench"}
             read = {"room": t.room, "limit": 20}
-            paths[(t.name, "send_message", "raw")] = lambda raw=raw, a=send: raw.call("send_message", a)
-            paths[(t.name, "send_message", "sdk")] = lambda c=client, a=send: mcp_call(c, "send_message", a)
-            paths[(t.name, "get_messages (20)", "raw")] = lambda raw=raw, a=read: raw.call("get_messages", a)
-            paths[(t.name, "get_messages (20)", "sdk")] = lambda c=client, a=read: mcp_call(c, "get_messages", a)
+            for op, tool, call_args in (
+                ("send_message", "send_message", send),
+                ("get_messages (20)", "get_messages", read),
+            ):
+                paths[(t.name, op, "raw")] = partial(raw.call, tool, call_args)
+                paths[(t.name, op, "sdk")] = partial(mcp_call, client, tool, call_args)
         for _ in range(20):  # warm-up (agents provisioned, rooms filled, pools open)
             for fn in paths.values():
                 await fn()

@@ -18,7 +18,7 @@ import attrs
 import psycopg
 from harness import MatrixClient, SynapseStack, eventually
 
-from synapse_phenom.membership import RoomsConfig
+from synapse_phenom.rooms.config import RoomsConfig
 
 
 @attrs.frozen
@@ -32,13 +32,16 @@ class Stored:
 
 
 class Person(Protocol):
-    user_id: str
+    @property
+    def user_id(self) -> str: ...
 
     def send(self, room_key: str, body: str) -> str: ...
 
 
 class ChatWorld(Protocol):
-    rooms: Mapping[str, str]  # room key -> room id as the tools show it
+    @property
+    def rooms(self) -> Mapping[str, str]:  # room key -> room id as the tools show it
+        ...
 
     def register(self, displayname: str) -> Person: ...
 
@@ -97,7 +100,9 @@ class SynapseWorld:
         return Stored(
             sender=event["sender"],
             body=content.get("body"),
-            formatted_body=content.get("formatted_body") if content.get("format") == "org.matrix.custom.html" else None,
+            formatted_body=content.get("formatted_body")
+            if content.get("format") == "org.matrix.custom.html"
+            else None,
             reply_to=reply,
         )
 
@@ -161,7 +166,9 @@ class LiteWorld:
 
         sub = str(uuid.uuid4())
         with psycopg.connect(self.dsn, autocommit=True) as conn:
-            result = provision_user(conn, RoomsConfig(), LiteUser(sub, None, displayname, None, groups))
+            result = provision_user(
+                conn, RoomsConfig(), LiteUser(sub, None, displayname, None, groups)
+            )
         return LitePerson(self, sub, f"@{result.username}:{self.server_name}")
 
     def post(self, user: str, room_key: str, body: str) -> str:
@@ -180,7 +187,8 @@ class LiteWorld:
     def stored(self, room_key: str, event_id: str) -> Stored:
         (row,) = self._q(
             "SELECT u.username, m.body, m.formatted_body, m.reply_to_id, m.deleted_at IS NOT NULL"
-            " FROM chat.messages m JOIN chat.users u ON u.id = m.sender_id WHERE m.id = %s AND m.room_id = %s",
+            " FROM chat.messages m JOIN chat.users u ON u.id = m.sender_id"
+            " WHERE m.id = %s AND m.room_id = %s",
             _uuid(event_id),
             self.room_uuids[room_key],
         )
@@ -194,7 +202,8 @@ class LiteWorld:
 
     def reaction(self, room_key: str, event_id: str) -> tuple[str, str, str]:
         (row,) = self._q(
-            "SELECT u.username, r.message_id, r.emoji FROM chat.reactions r JOIN chat.users u ON u.id = r.user_id"
+            "SELECT u.username, r.message_id, r.emoji"
+            " FROM chat.reactions r JOIN chat.users u ON u.id = r.user_id"
             " WHERE r.id = %s AND r.room_id = %s",
             _uuid(event_id),
             self.room_uuids[room_key],
@@ -203,7 +212,8 @@ class LiteWorld:
 
     def bodies(self, room_key: str, limit: int = 50) -> list[str]:
         rows = self._q(
-            "SELECT body FROM chat.messages WHERE room_id = %s AND deleted_at IS NULL ORDER BY seq DESC LIMIT %s",
+            "SELECT body FROM chat.messages WHERE room_id = %s AND deleted_at IS NULL"
+            " ORDER BY seq DESC LIMIT %s",
             self.room_uuids[room_key],
             limit,
         )
@@ -212,7 +222,8 @@ class LiteWorld:
     def sees(self, person: Person, room_key: str, event_id: str) -> bool:
         assert isinstance(person, LitePerson)
         rows = self._q(
-            "SELECT 1 FROM chat.messages m WHERE m.id = %s AND chat.user_can_read_room(%s, m.room_id)",
+            "SELECT 1 FROM chat.messages m"
+            " WHERE m.id = %s AND chat.user_can_read_room(%s, m.room_id)",
             _uuid(event_id),
             person.id,
         )

@@ -17,7 +17,7 @@ import pytest
 from psycopg.conninfo import make_conninfo
 
 from synapse_phenom.lite import migrate, project, provision
-from synapse_phenom.membership import RoomsConfig
+from synapse_phenom.rooms.config import RoomsConfig
 
 DEFAULT_DSN = "postgresql://postgres@127.0.0.1:5432/postgres"
 

@@ -32,9 +32,9 @@ from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 from previews_site import PhenomSite
 
-from synapse_phenom import devstack
 from synapse_phenom.mcp import dev as mcp_dev
 from synapse_phenom.mcp.devkeys import DevSigner
+from synapse_phenom.ops import devstack
 
 FULL = "test-agent-full"  # every room, every scope it is given
 COMMUNITY = "test-agent-community"  # community only
@@ -48,7 +48,11 @@ TEST_AGENTS = {
         "rooms": ["internal", "partners", "community"],
         "rate_limit_per_minute": 100_000,
     },
-    COMMUNITY: {"localpart": "agent-community", "rooms": ["community"], "rate_limit_per_minute": 100_000},
+    COMMUNITY: {
+        "localpart": "agent-community",
+        "rooms": ["community"],
+        "rate_limit_per_minute": 100_000,
+    },
     SLOW: {"localpart": "agent-slow", "rooms": ["community"], "rate_limit_per_minute": 3},
 }
 
@@ -72,7 +76,9 @@ BACKENDS = ("sqlite", "postgres", "hasura")  # db_engine values of tests taking 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "chat" in metafunc.fixturenames:
         # As a mark, so that pytest lets it take precedence over db_engine's own params.
-        metafunc.definition.add_marker(pytest.mark.parametrize("db_engine", BACKENDS, indirect=True, scope="session"))
+        metafunc.definition.add_marker(
+            pytest.mark.parametrize("db_engine", BACKENDS, indirect=True, scope="session")
+        )
 
 
 @attrs.frozen
@@ -95,7 +101,9 @@ class McpStack:
     def rooms(self) -> dict[str, str]:
         return dict(self.world.rooms)
 
-    def token(self, client_id: str = FULL, scopes: tuple[str, ...] = ALL_SCOPES, lifetime: int = 600) -> str:
+    def token(
+        self, client_id: str = FULL, scopes: tuple[str, ...] = ALL_SCOPES, lifetime: int = 600
+    ) -> str:
         return self.signer.token(client_id, scopes, lifetime=lifetime)
 
     def agent_user_id(self, client_id: str = FULL) -> str:
@@ -158,13 +166,17 @@ def hasura_database() -> Iterator[tuple[str, dict[str, str]]]:
 
 @pytest.fixture(scope="session")
 def hasura_mcp_stack(
-    hasura_database: tuple[str, dict[str, str]], phenom_site: PhenomSite, tmp_path_factory: pytest.TempPathFactory
+    hasura_database: tuple[str, dict[str, str]],
+    phenom_site: PhenomSite,
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[McpStack]:
     dsn, rooms = hasura_database
     data_dir = tmp_path_factory.mktemp("mcp-hasura")
     port = free_port()
     previews = {k: v for k, v in previews_module_config(phenom_site).items() if k != "budget_ms"}
-    files = mcp_dev.prepare_mcp_hasura(data_dir, dsn, port=port, agents=TEST_AGENTS, previews=previews)
+    files = mcp_dev.prepare_mcp_hasura(
+        data_dir, dsn, port=port, agents=TEST_AGENTS, previews=previews
+    )
     process = mcp_dev.start_mcp(files.config, "127.0.0.1", port)
     base_url = f"http://127.0.0.1:{port}"
     try:

@@ -51,7 +51,7 @@ def admin_target(args: argparse.Namespace) -> tuple[str, str]:
     """
     import os
 
-    from synapse_phenom import devstack
+    from synapse_phenom.ops import devstack
 
     config_path = args.data_dir / "homeserver.yaml"
     if args.homeserver:

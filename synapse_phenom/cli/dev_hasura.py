@@ -15,10 +15,10 @@ from pathlib import Path
 import psycopg
 from rich.table import Table
 
-from synapse_phenom import devstack
 from synapse_phenom.cli._common import console, fail
 from synapse_phenom.mcp import dev as mcp_dev
 from synapse_phenom.mcp.hasura_dev import EmbeddedPostgres, prepare_database
+from synapse_phenom.ops import devstack
 
 
 def run_hasura(args: argparse.Namespace, data_dir: Path, stop: threading.Event) -> int:
@@ -38,9 +38,12 @@ def run_hasura(args: argparse.Namespace, data_dir: Path, stop: threading.Event) 
         with console.status("starting the MCP server…"):
             files = mcp_dev.prepare_mcp_hasura(data_dir, dsn, host=args.host, port=args.mcp_port)
             procs.append(mcp_dev.start_mcp(files.config, args.host, args.mcp_port))
-            mcp_url = f"http://{'127.0.0.1' if args.host in ('0.0.0.0', '::') else args.host}:{args.mcp_port}"
+            host = "127.0.0.1" if args.host in ("0.0.0.0", "::") else args.host
+            mcp_url = f"http://{host}:{args.mcp_port}"
             devstack.wait_http(f"{mcp_url}/health", procs, timeout=60)
-        console.print(f"[bold green]Phenom chat dev stack (hasura backend) is up[/] (data in {data_dir})")
+        console.print(
+            f"[bold green]Phenom chat dev stack (hasura backend) is up[/] (data in {data_dir})"
+        )
         table = Table(show_header=False, box=None)
         table.add_row("MCP server (agents)", f"{mcp_url}/mcp")
         table.add_row("Agent token", str(files.token))

@@ -7,7 +7,7 @@ import argparse
 from synapse_phenom.cli._common import add_data_dir, fail
 
 
-def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "dev-token", help="print a dev agent token (signed by the dev stack's local key)"
     )

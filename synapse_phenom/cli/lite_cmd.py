@@ -8,6 +8,7 @@ the same database), so either tool can take over from the other.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 from pathlib import Path
 from typing import Any
@@ -21,7 +22,7 @@ from synapse_phenom.lite import migrate, project
 from synapse_phenom.lite.settings import DSN_ENV, dsn_from
 
 
-def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("lite", help="Implementation B (Hasura Lite): chat schema in PostgreSQL")
     lite_sub = p.add_subparsers(dest="lite_command", required=True, metavar="SUBCOMMAND")
     m = lite_sub.add_parser("migrate", help="apply or roll back the chat schema migrations")
@@ -35,6 +36,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     m.add_argument(
         "--project-dir",
         help=f"Hasura project directory (default: packaged; ${project.HASURA_DIR_ENV})",
+    )
+    m.add_argument(
+        "--hasura-metadata-dsn",
+        help="Hasura's metadata database when it is not the chat one (the CLI state is kept there)",
     )
     m.add_argument(
         "--steps", type=int, help="up: at most N pending; down: the newest N (default 1)"
@@ -77,14 +82,18 @@ def run_migrate(args: argparse.Namespace) -> int:
     except (InvalidConfig, project.ProjectError) as err:
         return fail(str(err))
     try:
-        with migrate.connect(dsn) as conn:
+        meta_dsn = args.hasura_metadata_dsn
+        with (
+            migrate.connect(dsn) as conn,
+            migrate.connect(meta_dsn) if meta_dsn else contextlib.nullcontext() as meta,
+        ):
             if args.action == "status":
-                return _print_status(migrate.status(conn, migrations, args.database_name))
+                return _print_status(migrate.status(conn, migrations, args.database_name, meta))
             if args.action == "up":
-                done = migrate.up(conn, migrations, args.steps, args.database_name)
+                done = migrate.up(conn, migrations, args.steps, args.database_name, meta)
             else:
                 steps = None if args.all else (args.steps or 1)
-                done = migrate.down(conn, migrations, steps, args.database_name)
+                done = migrate.down(conn, migrations, steps, args.database_name, meta)
     except migrate.MigrationError as err:
         return fail(str(err))
     except psycopg.OperationalError as err:
@@ -101,7 +110,8 @@ def _print_status(rows: list[migrate.VersionStatus]) -> int:
     console.print(f"{'VERSION':<16}{'NAME':<32}{'SOURCE STATUS':<16}DATABASE STATUS")
     for r in rows:
         console.print(
-            f"{r.version:<16}{(r.name or '-'):<32}{'Present' if r.source_present else 'Not Present':<16}"
+            f"{r.version:<16}{(r.name or '-'):<32}"
+            f"{'Present' if r.source_present else 'Not Present':<16}"
             f"{'Present' if r.database_present else 'Not Present'}{' (dirty)' if r.dirty else ''}",
             highlight=False,
         )

@@ -10,7 +10,7 @@ from synapse_phenom.cli._common import console, fail
 from synapse_phenom.config import InvalidConfig
 
 
-def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("mcp", help="run the MCP server for AI agents (see docs/mcp.md)")
     p.add_argument(
         "--config",
@@ -62,7 +62,8 @@ def run_registration(args: argparse.Namespace) -> int:
 
     if write_registration(args.output, args.server_name, args.agent_prefix):
         console.print(
-            f"wrote {args.output}; add it to Synapse's app_service_config_files (PHENOM_APPSERVICE_FILES)"
+            f"wrote {args.output}; add it to Synapse's app_service_config_files "
+            "(PHENOM_APPSERVICE_FILES)"
         )
     else:
         console.print(f"{args.output} exists; kept it (its tokens are in use)")

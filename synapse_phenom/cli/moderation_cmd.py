@@ -19,9 +19,9 @@ from urllib.parse import quote
 import httpx2
 from rich.table import Table
 
-from synapse_phenom.admin_client import MatrixError, raise_for_matrix
 from synapse_phenom.cli._common import CliError, add_admin_target, admin_target, console, fail
-from synapse_phenom.moderation.config import AUDIT_PATH
+from synapse_phenom.endpoints import AUDIT_PATH
+from synapse_phenom.ops.admin_client import MatrixError, raise_for_matrix
 
 _RELATIVE = re.compile(r"^(\d+)\s*([smhdw])$")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
@@ -48,7 +48,7 @@ def parse_since(value: str, now: float | None = None) -> int:
     return int(parsed.timestamp() * 1000)
 
 
-def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("moderation", help="moderation tools (audit log)")
     msub = p.add_subparsers(dest="moderation_command", required=True, metavar="SUBCOMMAND")
     log = msub.add_parser("log", help="list moderation actions, newest first")

@@ -13,15 +13,15 @@ from pathlib import Path
 
 import psycopg
 
-from synapse_phenom import devstack
-from synapse_phenom.admin_client import MatrixError, SynapseAdmin
 from synapse_phenom.cli._common import CliError, add_admin_target, admin_target, console, fail
 from synapse_phenom.config import InvalidConfig
 from synapse_phenom.lite import provision as lite
 from synapse_phenom.lite.settings import DSN_ENV, dsn_from, rooms_config
+from synapse_phenom.ops import devstack
+from synapse_phenom.ops.admin_client import MatrixError, SynapseAdmin
 
 
-def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "provision-user",
         help="create or update a user, store their groups and fix their room memberships now",
@@ -61,7 +61,8 @@ def _report(
     who: str, created: bool, groups: list[str] | tuple[str, ...], joined: object, removed: object
 ) -> None:
     console.print(
-        f"[bold]{who}[/] {'created' if created else 'updated'}; groups: {', '.join(groups) or '(none)'}"
+        f"[bold]{who}[/] {'created' if created else 'updated'}; "
+        f"groups: {', '.join(groups) or '(none)'}"
     )
     if joined:
         console.print(f"  joined: {', '.join(joined)}", style="green")  # type: ignore[arg-type]
@@ -111,7 +112,8 @@ def _run_hasura(args: argparse.Namespace, groups: list[str]) -> int:
                 ).fetchone()
                 if row is None:
                     return fail(
-                        f"no user {username!r} in the chat database yet: pass --sub (their Cognito sub)"
+                        f"no user {username!r} in the chat database yet: "
+                        "pass --sub (their Cognito sub)"
                     )
                 sub = row[0]
             user = lite.LiteUser(sub, username, args.display_name, args.email, tuple(groups))

@@ -18,7 +18,8 @@ returned unchanged. Environment (see docs/cognito.md):
 - ``PHENOM_PROVISION_BUDGET_SECONDS``  time allowed per invocation (default 3.5)
 - ``PHENOM_BACKENDS``        where to provision: ``synapse`` (default), ``hasura`` or
   ``synapse,hasura`` (Implementation B: ``chat.users`` + memberships, same rooms core)
-- ``CHAT_DATABASE_URL``      B's PostgreSQL URL (with ``hasura``)
+- ``CHAT_DATABASE_SECRET_ID`` / ``CHAT_DATABASE_URL``  B's database (with ``hasura``): a Secrets
+  Manager secret (RDS JSON or URL), or the URL itself
 - ``PHENOM_ROOMS_CONFIG``    B: the rooms config as JSON (default: the built-in rooms)
 
 The Synapse settings are required only when ``synapse`` is selected. Each backend fails
@@ -41,10 +42,10 @@ from botocore.config import Config as BotoConfig
 from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from synapse_phenom import cognito_claims
-from synapse_phenom.admin_client import MatrixError, ProvisionResult, SynapseAdmin
-from synapse_phenom.cognito_config import CognitoMappingConfig
+from synapse_phenom.cognito import claims as cognito_claims
+from synapse_phenom.cognito.config import CognitoMappingConfig
 from synapse_phenom.lambdas import chat_db
+from synapse_phenom.ops.admin_client import MatrixError, ProvisionResult, SynapseAdmin
 
 logger = logging.getLogger("synapse_phenom.user_provisioner")
 logger.setLevel(logging.INFO)

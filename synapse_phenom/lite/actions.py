@@ -34,7 +34,6 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from synapse_phenom.config import describe_validation_error
-from synapse_phenom.lambdas.link_preview import preview as resolve_preview
 from synapse_phenom.lite import previews_cache
 from synapse_phenom.lite.moderation import LiteModeration
 from synapse_phenom.lite.send import (
@@ -186,7 +185,7 @@ class ActionHandler:
         results = []
         for link in links:
             try:
-                results.append((link, *await resolve_preview(link, self.settings.previews)))
+                results.append((link, *await previews_cache.resolve(link, self.settings.previews)))
             except Exception:
                 logger.exception("sendMessage: preview of %s failed", link[:200])
         try:

@@ -8,7 +8,8 @@ State is written where the Hasura CLI keeps it, so ``hasura migrate status`` and
   copies from); always written.
 - ``hdb_catalog.hdb_version.cli_state -> migrations -> <database> -> "<version>": dirty``:
   where a config v3 CLI keeps it (through Hasura's catalog-state API). Written when that
-  table exists in this database, i.e. when Hasura's metadata lives here too.
+  table exists in this database, i.e. when Hasura's metadata lives here too, or in the
+  metadata database given as ``meta`` (``--hasura-metadata-dsn``).
 
 Each migration runs in its own transaction together with its bookkeeping, so a failed
 migration leaves nothing behind (never a "dirty" version); concurrent runs are serialised
@@ -152,7 +153,13 @@ def _prepare(conn: psycopg.Connection[Any]) -> None:
         )
 
 
-def read_state(conn: psycopg.Connection[Any], database: str = DEFAULT_DATABASE) -> AppliedState:
+def read_state(
+    conn: psycopg.Connection[Any],
+    database: str = DEFAULT_DATABASE,
+    meta: psycopg.Connection[Any] | None = None,
+) -> AppliedState:
+    """Applied versions from both stores; ``meta``: Hasura's metadata database when it is not
+    this one (its ``hdb_version.cli_state`` is read there)."""
     versions: set[int] = set()
     dirty: set[int] = set()
     if conn.execute(f"SELECT to_regclass('{STATE_TABLE}') IS NOT NULL").fetchone() == (True,):
@@ -160,8 +167,9 @@ def read_state(conn: psycopg.Connection[Any], database: str = DEFAULT_DATABASE) 
             versions.add(int(version))
             if is_dirty:
                 dirty.add(int(version))
-    if _has_hdb_version(conn):
-        for (cli_state,) in conn.execute("SELECT cli_state FROM hdb_catalog.hdb_version"):
+    catalog = meta if meta is not None else conn
+    if _has_hdb_version(catalog):
+        for (cli_state,) in catalog.execute("SELECT cli_state FROM hdb_catalog.hdb_version"):
             entries = ((cli_state or {}).get("migrations") or {}).get(database) or {}
             for key, is_dirty in entries.items():
                 versions.add(int(key))
@@ -170,7 +178,13 @@ def read_state(conn: psycopg.Connection[Any], database: str = DEFAULT_DATABASE) 
     return AppliedState(frozenset(versions), frozenset(dirty))
 
 
-def _record(conn: psycopg.Connection[Any], database: str, version: int, applied: bool) -> None:
+def _record(
+    conn: psycopg.Connection[Any],
+    database: str,
+    version: int,
+    applied: bool,
+    meta: psycopg.Connection[Any] | None,
+) -> None:
     if applied:
         conn.execute(
             f"INSERT INTO {STATE_TABLE} (version, dirty) VALUES (%s, false)"
@@ -179,6 +193,13 @@ def _record(conn: psycopg.Connection[Any], database: str, version: int, applied:
         )
     else:
         conn.execute(f"DELETE FROM {STATE_TABLE} WHERE version = %s", (version,))
+    if meta is None:
+        _record_cli_state(conn, database, version, applied)
+
+
+def _record_cli_state(
+    conn: psycopg.Connection[Any], database: str, version: int, applied: bool
+) -> None:
     if _has_hdb_version(conn):
         rows = conn.execute(
             "SELECT hasura_uuid, cli_state FROM hdb_catalog.hdb_version FOR UPDATE"
@@ -204,18 +225,44 @@ class _Locked:
 
 
 def _run(
-    conn: psycopg.Connection[Any], migration: Migration, sql: str, database: str, applied: bool
+    conn: psycopg.Connection[Any],
+    migration: Migration,
+    sql: str,
+    database: str,
+    applied: bool,
+    meta: psycopg.Connection[Any] | None = None,
 ) -> None:
     direction = "up" if applied else "down"
     try:
         with conn.transaction():
             conn.execute(sql.encode())  # bytes: no placeholder parsing; several statements
-            _record(conn, database, migration.version, applied)
+            _record(conn, database, migration.version, applied, meta)
     except psycopg.Error as err:
         raise MigrationError(
             f"{migration.path.name}/{direction}.sql failed, nothing of it was applied: "
             f"{type(err).__name__}: {str(err).strip()}"
         ) from None
+    if meta is None:
+        return
+    try:  # another database: written right after the migration's own commit
+        with meta.transaction():
+            _record_cli_state(meta, database, migration.version, applied)
+    except psycopg.Error as err:
+        flag = "" if applied else " --type down"
+        raise MigrationError(
+            f"{migration.path.name} was {'applied' if applied else 'rolled back'}, but Hasura's "
+            f"metadata database was not updated ({str(err).strip()}); run `hasura migrate apply "
+            f"--skip-execution --version {migration.version}{flag} --database-name {database}`"
+        ) from None
+
+
+def _check_meta(meta: psycopg.Connection[Any] | None) -> None:
+    if meta is not None and not _has_hdb_version(meta):
+        raise MigrationError(
+            "the Hasura metadata database has no hdb_catalog.hdb_version: "
+            "is it the database of HASURA_GRAPHQL_METADATA_DATABASE_URL, "
+            "and has Hasura started once?"
+        )
 
 
 def up(
@@ -223,13 +270,15 @@ def up(
     migrations: Sequence[Migration],
     steps: int | None = None,
     database: str = DEFAULT_DATABASE,
+    meta: psycopg.Connection[Any] | None = None,
 ) -> list[Migration]:
     """Apply pending migrations (all, or ``steps``); returns what was applied."""
+    _check_meta(meta)
     with _Locked(conn):
         _prepare(conn)
-        plan = plan_up(migrations, read_state(conn, database), steps)
+        plan = plan_up(migrations, read_state(conn, database, meta), steps)
         for migration in plan:
-            _run(conn, migration, migration.up_sql, database, applied=True)
+            _run(conn, migration, migration.up_sql, database, True, meta)
     return plan
 
 
@@ -238,18 +287,24 @@ def down(
     migrations: Sequence[Migration],
     steps: int | None = 1,
     database: str = DEFAULT_DATABASE,
+    meta: psycopg.Connection[Any] | None = None,
 ) -> list[Migration]:
     """Roll back the newest ``steps`` applied migrations (None: all); returns them."""
+    _check_meta(meta)
     with _Locked(conn):
         _prepare(conn)
-        plan = plan_down(migrations, read_state(conn, database), steps)
+        plan = plan_down(migrations, read_state(conn, database, meta), steps)
         for migration in plan:
             assert migration.down_sql is not None  # plan_down checked
-            _run(conn, migration, migration.down_sql, database, applied=False)
+            _run(conn, migration, migration.down_sql, database, False, meta)
     return plan
 
 
 def status(
-    conn: psycopg.Connection[Any], migrations: Sequence[Migration], database: str = DEFAULT_DATABASE
+    conn: psycopg.Connection[Any],
+    migrations: Sequence[Migration],
+    database: str = DEFAULT_DATABASE,
+    meta: psycopg.Connection[Any] | None = None,
 ) -> list[VersionStatus]:
-    return status_rows(migrations, read_state(conn, database))
+    _check_meta(meta)
+    return status_rows(migrations, read_state(conn, database, meta))

@@ -45,7 +45,7 @@ class ChatTxn:
 
     def execute(self, sql: str, args: Any = ()) -> None:
         self._cur.execute(
-            sql.replace("phenom_moderation_", "chat.moderation_").replace("?", "%s"),  # type: ignore[arg-type]
+            sql.replace("phenom_moderation_", "chat.moderation_").replace("?", "%s"),
             args,
         )
 

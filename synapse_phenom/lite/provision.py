@@ -1,6 +1,6 @@
 """Users, rooms and group-based memberships in Implementation B (PostgreSQL ``chat`` schema).
 
-The rooms core (``synapse_phenom.membership``) plans who belongs where, exactly as for
+The rooms core (``synapse_phenom.rooms.membership``) plans who belongs where, exactly as for
 Implementation A: the same ``RoomsConfig``, the same ``plan_memberships`` (a ban outranks
 groups), the same removal reasons. This module only carries the plan out, in one
 transaction per user, so a failure leaves nothing half-done.
@@ -15,12 +15,14 @@ import attrs
 import psycopg
 from psycopg import errors as pg_errors
 
-from synapse_phenom import agent_rooms, cognito_claims
-from synapse_phenom.cognito_config import CognitoMappingConfig
-from synapse_phenom.membership import (
+from synapse_phenom.cognito import claims as cognito_claims
+from synapse_phenom.cognito.config import CognitoMappingConfig
+from synapse_phenom.rooms.config import RoomsConfig
+from synapse_phenom.rooms.membership import (
     MembershipPlan,
-    RoomsConfig,
+    groups_for_rooms,
     normalise_groups,
+    plan_agent_rooms,
     plan_memberships,
     removal_reason,
 )
@@ -147,7 +149,8 @@ def _upsert_user(
             with conn.transaction():  # savepoint: a taken name does not abort the outer transaction
                 inserted = conn.execute(
                     """
-                    INSERT INTO chat.users (id, username, display_name, email, groups, groups_source, is_agent)
+                    INSERT INTO chat.users
+                        (id, username, display_name, email, groups, groups_source, is_agent)
                     VALUES (%s, %s, %s, %s, %s, %s, %s)
                     ON CONFLICT (id) DO NOTHING
                     RETURNING username
@@ -209,12 +212,12 @@ def provision_agent(
     display_name: str | None = None,
 ) -> LiteProvisionResult:
     """An agent row (id = app client id, username = its localpart) in exactly ``wanted_rooms``,
-    with the same smallest granting groups A gives it (``agent_rooms``)."""
+    with the same smallest granting groups A gives it (``rooms.membership``)."""
     wanted = sorted(set(wanted_rooms))
     for key in wanted:
         if key not in config.rooms:
             raise ValueError(f"unknown room {key!r}; known: {sorted(config.rooms)}")
-    groups = agent_rooms.groups_for_rooms(config, wanted)
+    groups = groups_for_rooms(config, wanted)
     user = LiteUser(agent_id, username, display_name, None, tuple(groups), is_agent=True)
     with conn.transaction():
         rooms = ensure_rooms(conn, config)
@@ -223,6 +226,6 @@ def provision_agent(
             conn.execute(
                 "UPDATE chat.users SET display_name = %s WHERE id = %s", (display_name, agent_id)
             )
-        plan = agent_rooms.plan_agent_rooms(config, wanted, _current(conn, agent_id, rooms))
+        plan = plan_agent_rooms(config, wanted, _current(conn, agent_id, rooms))
         _apply(conn, config, agent_id, rooms, plan)
     return LiteProvisionResult(agent_id, name, created, tuple(groups), plan.join, plan.remove)

@@ -9,7 +9,7 @@ from pathlib import Path
 import yaml
 
 from synapse_phenom.config import InvalidConfig, parse_model
-from synapse_phenom.membership import RoomsConfig
+from synapse_phenom.rooms.config import RoomsConfig
 
 DSN_ENV = "CHAT_DATABASE_URL"
 ROOMS_CONFIG_ENV = "PHENOM_ROOMS_CONFIG"

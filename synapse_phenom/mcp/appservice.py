@@ -15,7 +15,7 @@ from typing import Any
 import yaml
 
 from synapse_phenom.config import InvalidConfig
-from synapse_phenom.files import write_private
+from synapse_phenom.ops.files import write_private
 
 APPSERVICE_ID = "phenom-mcp"
 SENDER_LOCALPART = "phenom-mcp"

@@ -15,9 +15,9 @@ import yaml
 from pydantic import Field, field_validator, model_validator
 
 from synapse_phenom.config import FrozenModel, InvalidConfig, parse_model
-from synapse_phenom.membership import RoomsConfig
 from synapse_phenom.moderation.config import ModerationConfig
 from synapse_phenom.previews.config import ResolverConfig
+from synapse_phenom.rooms.config import RoomsConfig
 
 ROOM_KEYS = ("internal", "partners", "community")
 AGENT_LOCALPART = re.compile(r"^[a-z0-9._=\-/]+$")
@@ -196,5 +196,8 @@ def load_config(path: Path, env: Mapping[str, str]) -> McpConfig:
         raw["backend"] = env["BACKEND_TYPE"]
     if env.get(DATABASE_URL_ENV):
         section = raw.get("hasura")
-        raw["hasura"] = {**(section if isinstance(section, dict) else {}), "database_url": env[DATABASE_URL_ENV]}
+        raw["hasura"] = {
+            **(section if isinstance(section, dict) else {}),
+            "database_url": env[DATABASE_URL_ENV],
+        }
     return parse_model(McpConfig, raw, "mcp")

@@ -14,10 +14,10 @@ from typing import Any
 import attrs
 import yaml
 
-from synapse_phenom import devstack
-from synapse_phenom.files import write_private
 from synapse_phenom.mcp.appservice import write_registration
 from synapse_phenom.mcp.devkeys import DEV_CLIENT_ID, JWKS_FILE, DevSigner
+from synapse_phenom.ops import devstack
+from synapse_phenom.ops.files import write_private
 
 REGISTRATION_FILE = "mcp-appservice.yaml"
 CONFIG_FILE = "mcp.yaml"
@@ -87,7 +87,9 @@ def prepare_mcp_hasura(
     section: dict[str, Any] = {"database_url": database_url, "server_name": server_name}
     if previews is not None:
         section["previews"] = dict(previews)
-    return _write_files(data_dir, host, port, agents, {"backend": "hasura", "hasura": section}, None)
+    return _write_files(
+        data_dir, host, port, agents, {"backend": "hasura", "hasura": section}, None
+    )
 
 
 def _write_files(

@@ -18,7 +18,7 @@ import jwt
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from synapse_phenom.files import write_private
+from synapse_phenom.ops.files import write_private
 
 DEV_ISSUER = "http://localhost/phenom-dev-issuer"
 DEV_CLIENT_ID = "phenom-dev-agent"

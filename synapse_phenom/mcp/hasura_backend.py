@@ -58,7 +58,10 @@ class HasuraBackend:
             min_size=config.pool_min_size,
             max_size=config.pool_max_size,
             open=False,
-            kwargs={"autocommit": True, "options": f"-c statement_timeout={config.statement_timeout_ms}"},
+            kwargs={
+                "autocommit": True,
+                "options": f"-c statement_timeout={config.statement_timeout_ms}",
+            },
             name="phenom-mcp",
         )
         self._notifier = MessageNotifier(config.database_url)
@@ -81,7 +84,9 @@ class HasuraBackend:
             try:
                 await self._pool.open(wait=True, timeout=15)
             except Exception as err:
-                raise Unavailable(f"The chat database is unreachable ({type(err).__name__}); try again shortly.") from None
+                raise Unavailable(
+                    f"The chat database is unreachable ({type(err).__name__}); try again shortly."
+                ) from None
             await self._notifier.start()
             self._open = True
 
@@ -96,12 +101,16 @@ class HasuraBackend:
         await self._start()
         try:
             async with self._pool.connection() as conn:
-                cur = await conn.execute(sql, params)  # type: ignore[arg-type]
+                cur = await conn.execute(sql, params)
                 return await cur.fetchall() if cur.description else []
         except psycopg.errors.QueryCanceled:
-            raise Unavailable("The chat database took too long to answer; try again shortly.") from None
+            raise Unavailable(
+                "The chat database took too long to answer; try again shortly."
+            ) from None
         except psycopg.OperationalError as err:  # connection lost, pool exhausted (PoolTimeout)
-            raise Unavailable(f"The chat database failed ({type(err).__name__}); try again shortly.") from None
+            raise Unavailable(
+                f"The chat database failed ({type(err).__name__}); try again shortly."
+            ) from None
         except psycopg.Error:
             logger.exception("chat database error")
             raise Unavailable("The chat database failed; try again shortly.") from None
@@ -127,8 +136,12 @@ class HasuraBackend:
             try:
                 await asyncio.to_thread(self._provision, agent)
             except psycopg.OperationalError as err:
-                raise Unavailable(f"The chat database failed ({type(err).__name__}); try again shortly.") from None
-            rows = await self._fetch(q.AGENT_ROOMS, {"keys": list(agent.rooms), "agent": self._row_id(agent)})
+                raise Unavailable(
+                    f"The chat database failed ({type(err).__name__}); try again shortly."
+                ) from None
+            rows = await self._fetch(
+                q.AGENT_ROOMS, {"keys": list(agent.rooms), "agent": self._row_id(agent)}
+            )
             rooms = {str(key): str(room_id) for key, room_id in rows}
             logger.info("agent %s ready in rooms %s", self._user_id(agent), sorted(rooms))
             self._ready[agent.localpart] = rooms
@@ -139,7 +152,12 @@ class HasuraBackend:
 
         with psycopg.connect(self._config.database_url, autocommit=True) as conn:
             provision_agent(
-                conn, self._config.rooms, self._row_id(agent), agent.localpart, agent.rooms, agent.display_name
+                conn,
+                self._config.rooms,
+                self._row_id(agent),
+                agent.localpart,
+                agent.rooms,
+                agent.display_name,
             )
 
     async def _room(self, agent: AgentProfile, ref: str) -> tuple[str, str]:
@@ -149,13 +167,17 @@ class HasuraBackend:
         if ref in ROOM_KEYS:
             if ref not in rooms:
                 raise Forbidden(
-                    f"Not allowed: this agent may not use the {ref} room. Its rooms: {', '.join(sorted(rooms)) or 'none'}."
+                    f"Not allowed: this agent may not use the {ref} room. "
+                    f"Its rooms: {', '.join(sorted(rooms)) or 'none'}."
                 )
             return ref, rooms[ref]
         server = self._config.server_name
         if ref.startswith("#"):
             if not ref.endswith(f":{server}"):
-                raise Forbidden(f"Not allowed: {ref} is not a room of this server. Call list_rooms for the rooms you can use.")
+                raise Forbidden(
+                    f"Not allowed: {ref} is not a room of this server. "
+                    "Call list_rooms for the rooms you can use."
+                )
             local = ref[1:].rsplit(":", 1)[0]
             found = await self._fetch(q.ROOM_BY_ALIAS, {"alias": ref, "local": local})
             if not found:
@@ -165,7 +187,10 @@ class HasuraBackend:
             parsed = q.parse_uuid(ref.split(":", 1)[0] if ref.endswith(f":{server}") else ref, "!")
             room_id = str(parsed) if parsed else ref
         if room_id not in by_id:
-            raise Forbidden(f"Not allowed: {ref} is not one of this agent's rooms. Call list_rooms for those it may use.")
+            raise Forbidden(
+                f"Not allowed: {ref} is not one of this agent's rooms. "
+                "Call list_rooms for those it may use."
+            )
         return by_id[room_id], room_id
 
     # -- tools --------------------------------------------------------------------------------
@@ -222,7 +247,9 @@ class HasuraBackend:
         more = len(rows) > limit
         rows = rows[:limit]
         messages = [q.message(row, self._config.server_name) for row in rows]
-        return MessagePage(messages=messages, next_cursor=f"{prefix}.{rows[-1][1]}" if more else None)
+        return MessagePage(
+            messages=messages, next_cursor=f"{prefix}.{rows[-1][1]}" if more else None
+        )
 
     async def search_messages(
         self, agent: AgentProfile, query: str, room: str | None, limit: int, cursor: str | None
@@ -244,12 +271,18 @@ class HasuraBackend:
         )
         return self._page(rows, limit, "s")
 
-    async def send_message(self, agent: AgentProfile, room: str, message: OutgoingMessage) -> SentMessage:
+    async def send_message(
+        self, agent: AgentProfile, room: str, message: OutgoingMessage
+    ) -> SentMessage:
         from synapse_phenom.mcp.hasura_send import send
 
         _, room_id = await self._room(agent, room)
         message_id = await send(self, agent, room_id, message)
-        return SentMessage(event_id=q.event_ref(message_id), room_id=q.room_ref(room_id), sender=self._user_id(agent))
+        return SentMessage(
+            event_id=q.event_ref(message_id),
+            room_id=q.room_ref(room_id),
+            sender=self._user_id(agent),
+        )
 
     async def react(self, agent: AgentProfile, room: str, event_id: str, emoji: str) -> Reaction:
         _, room_id = await self._room(agent, room)
@@ -260,7 +293,12 @@ class HasuraBackend:
             rows = await self._fetch(q.REACTION, params)  # reacted before: the same reaction
         if not rows:
             raise NotFound(f"Not found: no message {event_id} in this room (or it was deleted).")
-        return Reaction(event_id=q.event_ref(rows[0][0]), room_id=q.room_ref(room_id), reacted_to=event_id, emoji=emoji)
+        return Reaction(
+            event_id=q.event_ref(rows[0][0]),
+            room_id=q.room_ref(room_id),
+            reacted_to=event_id,
+            emoji=emoji,
+        )
 
     async def list_members(self, agent: AgentProfile, room: str) -> MemberList:
         _, room_id = await self._room(agent, room)
@@ -270,7 +308,11 @@ class HasuraBackend:
         return MemberList(room_id=q.room_ref(room_id), members=members)
 
     async def wait_for_messages(
-        self, agent: AgentProfile, rooms: Sequence[str] | None, since: str | None, timeout_seconds: int
+        self,
+        agent: AgentProfile,
+        rooms: Sequence[str] | None,
+        since: str | None,
+        timeout_seconds: int,
     ) -> WaitResult:
         if rooms:
             room_ids = [(await self._room(agent, r))[1] for r in rooms]
@@ -278,7 +320,9 @@ class HasuraBackend:
             room_ids = list((await self._ensure_agent(agent)).values())
         return await wait(self, agent, room_ids, since, timeout_seconds)
 
-    async def delete_message(self, agent: AgentProfile, room: str, event_id: str, reason: str | None) -> Deletion:
+    async def delete_message(
+        self, agent: AgentProfile, room: str, event_id: str, reason: str | None
+    ) -> Deletion:
         _, room_id = await self._room(agent, room)
         target = q.parse_uuid(event_id, "$")
         params = {"id": target, "room": room_id, "agent": self._row_id(agent), "reason": reason}
@@ -288,10 +332,15 @@ class HasuraBackend:
             if not exists:
                 raise NotFound(f"Not found: no message {event_id} in this room.")
             raise Forbidden(
-                "Not allowed: this agent's power level in the room does not let it delete other people's messages."
+                "Not allowed: this agent's power level in the room does not let it delete "
+                "other people's messages."
             )
         assert target is not None
-        return Deletion(room_id=q.room_ref(room_id), event_id=event_id, redaction_event_id=q.redaction_ref(target))
+        return Deletion(
+            room_id=q.room_ref(room_id),
+            event_id=event_id,
+            redaction_event_id=q.redaction_ref(target),
+        )
 
     async def link_preview(self, agent: AgentProfile, url: str) -> LinkPreview:
         from synapse_phenom.mcp.hasura_send import preview_card

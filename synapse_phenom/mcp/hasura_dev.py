@@ -16,7 +16,7 @@ from typing import Any
 import attrs
 import psycopg
 
-from synapse_phenom.membership import RoomsConfig
+from synapse_phenom.rooms.config import RoomsConfig
 
 logger = logging.getLogger(__name__)
 
@@ -41,7 +41,9 @@ def prepare_database(dsn: str, rooms: RoomsConfig | None = None) -> dict[str, st
     return ids
 
 
-def _ensure_system_user(conn: psycopg.Connection[Any], rooms: RoomsConfig, ids: dict[str, str]) -> None:
+def _ensure_system_user(
+    conn: psycopg.Connection[Any], rooms: RoomsConfig, ids: dict[str, str]
+) -> None:
     conn.execute(
         """
         INSERT INTO chat.users (id, username, display_name, groups_source)

@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from synapse_phenom.lite.actions import ActionHandler
     from synapse_phenom.mcp.hasura_backend import HasuraBackend
 
+
 def _target(ref: str | None, what: str) -> uuid.UUID | None:
     if ref is None:
         return None
@@ -43,7 +44,9 @@ def action_handler(config: HasuraBackendConfig) -> ActionHandler:
 
     moderation = config.moderation or ModerationConfig.model_validate(default_module_config())
     # No HTTP here, so no caller can present it; the handler insists on a non-empty secret.
-    settings = ActionSettings(config.database_url, secrets.token_urlsafe(32), moderation, config.previews)
+    settings = ActionSettings(
+        config.database_url, secrets.token_urlsafe(32), moderation, config.previews
+    )
     pool: ConnectionPool[Any] = ConnectionPool(
         config.database_url,
         min_size=1,
@@ -55,7 +58,9 @@ def action_handler(config: HasuraBackendConfig) -> ActionHandler:
     return ActionHandler(settings, pool)
 
 
-async def send(backend: HasuraBackend, agent: AgentProfile, room_id: str, message: OutgoingMessage) -> str:
+async def send(
+    backend: HasuraBackend, agent: AgentProfile, room_id: str, message: OutgoingMessage
+) -> str:
     """Send as the agent through the send Action's code: permission, moderation (A's rules
     and texts), idempotency per agent and room, preview cards."""
     from synapse_phenom.lite.send import SendError, SendMessageInput
@@ -74,13 +79,16 @@ async def send(backend: HasuraBackend, agent: AgentProfile, room_id: str, messag
         if err.status == 429:
             retry_ms = err.extensions.get("retry_after_ms")
             raise RateLimited(
-                f"the chat server is throttling this agent ({err.message})", (retry_ms or 1000) / 1000
+                f"the chat server is throttling this agent ({err.message})",
+                (retry_ms or 1000) / 1000,
             ) from None
         if err.status == 403:
             raise Forbidden(f"Not allowed: {err.message}") from None
         raise InvalidRequest(err.message) from None
     except psycopg.Error as err:
-        raise Unavailable(f"The chat database failed ({type(err).__name__}); try again shortly.") from None
+        raise Unavailable(
+            f"The chat database failed ({type(err).__name__}); try again shortly."
+        ) from None
     return sent.message_id
 
 
@@ -103,7 +111,6 @@ def _as_tool_card(url: str, card: Any) -> PreviewCard:
 async def preview_card(backend: HasuraBackend, url: str) -> PreviewCard | None:
     """The card for ``url`` the way the link-preview Lambda and the send Action get it: B's
     cache (``lite.previews_cache``), else the Lambda's resolver function, cached for them too."""
-    from synapse_phenom.lambdas.link_preview import preview
     from synapse_phenom.lite import previews_cache
     from synapse_phenom.previews.policy import OriginPolicy
 
@@ -125,12 +132,16 @@ async def preview_card(backend: HasuraBackend, url: str) -> PreviewCard | None:
     try:
         found = await asyncio.to_thread(lookup)
         if found is None:
-            found = await preview(url, config)
+            found = await previews_cache.resolve(url, config)
             await asyncio.to_thread(store, *found)
     except psycopg.Error as err:
-        raise Unavailable(f"The chat database failed ({type(err).__name__}); try again shortly.") from None
+        raise Unavailable(
+            f"The chat database failed ({type(err).__name__}); try again shortly."
+        ) from None
     status, result = found
     if status == 400:
-        raise InvalidRequest(f"{result.get('error') or 'this link gets no preview'} (M_INVALID_PARAM)")
+        raise InvalidRequest(
+            f"{result.get('error') or 'this link gets no preview'} (M_INVALID_PARAM)"
+        )
     card = result.get("card")
     return _as_tool_card(url, card) if isinstance(card, dict) else None

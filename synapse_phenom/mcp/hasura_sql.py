@@ -50,7 +50,9 @@ def parse_seq_cursor(cursor: str | None, prefix: str, what: str) -> int | None:
         return None
     head, _, tail = cursor.partition(".")
     if head != prefix or not tail.isdigit() or len(tail) > 19:
-        raise InvalidRequest(f"{what} is not a cursor returned by this tool; pass next_cursor back unchanged.")
+        raise InvalidRequest(
+            f"{what} is not a cursor returned by this tool; pass next_cursor back unchanged."
+        )
     return int(tail)
 
 
@@ -68,7 +70,9 @@ def parse_wait_cursor(cursor: str) -> dict[str, int]:
             room, seq = part.split(":")
             out[str(uuid.UUID(room))] = int(seq)
     except ValueError:
-        raise InvalidRequest("since is not a cursor returned by wait_for_messages; omit it to start from now.") from None
+        raise InvalidRequest(
+            "since is not a cursor returned by wait_for_messages; omit it to start from now."
+        ) from None
     return out
 
 
@@ -108,7 +112,9 @@ def _card(raw: Any) -> PreviewCard | None:
 
 
 def message(row: Sequence[Any], server_name: str) -> Message:
-    mid, _seq, room_id, username, display_name, body, created_at, reply_to, thread, previews = row[:10]
+    mid, _seq, room_id, username, display_name, body, created_at, reply_to, thread, previews = row[
+        :10
+    ]
     assert isinstance(created_at, datetime)
     return Message(
         event_id=event_ref(mid),
@@ -210,7 +216,8 @@ RETURNING id
 """
 
 REACTION = """
-SELECT id FROM chat.reactions WHERE message_id = %(id)s AND user_id = %(agent)s AND emoji = %(emoji)s
+SELECT id FROM chat.reactions
+WHERE message_id = %(id)s AND user_id = %(agent)s AND emoji = %(emoji)s
 """
 
 DELETE = """

@@ -32,7 +32,9 @@ def positions_from(since: str | None, room_ids: Sequence[str]) -> tuple[dict[str
     return {r: given[r] for r in room_ids if r in given}, [r for r in room_ids if r not in given]
 
 
-def result_of(rows: Sequence[tuple[Any, ...]], positions: dict[str, int], server_name: str) -> WaitResult:
+def result_of(
+    rows: Sequence[tuple[Any, ...]], positions: dict[str, int], server_name: str
+) -> WaitResult:
     """Rows (seq order, up to WAIT_LIMIT + 1) -> the result and the positions after it."""
     more = len(rows) > WAIT_LIMIT
     rows = rows[:WAIT_LIMIT]
@@ -40,11 +42,17 @@ def result_of(rows: Sequence[tuple[Any, ...]], positions: dict[str, int], server
     for row in rows:  # seq order: each room's position ends at its last row shown
         after[str(row[2])] = int(row[1])
     messages = [q.message(row, server_name) for row in rows]
-    return WaitResult(messages=messages, next_cursor=q.wait_cursor(after), timed_out=False, more=more)
+    return WaitResult(
+        messages=messages, next_cursor=q.wait_cursor(after), timed_out=False, more=more
+    )
 
 
 async def wait(
-    backend: HasuraBackend, agent: AgentProfile, room_ids: Sequence[str], since: str | None, timeout_seconds: int
+    backend: HasuraBackend,
+    agent: AgentProfile,
+    room_ids: Sequence[str],
+    since: str | None,
+    timeout_seconds: int,
 ) -> WaitResult:
     positions, missing = positions_from(since, room_ids)
     if missing:
@@ -52,7 +60,11 @@ async def wait(
         positions.update({str(r): int(seq) for r, seq in heads})
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout_seconds
-    params = {"rooms": list(positions), "after": list(positions.values()), "agent": backend.row_id(agent)}
+    params = {
+        "rooms": list(positions),
+        "after": list(positions.values()),
+        "agent": backend.row_id(agent),
+    }
     with backend.notifier.subscribe(positions) as woken:
         while True:
             woken.clear()

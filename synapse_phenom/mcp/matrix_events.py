@@ -43,7 +43,8 @@ def preview_card(raw: Mapping[str, Any]) -> PreviewCard | None:
 def message_from_event(
     event: Mapping[str, Any], room_id: str, display_names: Mapping[str, str]
 ) -> Message | None:
-    """A readable message, or None for what agents should not see as one (redacted, edits, non-text)."""
+    """A readable message, or None for what agents should not see as one (redacted, edits,
+    non-text)."""
     if event.get("type") != "m.room.message":
         return None
     content = event.get("content") or {}

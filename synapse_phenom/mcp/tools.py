@@ -49,7 +49,10 @@ TOOL_SCOPES: dict[str, str] = {
 WRITE_TOOLS = frozenset({"send_message", "react_to_message", "delete_message"})
 MAX_LIMIT = 100
 MAX_BODY_CHARS = 30_000  # Matrix events are capped at 64 KiB; leave room for HTML and JSON.
-_ROOM_HELP = "Use internal, partners or community, an alias like #community:server, or a room ID like !abc:server"
+_ROOM_HELP = (
+    "Use internal, partners or community, an alias like #community:server, or a room ID like "
+    "!abc:server"
+)
 _IDEMPOTENCY_KEY = re.compile(r"^[A-Za-z0-9._:~-]{1,128}$")
 _MARKDOWN = MarkdownIt("commonmark", {"html": False}).enable("strikethrough").enable("table")
 
@@ -97,7 +100,8 @@ def check_event_id(event_id: str) -> str:
         or any(c.isspace() for c in value)
     ):
         raise ToolFailure(
-            f"Invalid event ID {event_id!r}: event IDs look like $abc123 (take them from get_messages)."
+            f"Invalid event ID {event_id!r}: event IDs look like $abc123 (take them from "
+            "get_messages)."
         )
     return value
 
@@ -171,7 +175,8 @@ class ChatTools:
         wait = bucket.take()
         if wait > 0:
             raise ToolFailure(
-                f"Rate limited: this agent may make {who.agent.rate_limit_per_minute} calls per minute; "
+                f"Rate limited: this agent may make {who.agent.rate_limit_per_minute} calls per "
+                "minute; "
                 f"retry in {wait:.1f} s."
             )
 
@@ -270,7 +275,8 @@ class ChatTools:
             raise ToolFailure("body is empty: write the message text (Markdown allowed).")
         if len(body) > MAX_BODY_CHARS:
             raise ToolFailure(
-                f"body is {len(body)} characters; the limit is {MAX_BODY_CHARS}. Shorten or split it."
+                f"body is {len(body)} characters; the limit is {MAX_BODY_CHARS}. Shorten or "
+                "split it."
             )
         if idempotency_key is not None and not _IDEMPOTENCY_KEY.match(idempotency_key):
             raise ToolFailure(

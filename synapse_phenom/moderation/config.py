@@ -15,7 +15,6 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 from synapse_phenom.config import FrozenModel, InvalidConfig, describe_validation_error
 
 POLICY_EVENT_TYPE = "app.phenom.moderation.policy"
-AUDIT_PATH = "/_synapse/client/phenom/v1/moderation/audit"
 DEFAULT_POLICY = "default"
 # Keys a live policy may not change: they decide who may change the policy at all, and
 # where the system user posts notices (any user tops the power levels of rooms they create).
@@ -70,7 +69,8 @@ class RegexRule(FrozenModel):
 
 
 class LinkPolicy(FrozenModel):
-    # off: no domain rule; allow: only ``domains`` (and their subdomains); block: all but ``domains``
+    # off: no domain rule; allow: only ``domains`` (and their subdomains);
+    # block: all but ``domains``
     mode: Literal["off", "allow", "block"] = "off"
     domains: list[str] = Field(default_factory=list)
     # matrix.to / matrix: links to rooms, room aliases and events (room invites)

@@ -21,15 +21,11 @@ from typing import TYPE_CHECKING, Any
 from synapse.api.errors import Codes, SynapseError
 from synapse.module_api import DirectServeJsonResource, ModuleApi
 
-from synapse_phenom.agent_rooms import (
-    AGENT_ROOMS_PATH,
-    AgentsConfig,
-    check_wanted,
-    groups_for_rooms,
-    plan_agent_rooms,
-)
-from synapse_phenom.config import parse_module_config
-from synapse_phenom.modules.rooms import get_rooms_module
+from synapse_phenom.endpoints import AGENT_ROOMS_PATH
+from synapse_phenom.modules._config import parse_module_config
+from synapse_phenom.modules._registry import rooms_module
+from synapse_phenom.rooms.config import AgentsConfig
+from synapse_phenom.rooms.membership import check_wanted, groups_for_rooms, plan_agent_rooms
 
 if TYPE_CHECKING:
     from synapse.http.site import SynapseRequest as Request
@@ -66,7 +62,7 @@ class AgentRoomsResource(DirectServeJsonResource):
                 "Only the Phenom MCP application service may manage agent rooms",
                 Codes.FORBIDDEN,
             )
-        rooms = get_rooms_module()
+        rooms = rooms_module(self._api)
         if rooms is None:
             raise SynapseError(503, "The Phenom rooms module is not loaded", Codes.UNKNOWN)
         body = parse_json_object_from_request(request)

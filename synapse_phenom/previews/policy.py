@@ -46,7 +46,8 @@ _EXTRA_BLOCKED = (
 
 
 class PreviewError(Exception):
-    """No card for this link. ``reason`` is a short code (``origin``, ``address``, ``timeout``, ...)."""
+    """No card for this link. ``reason`` is a short code (``origin``, ``address``, ``timeout``,
+    ...)."""
 
     def __init__(self, reason: str, detail: str) -> None:
         super().__init__(f"{reason}: {detail}")

@@ -9,6 +9,7 @@ import sys
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 import anyio
 import httpx2
@@ -22,7 +23,16 @@ BIN = Path(sys.executable).parent / "phenom-chat"
 def start_dev(data_dir: Path, port: int) -> subprocess.Popen[str]:
     return subprocess.Popen(
         # --mcp-port: never the fixed default 3001 in tests.
-        [str(BIN), "dev", "--data-dir", str(data_dir), "--port", str(port), "--mcp-port", str(free_port())],
+        [
+            str(BIN),
+            "dev",
+            "--data-dir",
+            str(data_dir),
+            "--port",
+            str(port),
+            "--mcp-port",
+            str(free_port()),
+        ],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -32,7 +42,7 @@ def start_dev(data_dir: Path, port: int) -> subprocess.Popen[str]:
 
 def wait_up(proc: subprocess.Popen[str], timeout: float = 120) -> str:
     assert proc.stdout is not None
-    seen = []
+    seen: list[str] = []
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         line = proc.stdout.readline()
@@ -94,7 +104,9 @@ def test_dev_stack_lifecycle(tmp_path: Path) -> None:
         assert f"http://127.0.0.1:{port}" in banner
         assert "provision-user" in banner
 
-        created = provision(data_dir, "--username", "alice", "--password", "pw-alice", "--groups", "team")
+        created = provision(
+            data_dir, "--username", "alice", "--password", "pw-alice", "--groups", "team"
+        )
         assert created.returncode == 0, created.stdout + created.stderr
         assert "@alice:localhost created" in created.stdout
         bad = provision(data_dir, "--username", "bob", "--groups", "no spaces allowed")
@@ -111,7 +123,11 @@ def test_dev_stack_lifecycle(tmp_path: Path) -> None:
         wait_up(proc)
         resp = httpx2.post(
             f"http://127.0.0.1:{port}/_matrix/client/v3/login",
-            json={"type": "m.login.password", "identifier": {"type": "m.id.user", "user": "alice"}, "password": "pw-alice"},
+            json={
+                "type": "m.login.password",
+                "identifier": {"type": "m.id.user", "user": "alice"},
+                "password": "pw-alice",
+            },
         )
         assert resp.status_code == 200, resp.text
         token = resp.json()["access_token"]
@@ -130,9 +146,11 @@ def test_render_config_names_missing_variables(tmp_path: Path) -> None:
     assert "PHENOM_SERVER_NAME" in result.stderr and "PHENOM_DB_HOST" in result.stderr
     env.update(PRODUCTION_ENV)
     out = tmp_path / "homeserver.yaml"
-    result = subprocess.run([str(BIN), "render-config", "-o", str(out)], capture_output=True, text=True, env=env)
+    result = subprocess.run(
+        [str(BIN), "render-config", "-o", str(out)], capture_output=True, text=True, env=env
+    )
     assert result.returncode == 0, result.stderr
-    assert "server_name: \"chat.example.org\"" in out.read_text()
+    assert 'server_name: "chat.example.org"' in out.read_text()
 
 
 def test_dev_hasura_backend_with_embedded_postgres(tmp_path: Path) -> None:
@@ -143,18 +161,29 @@ def test_dev_hasura_backend_with_embedded_postgres(tmp_path: Path) -> None:
 
     def start() -> subprocess.Popen[str]:
         return subprocess.Popen(
-            [str(BIN), "dev", "--backend", "hasura", "--data-dir", str(data_dir), "--mcp-port", str(mcp_port)],
+            [
+                str(BIN),
+                "dev",
+                "--backend",
+                "hasura",
+                "--data-dir",
+                str(data_dir),
+                "--mcp-port",
+                str(mcp_port),
+            ],
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
             env={**os.environ, "COLUMNS": "200"},
         )
 
-    async def call(tool: str, **args: object) -> dict[str, object]:
+    async def call(tool: str, **args: object) -> dict[str, Any]:
         token = (data_dir / "agent-token").read_text().strip()
         async with (
             httpx2.AsyncClient(headers={"Authorization": f"Bearer {token}"}, timeout=60) as http,
-            Client(streamable_http_client(f"http://127.0.0.1:{mcp_port}/mcp", http_client=http)) as client,
+            Client(
+                streamable_http_client(f"http://127.0.0.1:{mcp_port}/mcp", http_client=http)
+            ) as client,
         ):
             if tool == "tools/list":
                 return {"tools": [t.name for t in (await client.list_tools()).tools]}
@@ -183,7 +212,7 @@ def test_dev_hasura_backend_with_embedded_postgres(tmp_path: Path) -> None:
     try:
         wait_up(proc)
         page = anyio.run(lambda: call("get_messages", room="community", limit=5))
-        assert [m["body"] for m in page["messages"]][:1] == [body]  # type: ignore[index]
+        assert [m["body"] for m in page["messages"]][:1] == [body]
         children = child_pids(proc.pid)
     finally:
         stop_cleanly(proc, signal.SIGINT, children)
@@ -191,7 +220,14 @@ def test_dev_hasura_backend_with_embedded_postgres(tmp_path: Path) -> None:
 
 def test_dev_database_url_needs_the_hasura_backend(tmp_path: Path) -> None:
     result = subprocess.run(
-        [str(BIN), "dev", "--data-dir", str(tmp_path), "--database-url", "postgresql://x@127.0.0.1/y"],
+        [
+            str(BIN),
+            "dev",
+            "--data-dir",
+            str(tmp_path),
+            "--database-url",
+            "postgresql://x@127.0.0.1/y",
+        ],
         capture_output=True,
         text=True,
         timeout=60,

@@ -20,9 +20,9 @@ from harness import eventually, free_port, unique
 from previews_site import PhenomSite
 
 from synapse_phenom.lite import provision
-from synapse_phenom.membership import RoomsConfig
 from synapse_phenom.moderation.config import ModerationConfig, default_module_config
 from synapse_phenom.moderation.rules import CompiledPolicy
+from synapse_phenom.rooms.config import RoomsConfig
 
 SECRET = "test-action-secret"
 CONFIG = RoomsConfig()
@@ -45,7 +45,8 @@ class Webhook:
             "action": {"name": action},
             "input": input,
             "session_variables": {"x-hasura-role": role, "x-hasura-user-id": user_id},
-            "request_query": "mutation ($room: uuid!, $body: String!) { sendMessage(room_id: $room, body: $body) { message_id } }",
+            "request_query": "mutation ($room: uuid!, $body: String!) "
+            "{ sendMessage(room_id: $room, body: $body) { message_id } }",
         }
         headers = {"X-Phenom-Action-Secret": secret} if secret is not None else {}
         return httpx2.post(self.url, json=payload, headers=headers, timeout=30)

@@ -71,7 +71,8 @@ def test_every_tracked_table_column_and_relationship_exists(
                     f"{key}.{rel_name}: {join.remote}.{remote_col} missing"
                 )
                 assert cols[local_col] == remote_cols[remote_col], (
-                    f"{key}.{rel_name}: {local_col} ({cols[local_col]}) vs {remote_col} ({remote_cols[remote_col]})"
+                    f"{key}.{rel_name}: {local_col} ({cols[local_col]}) "
+                    f"vs {remote_col} ({remote_cols[remote_col]})"
                 )
         for kind in KINDS:
             for entry in table.get(f"{kind}_permissions") or []:

@@ -42,7 +42,8 @@ def one(conn: psycopg.Connection[Any], query: str) -> Any:
 
 def schema_objects(conn: psycopg.Connection[Any]) -> list[tuple[str, str]]:
     return conn.execute(
-        "SELECT c.relkind::text, c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
+        "SELECT c.relkind::text, c.relname FROM pg_class c"
+        " JOIN pg_namespace n ON n.oid = c.relnamespace"
         " WHERE n.nspname = 'chat' ORDER BY 2"
     ).fetchall()
 
@@ -180,3 +181,29 @@ def test_concurrent_runs_apply_once(empty_dsn: str) -> None:
     outputs = [p.communicate(timeout=120)[0] for p in procs]
     assert [p.returncode for p in procs] == [0, 0]
     assert sorted("applied" in o and "nothing to do" not in o for o in outputs) == [False, True]
+
+
+def test_separate_hasura_metadata_database(empty_dsn: str) -> None:
+    """Hasura's metadata in another database (HASURA_GRAPHQL_METADATA_DATABASE_URL): the CLI's
+    v3 state is kept there, the schema and schema_migrations here."""
+    with fresh_database("phenom_lite_meta_") as meta_dsn:
+        refused = cli("up", "--dsn", empty_dsn, "--hasura-metadata-dsn", meta_dsn)
+        assert refused.returncode == 2 and "no hdb_catalog.hdb_version" in refused.stderr
+        with psycopg.connect(meta_dsn, autocommit=True) as meta:
+            meta.execute("CREATE SCHEMA hdb_catalog")
+            meta.execute(HDB_VERSION.encode())
+        up = cli("up", "--dsn", empty_dsn, "--hasura-metadata-dsn", meta_dsn)
+        assert up.returncode == 0, up.stderr
+        with psycopg.connect(meta_dsn, autocommit=True) as meta:
+            state = one(meta, "SELECT cli_state FROM hdb_catalog.hdb_version")
+            assert state["migrations"] == {"default": {str(v): False for v in VERSIONS}}
+            assert one(meta, "SELECT to_regnamespace('chat') IS NULL") is True
+        with psycopg.connect(empty_dsn, autocommit=True) as conn:
+            assert one(conn, "SELECT count(*) FROM hdb_catalog.schema_migrations") == len(VERSIONS)
+            assert one(conn, "SELECT to_regclass('hdb_catalog.hdb_version') IS NULL") is True
+        down = cli("down", "--all", "--dsn", empty_dsn, "--hasura-metadata-dsn", meta_dsn)
+        assert down.returncode == 0, down.stderr
+        with psycopg.connect(meta_dsn, autocommit=True) as meta:
+            assert one(meta, "SELECT cli_state FROM hdb_catalog.hdb_version")["migrations"] == {
+                "default": {}
+            }

@@ -16,7 +16,7 @@ from harness import unique
 from psycopg import sql
 
 from synapse_phenom.lite import provision
-from synapse_phenom.membership import RoomsConfig
+from synapse_phenom.rooms.config import RoomsConfig
 
 CONFIG = RoomsConfig()
 MESSAGES = ("chat", "messages")
@@ -40,7 +40,8 @@ def person(conn: psycopg.Connection[Any], name: str, groups: tuple[str, ...]) ->
 
 def post(conn: psycopg.Connection[Any], room_id: str, sender: str, body: str) -> str:
     row = conn.execute(
-        "INSERT INTO chat.messages (room_id, sender_id, body) VALUES (%s, %s, %s) RETURNING id::text",
+        "INSERT INTO chat.messages (room_id, sender_id, body) VALUES (%s, %s, %s)"
+        " RETURNING id::text",
         (room_id, sender, body),
     ).fetchone()
     assert row is not None
@@ -75,7 +76,8 @@ def world(lite_dsn: str) -> World:
             conn, rooms["community"], users["nogroup"], f"{word} hello"
         )
         conn.execute(
-            "INSERT INTO chat.reactions (room_id, message_id, user_id, emoji) VALUES (%s, %s, %s, '👍')",
+            "INSERT INTO chat.reactions (room_id, message_id, user_id, emoji)"
+            " VALUES (%s, %s, %s, '👍')",
             (rooms["internal"], messages["internal"], users["team"]),
         )
         conn.execute(
@@ -183,7 +185,8 @@ def test_moderator_role_is_limited_to_moderated_rooms(
     assert own == {world.messages["community_by_nogroup"]}
     assert world.messages["community"] not in own
     lite_conn.execute(
-        "INSERT INTO chat.moderation_audit (ts, room_id, user_id, policy, rule, action, event_type, detail)"
+        "INSERT INTO chat.moderation_audit"
+        " (ts, room_id, user_id, policy, rule, action, event_type, detail)"
         " VALUES (1, %s, 'x', 'p', 'r', 'block', 'm.room.message', ''),"
         " (2, %s, 'x', 'p', 'r', 'block', 'm.room.message', '')",
         (world.rooms["community"], world.rooms["internal"]),

@@ -20,7 +20,7 @@ from previews_site import PhenomSite
 from synapse_phenom.lambdas import chat_db, user_provisioner
 from synapse_phenom.lambdas import link_preview as preview_lambda
 from synapse_phenom.lite import provision
-from synapse_phenom.membership import RoomsConfig
+from synapse_phenom.rooms.config import RoomsConfig
 
 CLI = str(Path(sys.executable).parent / "phenom-chat")
 CONFIG = RoomsConfig()
@@ -207,7 +207,8 @@ def test_link_preview_lambda_writes_and_reads_b_cache(
     first = preview_lambda.handler({"url": url}, None)
     assert first["card"]["title"] == "Northern Lights over Tromsø"
     row = lite_conn.execute(
-        "SELECT card->>'title', preview->>'matched_url', expires_at > now() FROM chat.link_previews WHERE url = %s",
+        "SELECT card->>'title', preview->>'matched_url', expires_at > now()"
+        " FROM chat.link_previews WHERE url = %s",
         (url,),
     ).fetchone()
     assert row == ("Northern Lights over Tromsø", url, True)

@@ -43,7 +43,9 @@ def test_a_cut_result_says_so_and_continues_exactly(hasura_mcp_stack: McpStack) 
                 poster.send("community", f"burst {tag} {i}")
             cursor = start["next_cursor"]
             for _ in range(3):
-                result = await ok(client, "wait_for_messages", room="community", since=cursor, timeout_seconds=1)
+                result = await ok(
+                    client, "wait_for_messages", room="community", since=cursor, timeout_seconds=1
+                )
                 results.append(result)
                 cursor = result["next_cursor"]
         return results
@@ -76,14 +78,22 @@ def test_concurrent_senders_are_never_skipped(hasura_mcp_stack: McpStack) -> Non
     async def main() -> list[str]:
         seen: list[str] = []
         async with stack.client() as client:
-            cursor = (await ok(client, "wait_for_messages", room="community", timeout_seconds=0))["next_cursor"]
-            threads = [threading.Thread(target=post_all, args=(p, n)) for n, p in enumerate(posters)]
+            cursor = (await ok(client, "wait_for_messages", room="community", timeout_seconds=0))[
+                "next_cursor"
+            ]
+            threads = [
+                threading.Thread(target=post_all, args=(p, n)) for n, p in enumerate(posters)
+            ]
             for t in threads:
                 t.start()
             while any(t.is_alive() for t in threads) or len(seen) < len(posters) * per_poster:
-                result = await ok(client, "wait_for_messages", room="community", since=cursor, timeout_seconds=5)
+                result = await ok(
+                    client, "wait_for_messages", room="community", since=cursor, timeout_seconds=5
+                )
                 cursor = result["next_cursor"]
-                seen += [m["body"] for m in result["messages"] if m["body"].startswith(f"race {tag}")]
+                seen += [
+                    m["body"] for m in result["messages"] if m["body"].startswith(f"race {tag}")
+                ]
                 if result["timed_out"] and not any(t.is_alive() for t in threads):
                     break
             for t in threads:
@@ -103,7 +113,9 @@ def test_a_room_s_messages_commit_in_seq_order(hasura_mcp_stack: McpStack) -> No
     assert isinstance(world, LiteWorld)
     sender = person(hasura_mcp_stack).id
     system = "phenom-system"  # member of every room
-    insert = "INSERT INTO chat.messages (room_id, sender_id, body) VALUES (%s, %s, 'x') RETURNING seq"
+    insert = (
+        "INSERT INTO chat.messages (room_id, sender_id, body) VALUES (%s, %s, 'x') RETURNING seq"
+    )
     with psycopg.connect(world.dsn) as first, psycopg.connect(world.dsn) as second:
         held = first.execute(insert, (world.room_uuids["community"], sender)).fetchone()
         second.execute("SET lock_timeout = '300ms'")

@@ -17,7 +17,14 @@ from fixtures_mcp import McpStack
 
 pytestmark = pytest.mark.synapse
 
-INSPECTOR = Path(__file__).resolve().parents[2] / "tools" / "mcp-inspector" / "node_modules" / ".bin" / "mcp-inspector"
+INSPECTOR = (
+    Path(__file__).resolve().parents[2]
+    / "tools"
+    / "mcp-inspector"
+    / "node_modules"
+    / ".bin"
+    / "mcp-inspector"
+)
 
 
 def inspector(stack: McpStack, tmp_path: Path, *args: str) -> tuple[int, Any, str]:
@@ -59,7 +66,14 @@ def test_inspector_lists_and_calls_tools(chat: McpStack, tmp_path: Path) -> None
     assert tools["get_messages"]["annotations"]["readOnlyHint"] is True
 
     code, called, output = inspector(
-        mcp_stack, tmp_path, "--method", "tools/call", "--tool-name", "list_room_members", "--tool-arg", "room=community"
+        mcp_stack,
+        tmp_path,
+        "--method",
+        "tools/call",
+        "--tool-name",
+        "list_room_members",
+        "--tool-arg",
+        "room=community",
     )
     assert code == 0, output
     assert called.get("isError") in (None, False), output
@@ -83,4 +97,8 @@ def test_inspector_lists_and_calls_tools(chat: McpStack, tmp_path: Path) -> None
     )
     assert code == 0 and page.get("isError") in (None, False), output
     newest = page["structuredContent"]["messages"][0]
-    assert (newest["event_id"], newest["body"], newest["sender"]) == (event_id, body, mcp_stack.agent_user_id())
+    assert (newest["event_id"], newest["body"], newest["sender"]) == (
+        event_id,
+        body,
+        mcp_stack.agent_user_id(),
+    )

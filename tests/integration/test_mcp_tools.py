@@ -6,6 +6,8 @@ test PostgreSQL). A person checks what the agents did through the backend's own 
 side (``chat_worlds``): the Matrix client API on A, the chat tables on B.
 """
 
+# mypy: disable-error-code="union-attr"
+# (attribute access on an Optional result: None fails the test with AttributeError)
 from __future__ import annotations
 
 import json
@@ -71,7 +73,14 @@ def test_exactly_nine_tools_with_schemas_and_annotations(chat: McpStack) -> None
             assert tool.input_schema["type"] == "object"
             assert tool.output_schema is not None, tool.name
             assert tool.annotations is not None
-        for name in ("list_rooms", "get_messages", "search_messages", "list_room_members", "wait_for_messages", "get_link_preview"):
+        for name in (
+            "list_rooms",
+            "get_messages",
+            "search_messages",
+            "list_room_members",
+            "wait_for_messages",
+            "get_link_preview",
+        ):
             assert tools[name].annotations.read_only_hint is True, name
         for name in ("send_message", "react_to_message", "delete_message"):
             assert tools[name].annotations.read_only_hint is False, name
@@ -100,7 +109,9 @@ def test_rooms_members_and_agent_identity(chat: McpStack, human: Person) -> None
         by_key = {r["key"]: r for r in rooms}
         assert by_key["internal"]["room_id"] == chat.rooms["internal"]
         assert by_key["community"]["alias"] == "#community:localhost"
-        assert by_key["community"]["name"] == "Community" and by_key["community"]["member_count"] >= 2
+        assert (
+            by_key["community"]["name"] == "Community" and by_key["community"]["member_count"] >= 2
+        )
         assert [r["key"] for r in community_only] == ["community"]
         assert "Not allowed" in denied and "internal" in denied
         assert "Not allowed" in denied_id
@@ -124,8 +135,16 @@ def test_send_markdown_reply_and_thread_seen_by_a_person(chat: McpStack, human: 
 
     async def main() -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
         async with chat.client() as client:
-            sent = await ok(client, "send_message", room="community", body="**Yes** — see `docs`", reply_to=question)
-            threaded = await ok(client, "send_message", room="community", body="in the thread", thread_id=question)
+            sent = await ok(
+                client,
+                "send_message",
+                room="community",
+                body="**Yes** — see `docs`",
+                reply_to=question,
+            )
+            threaded = await ok(
+                client, "send_message", room="community", body="in the thread", thread_id=question
+            )
             thread = await ok(client, "get_messages", room="community", thread_id=question)
             return sent, threaded, thread
 
@@ -147,7 +166,9 @@ def test_agents_are_not_exempt_from_moderation(chat: McpStack) -> None:
     # write) must not inherit a staff exemption from a group it only holds to enter rooms.
     async def main() -> str:
         async with chat.client() as client:
-            return await error_text(client, "send_message", room="community", body="get free crypto now")
+            return await error_text(
+                client, "send_message", room="community", body="get free crypto now"
+            )
 
     assert "not sent" in run(main)
 
@@ -160,11 +181,27 @@ def test_idempotency_key_never_posts_twice(chat: McpStack) -> None:
         ids = []
         async with chat.client() as client:
             for _ in range(2):
-                ids.append((await ok(client, "send_message", room="community", body=body, idempotency_key=key))["event_id"])
+                ids.append(
+                    (
+                        await ok(
+                            client, "send_message", room="community", body=body, idempotency_key=key
+                        )
+                    )["event_id"]
+                )
         # A second connection (as another replica would have) with the same key.
         async with chat.client() as client:
-            ids.append((await ok(client, "send_message", room="partners", body=body, idempotency_key=key))["event_id"])
-            ids.append((await ok(client, "send_message", room="community", body=body, idempotency_key=key))["event_id"])
+            ids.append(
+                (await ok(client, "send_message", room="partners", body=body, idempotency_key=key))[
+                    "event_id"
+                ]
+            )
+            ids.append(
+                (
+                    await ok(
+                        client, "send_message", room="community", body=body, idempotency_key=key
+                    )
+                )["event_id"]
+            )
         return ids
 
     first, second, other_room, third = run(main)
@@ -215,14 +252,24 @@ def test_search_react_and_delete(chat: McpStack, human: Person) -> None:
                     break
                 await anyio.sleep(0.2)
             out["search"] = found
-            out["react"] = await ok(client, "react_to_message", room="community", event_id=target, emoji="👍")
-            out["react_again"] = await ok(client, "react_to_message", room="community", event_id=target, emoji="👍")
-            out["not_mine"] = await error_text(client, "delete_message", room="community", event_id=target)
+            out["react"] = await ok(
+                client, "react_to_message", room="community", event_id=target, emoji="👍"
+            )
+            out["react_again"] = await ok(
+                client, "react_to_message", room="community", event_id=target, emoji="👍"
+            )
+            out["not_mine"] = await error_text(
+                client, "delete_message", room="community", event_id=target
+            )
             own = await ok(client, "send_message", room="community", body=f"oops {word}")
             out["own"] = own
-            out["delete"] = await ok(client, "delete_message", room="community", event_id=own["event_id"], reason="typo")
+            out["delete"] = await ok(
+                client, "delete_message", room="community", event_id=own["event_id"], reason="typo"
+            )
             out["after"] = await ok(client, "get_messages", room="community", limit=20)
-            out["bad_id"] = await error_text(client, "react_to_message", room="community", event_id="abc", emoji="👍")
+            out["bad_id"] = await error_text(
+                client, "react_to_message", room="community", event_id="abc", emoji="👍"
+            )
             # Query syntax is never an error: SQL-looking text is just words to search for.
             out["odd"] = await ok(client, "search_messages", query="a' OR 1=1 --")
             out["odd2"] = await ok(client, "search_messages", query='"unclosed -(')
@@ -232,7 +279,11 @@ def test_search_react_and_delete(chat: McpStack, human: Person) -> None:
     assert [m["event_id"] for m in out["search"]["messages"]] == [target]
     assert out["search"]["messages"][0]["sender_display_name"] == "Hugo Human"
     assert out["react"]["event_id"] == out["react_again"]["event_id"]
-    assert chat.world.reaction("community", out["react"]["event_id"]) == (chat.agent_user_id(), target, "👍")
+    assert chat.world.reaction("community", out["react"]["event_id"]) == (
+        chat.agent_user_id(),
+        target,
+        "👍",
+    )
     assert "Not allowed" in out["not_mine"]
     assert chat.world.stored("community", out["own"]["event_id"]).body is None
     assert word not in json.dumps(out["odd"]) and word not in json.dumps(out["odd2"])
@@ -250,16 +301,31 @@ def test_wait_for_messages_long_polls(chat: McpStack, human: Person) -> None:
             result: dict[str, Any] = {}
 
             async def waiter() -> None:
-                result.update(await ok(client, "wait_for_messages", room="community", since=start["next_cursor"], timeout_seconds=20))
+                result.update(
+                    await ok(
+                        client,
+                        "wait_for_messages",
+                        room="community",
+                        since=start["next_cursor"],
+                        timeout_seconds=20,
+                    )
+                )
 
             began = time.monotonic()
             async with anyio.create_task_group() as tg:
                 tg.start_soon(waiter)
                 await anyio.sleep(1.0)
-                await ok(client, "send_message", room="community", body="the agent's own words are not news")
+                await ok(
+                    client,
+                    "send_message",
+                    room="community",
+                    body="the agent's own words are not news",
+                )
                 await anyio.to_thread.run_sync(human.send, "community", body)
             waited = time.monotonic() - began
-            after = await ok(client, "wait_for_messages", since=result["next_cursor"], timeout_seconds=1)
+            after = await ok(
+                client, "wait_for_messages", since=result["next_cursor"], timeout_seconds=1
+            )
         return result, waited, after
 
     result, waited, after = run(main)
@@ -276,7 +342,9 @@ def test_link_preview(chat: McpStack, phenom_site: PhenomSite) -> None:
     async def main() -> tuple[dict[str, Any], str]:
         async with chat.client() as client:
             card = await ok(client, "get_link_preview", url=link)
-            refused = await error_text(client, "get_link_preview", url="http://169.254.169.254/latest/meta-data/")
+            refused = await error_text(
+                client, "get_link_preview", url="http://169.254.169.254/latest/meta-data/"
+            )
         return card, refused
 
     card, refused = run(main)
@@ -303,21 +371,33 @@ def test_rate_limit_per_agent(chat: McpStack) -> None:
 def test_ops_endpoints_audit_and_metrics(chat: McpStack) -> None:
     async def main() -> str:
         async with chat.client() as client:
-            return str((await ok(client, "send_message", room="community", body="audited"))["event_id"])
+            return str(
+                (await ok(client, "send_message", room="community", body="audited"))["event_id"]
+            )
 
     event_id = run(main)
     health = httpx2.get(f"{chat.base_url}/health", timeout=10)
     assert health.status_code == 200 and health.json()["status"] == "ok"
     assert health.json()["backend"] == chat.backend
-    metadata = httpx2.get(f"{chat.base_url}/.well-known/oauth-protected-resource/mcp", timeout=10).json()
+    metadata = httpx2.get(
+        f"{chat.base_url}/.well-known/oauth-protected-resource/mcp", timeout=10
+    ).json()
     assert metadata["resource"].endswith("/mcp")
     assert metadata["authorization_servers"] == [chat.signer.issuer]
-    assert set(metadata["scopes_supported"]) == {"chat-mcp/read", "chat-mcp/write", "chat-mcp/moderate"}
+    assert set(metadata["scopes_supported"]) == {
+        "chat-mcp/read",
+        "chat-mcp/write",
+        "chat-mcp/moderate",
+    }
     metrics = httpx2.get(f"{chat.base_url}/metrics", timeout=10).text
     assert 'phenom_mcp_tool_calls_total{outcome="ok",tool="send_message"}' in metrics
 
     def post_with(header: str, value: str) -> int:
-        headers = {header: value, "Authorization": f"Bearer {chat.token()}", "Content-Type": "application/json"}
+        headers = {
+            header: value,
+            "Authorization": f"Bearer {chat.token()}",
+            "Content-Type": "application/json",
+        }
         return httpx2.post(chat.url, headers=headers, content=b"{}", timeout=10).status_code
 
     assert post_with("Host", "evil.example") == 421  # DNS rebinding
@@ -332,7 +412,11 @@ def test_ops_endpoints_audit_and_metrics(chat: McpStack) -> None:
 
     record = eventually(audited)
     assert record["audit"] == "mcp_write" and record["tool"] == "send_message"
-    assert record["agent"] == "agent-full" and record["client_id"] == FULL and record["room"] == "community"
+    assert (
+        record["agent"] == "agent-full"
+        and record["client_id"] == FULL
+        and record["room"] == "community"
+    )
 
 
 def test_only_the_mcp_appservice_may_place_agents(mcp_stack: McpStack) -> None:
@@ -341,7 +425,9 @@ def test_only_the_mcp_appservice_may_place_agents(mcp_stack: McpStack) -> None:
     Synapse only: on hasura, agents are placed by the MCP server's own database role
     (`test_rooms_members_and_agent_identity` checks the rooms it gets)."""
     human: MatrixClient = mcp_stack.synapse.register(displayname="Hugo Human")
-    resp = human.request("POST", "/_synapse/client/phenom/v1/agent_rooms", json={"rooms": ["internal"]})
+    resp = human.request(
+        "POST", "/_synapse/client/phenom/v1/agent_rooms", json={"rooms": ["internal"]}
+    )
     assert resp.status_code == 403 and "application service" in resp.json()["error"]
     assert human.try_join(mcp_stack.synapse.rooms["internal"]).status_code == 403
     assert mcp_stack.synapse.rooms["internal"] not in human.joined_rooms()

@@ -130,3 +130,48 @@ def test_preview_entry_fields() -> None:
         "image": "https://i/x.png",
         "site_name": "S",
     }
+
+
+def test_chat_database_from_secrets_manager(monkeypatch: pytest.MonkeyPatch) -> None:
+    import boto3
+    from moto import mock_aws
+    from psycopg.conninfo import conninfo_to_dict
+
+    rds = (
+        '{"username": "chat", "password": "p@ss word", "host": "db.internal", "port": 5433,'
+        ' "dbname": "phenom", "engine": "postgres"}'
+    )
+    assert conninfo_to_dict(chat_db.dsn_from_secret(rds)) == {
+        "host": "db.internal",
+        "port": "5433",
+        "dbname": "phenom",
+        "user": "chat",
+        "password": "p@ss word",
+    }
+    assert chat_db.dsn_from_secret(" postgresql://a@b/c ") == "postgresql://a@b/c"
+    with pytest.raises(ValueError, match="lacks password"):
+        chat_db.dsn_from_secret('{"username": "x", "host": "h"}')
+    with pytest.raises(ValueError, match="CHAT_DATABASE_URL or CHAT_DATABASE_SECRET_ID"):
+        chat_db.chat_dsn({})
+    for name, value in {
+        "AWS_ACCESS_KEY_ID": "t",
+        "AWS_SECRET_ACCESS_KEY": "t",
+        "AWS_REGION": "eu-west-1",
+    }.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+    chat_db.reset()
+    with mock_aws():
+        sm = boto3.client("secretsmanager", region_name="eu-west-1")
+        arn = sm.create_secret(Name="phenom/chat-db", SecretString=rds)["ARN"]
+        env = {"CHAT_DATABASE_SECRET_ID": arn, "AWS_REGION": "eu-west-1"}
+        assert chat_db.configured(env) and "db.internal" in chat_db.chat_dsn(env)
+        sm.put_secret_value(SecretId=arn, SecretString="postgresql://rotated@h/d")
+        assert "db.internal" in chat_db.chat_dsn(env)  # cached for the warm container
+        chat_db.reset()
+        assert chat_db.chat_dsn(env) == "postgresql://rotated@h/d"
+        assert (
+            chat_db.chat_dsn({**env, "CHAT_DATABASE_URL": "postgresql://direct@h/d"})
+            == "postgresql://direct@h/d"
+        )
+    chat_db.reset()

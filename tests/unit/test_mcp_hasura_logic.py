@@ -24,7 +24,10 @@ def test_ids_and_cursors_round_trip() -> None:
     mid = uuid.uuid4()
     assert q.parse_uuid(q.event_ref(mid), "$") == mid
     assert q.parse_uuid(q.room_ref(mid), "$") is None and q.parse_uuid("$nope", "$") is None
-    assert q.parse_seq_cursor("b.42", "b", "before") == 42 and q.parse_seq_cursor(None, "b", "before") is None
+    assert (
+        q.parse_seq_cursor("b.42", "b", "before") == 42
+        and q.parse_seq_cursor(None, "b", "before") is None
+    )
     for bad in ("s.42", "b.-1", "b.", "b.1e3", "b." + "9" * 20, "42"):
         with pytest.raises(InvalidRequest, match="pass next_cursor back unchanged"):
             q.parse_seq_cursor(bad, "b", "before")

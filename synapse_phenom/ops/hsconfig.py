@@ -17,8 +17,8 @@ import attrs
 import jinja2
 import yaml
 
-from synapse_phenom.files import write_private
 from synapse_phenom.moderation.config import default_module_config as moderation_defaults
+from synapse_phenom.ops.files import write_private
 from synapse_phenom.previews.config import DEFAULT_ORIGINS, normalise_origin
 
 ROOMS_MODULE = "synapse_phenom.modules.rooms.PhenomRooms"
@@ -192,7 +192,8 @@ def render_worker(
     log_file: str = "",
     console_log_level: str = "INFO",
 ) -> tuple[str, str]:
-    """(worker.yaml, its log.yaml) text; Synapse reads worker.yaml after the shared homeserver.yaml."""
+    """(worker.yaml, its log.yaml) text; Synapse reads worker.yaml after the shared
+    homeserver.yaml."""
     env = _template_env()
     text = env.get_template("worker.yaml.j2").render(
         worker_app=app,
@@ -218,7 +219,7 @@ def cognito_oidc_from_env(get: Mapping[str, str]) -> list[dict[str, Any]]:
     """
     from pydantic import ValidationError
 
-    from synapse_phenom.cognito_config import CognitoOidcSettings, oidc_provider
+    from synapse_phenom.cognito.config import CognitoOidcSettings, oidc_provider
 
     fields = {
         "user_pool_id": "PHENOM_COGNITO_USER_POOL_ID",
@@ -247,7 +248,8 @@ def cognito_oidc_from_env(get: Mapping[str, str]) -> list[dict[str, Any]]:
         settings = CognitoOidcSettings.model_validate({f: get[name] for f, name in fields.items()})
     except ValidationError as err:
         problems = [
-            f"{fields.get(str(p['loc'][0]) if p['loc'] else 'region', 'PHENOM_COGNITO_*')}: {p['msg']}"
+            f"{fields.get(str(p['loc'][0]) if p['loc'] else 'region', 'PHENOM_COGNITO_*')}: "
+            f"{p['msg']}"
             for p in err.errors()
         ]
         raise ValueError("; ".join(problems)) from None

@@ -24,11 +24,10 @@ from urllib.parse import quote
 
 import attrs
 import httpx2
-from signedjson.key import generate_signing_key, write_signing_keys
 
-from synapse_phenom import hsconfig
-from synapse_phenom.admin_client import MatrixError, SynapseAdmin
-from synapse_phenom.files import write_private
+from synapse_phenom.ops import hsconfig
+from synapse_phenom.ops.admin_client import MatrixError, SynapseAdmin
+from synapse_phenom.ops.files import write_private
 
 logger = logging.getLogger(__name__)
 
@@ -59,6 +58,9 @@ def write_managed(path: Path, text: str) -> bool:
 
 def ensure_signing_key(path: Path) -> None:
     if not path.exists():
+        # signedjson comes with matrix-synapse: the MCP-only install has no dev stack.
+        from signedjson.key import generate_signing_key, write_signing_keys
+
         key = generate_signing_key("a_" + secrets.token_hex(2))
         buf = io.StringIO()
         write_signing_keys(buf, [key])
