@@ -26,6 +26,7 @@ from synapse_phenom.mcp.backend import (
     Unavailable,
 )
 from synapse_phenom.mcp.config import ROOM_KEYS, AgentProfile, HasuraBackendConfig
+from synapse_phenom.mcp.hasura_send import provision
 from synapse_phenom.mcp.hasura_wait import wait
 from synapse_phenom.mcp.models import (
     Deletion,
@@ -33,7 +34,6 @@ from synapse_phenom.mcp.models import (
     MemberList,
     MessagePage,
     Reaction,
-    Room,
     RoomList,
     SentMessage,
     WaitResult,
@@ -134,7 +134,7 @@ class HasuraBackend:
             if agent.localpart in self._ready:
                 return self._ready[agent.localpart]
             try:
-                await asyncio.to_thread(self._provision, agent)
+                await asyncio.to_thread(provision, self._config, self._row_id(agent), agent)
             except psycopg.OperationalError as err:
                 raise Unavailable(
                     f"The chat database failed ({type(err).__name__}); try again shortly."
@@ -146,19 +146,6 @@ class HasuraBackend:
             logger.info("agent %s ready in rooms %s", self._user_id(agent), sorted(rooms))
             self._ready[agent.localpart] = rooms
             return rooms
-
-    def _provision(self, agent: AgentProfile) -> None:
-        from synapse_phenom.lite.provision import provision_agent
-
-        with psycopg.connect(self._config.database_url, autocommit=True) as conn:
-            provision_agent(
-                conn,
-                self._config.rooms,
-                self._row_id(agent),
-                agent.localpart,
-                agent.rooms,
-                agent.display_name,
-            )
 
     async def _room(self, agent: AgentProfile, ref: str) -> tuple[str, str]:
         """(key, room uuid) of one of the agent's rooms; Forbidden/NotFound otherwise."""
@@ -208,20 +195,7 @@ class HasuraBackend:
     async def list_rooms(self, agent: AgentProfile) -> RoomList:
         await self._ensure_agent(agent)
         rows = await self._fetch(q.ROOMS, {"keys": list(agent.rooms), "agent": self._row_id(agent)})
-        server = self._config.server_name
-        return RoomList(
-            rooms=[
-                Room(
-                    room_id=q.room_ref(room_id),
-                    key=key,
-                    alias=alias if alias.startswith("#") else f"#{alias}:{server}",
-                    name=name,
-                    topic=topic or None,
-                    member_count=int(count),
-                )
-                for room_id, key, alias, name, topic, count in rows
-            ]
-        )
+        return RoomList(rooms=[q.room(row, self._config.server_name) for row in rows])
 
     async def get_messages(
         self, agent: AgentProfile, room: str, limit: int, before: str | None, thread_id: str | None
@@ -354,10 +328,6 @@ class HasuraBackend:
     @property
     def config(self) -> HasuraBackendConfig:
         return self._config
-
-    @property
-    def pool(self) -> AsyncConnectionPool:
-        return self._pool
 
     async def fetch(self, sql: str, params: Mapping[str, Any]) -> list[tuple[Any, ...]]:
         return await self._fetch(sql, params)

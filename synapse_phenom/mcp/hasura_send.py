@@ -35,6 +35,16 @@ def _target(ref: str | None, what: str) -> uuid.UUID | None:
     return parsed
 
 
+def provision(config: HasuraBackendConfig, row_id: str, agent: AgentProfile) -> None:
+    """The agent's row and rooms, by B's provisioning (the rooms core decides); blocking."""
+    from synapse_phenom.lite.provision import provision_agent
+
+    with psycopg.connect(config.database_url, autocommit=True) as conn:
+        provision_agent(
+            conn, config.rooms, row_id, agent.localpart, agent.rooms, agent.display_name
+        )
+
+
 def action_handler(config: HasuraBackendConfig) -> ActionHandler:
     """The send Action's handler, used in-process: the same send path as the app's sends."""
     from psycopg_pool import ConnectionPool

@@ -18,7 +18,7 @@ from typing import Any
 
 from synapse_phenom.mcp import matrix_events as me
 from synapse_phenom.mcp.backend import InvalidRequest
-from synapse_phenom.mcp.models import Member, Message, PreviewCard
+from synapse_phenom.mcp.models import Member, Message, PreviewCard, Room
 
 # -- ids and cursors -------------------------------------------------------------------------
 
@@ -126,6 +126,18 @@ def message(row: Sequence[Any], server_name: str) -> Message:
         reply_to=event_ref(reply_to) if reply_to else None,
         thread_id=event_ref(thread) if thread else None,
         previews=[c for c in (_card(p) for p in (previews or [])) if c],
+    )
+
+
+def room(row: Sequence[Any], server_name: str) -> Room:
+    room_id, key, alias, name, topic, count = row
+    return Room(
+        room_id=room_ref(room_id),
+        key=key,
+        alias=alias if alias.startswith("#") else f"#{alias}:{server_name}",
+        name=name,
+        topic=topic or None,
+        member_count=int(count),
     )
 
 
