@@ -76,7 +76,9 @@ def run(args: argparse.Namespace) -> int:
         from synapse_phenom.cli.dev_hasura import run_hasura
 
         if args.sso or args.public_url:
-            return fail("--sso and --public-url are for the Synapse dev stack, not --backend hasura")
+            return fail(
+                "--sso and --public-url are for the Synapse dev stack, not --backend hasura"
+            )
 
         return run_hasura(args, data_dir, stop)
     if args.database_url:
