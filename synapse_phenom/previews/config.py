@@ -8,29 +8,15 @@ from urllib.parse import urlsplit
 from pydantic import Field, field_validator, model_validator
 
 from synapse_phenom.config import FrozenModel
+from synapse_phenom.previews import urls
 
 DEFAULT_ORIGINS = ("https://thephenom.app", "https://www.thephenom.app")
 
 
 def origin_of(url: str) -> str | None:
-    """``HTTPS://Host:443/x`` -> ``https://host``; None for non-http(s) URLs, URLs with
-    credentials and URLs ``urlsplit`` refuses (``https://[x``)."""
-    try:
-        parts = urlsplit(url.strip())
-    except ValueError:
-        return None
-    scheme = parts.scheme.lower()
-    if scheme not in ("http", "https") or not parts.hostname or parts.username or parts.password:
-        return None
-    try:
-        port = parts.port
-    except ValueError:
-        return None
-    host = parts.hostname.lower()
-    if ":" in host:  # IPv6 literal
-        host = f"[{host}]"
-    default = 443 if scheme == "https" else 80
-    return f"{scheme}://{host}" if port in (None, default) else f"{scheme}://{host}:{port}"
+    """``HTTPS://Host:443/x`` -> ``https://host`` as a browser parses it (WHATWG URL); None for
+    non-http(s) URLs, URLs with credentials and URLs that do not parse (``https://[x``)."""
+    return urls.origin_of(url)
 
 
 def normalise_origin(value: str) -> str:
