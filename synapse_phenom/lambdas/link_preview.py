@@ -72,9 +72,9 @@ async def preview(url: str, config: ResolverConfig) -> tuple[int, dict[str, Any]
     """(HTTP-like status, result object) for one link."""
     async with HttpxFetcher(config) as fetcher:
         try:
-            resolution = await PreviewResolver(
-                config, fetcher, run_cpu=asyncio.to_thread
-            ).resolve(url)
+            resolution = await PreviewResolver(config, fetcher, run_cpu=asyncio.to_thread).resolve(
+                url
+            )
         except Refused as err:
             return 400, _result(url, error=err.public, reason=err.reason)
     if resolution.card is None:

@@ -25,31 +25,22 @@ MAX_WORK = 400_000  # sum over start tags of the open-element depth, plus lookup
 
 _TAG = re.compile(r"<(?:(!--)|(/?)([A-Za-z][^\t\n\f\r />]*)|[!?/])")
 _VOID = frozenset(
-    "area base basefont bgsound br col embed frame hr img input keygen link meta param "
-    "source track wbr".split()
+    ["area", "base", "basefont", "bgsound", "br", "col", "embed", "frame", "hr", "img", "input", "keygen", "link", "meta", "param", "source", "track", "wbr"]
 )
 # Their content is text to the tokenizer, not tags.
-_RAW = frozenset("script style textarea title xmp iframe noembed noframes plaintext".split())
+_RAW = frozenset(["script", "style", "textarea", "title", "xmp", "iframe", "noembed", "noframes", "plaintext"])
 # "Special" elements of the HTML standard (tree construction) and scope boundaries.
 _SPECIAL = frozenset(
-    "address applet area article aside base basefont bgsound blockquote body br button caption "
-    "center col colgroup dd details dir div dl dt embed fieldset figcaption figure footer form "
-    "frame frameset h1 h2 h3 h4 h5 h6 head header hgroup hr html iframe img input keygen li link "
-    "listing main marquee menu meta nav noembed noframes noscript object ol p param plaintext pre "
-    "script search section select source style summary table tbody td template textarea tfoot th "
-    "thead title tr track ul wbr xmp mi mo mn ms mtext annotation-xml foreignobject desc".split()
+    ["address", "applet", "area", "article", "aside", "base", "basefont", "bgsound", "blockquote", "body", "br", "button", "caption", "center", "col", "colgroup", "dd", "details", "dir", "div", "dl", "dt", "embed", "fieldset", "figcaption", "figure", "footer", "form", "frame", "frameset", "h1", "h2", "h3", "h4", "h5", "h6", "head", "header", "hgroup", "hr", "html", "iframe", "img", "input", "keygen", "li", "link", "listing", "main", "marquee", "menu", "meta", "nav", "noembed", "noframes", "noscript", "object", "ol", "p", "param", "plaintext", "pre", "script", "search", "section", "select", "source", "style", "summary", "table", "tbody", "td", "template", "textarea", "tfoot", "th", "thead", "title", "tr", "track", "ul", "wbr", "xmp", "mi", "mo", "mn", "ms", "mtext", "annotation-xml", "foreignobject", "desc"]
 )
 _SCOPE = frozenset(
-    "applet caption html table td th marquee object template mi mo mn ms mtext annotation-xml "
-    "foreignobject desc title".split()
+    ["applet", "caption", "html", "table", "td", "th", "marquee", "object", "template", "mi", "mo", "mn", "ms", "mtext", "annotation-xml", "foreignobject", "desc", "title"]
 )
 _BUTTON_SCOPE = _SCOPE | {"button"}
-_FORMATTING = frozenset("a b big code em font i nobr s small strike strong tt u".split())
+_FORMATTING = frozenset(["a", "b", "big", "code", "em", "font", "i", "nobr", "s", "small", "strike", "strong", "tt", "u"])
 # Start tags before which the tree builder closes an open <p> (in button scope).
 _CLOSES_P = frozenset(
-    "address article aside blockquote center details dialog dir div dl fieldset figcaption "
-    "figure footer header hgroup main menu nav ol p search section summary ul h1 h2 h3 h4 h5 h6 "
-    "pre listing form li dd dt plaintext table hr xmp".split()
+    ["address", "article", "aside", "blockquote", "center", "details", "dialog", "dir", "div", "dl", "fieldset", "figcaption", "figure", "footer", "header", "hgroup", "main", "menu", "nav", "ol", "p", "search", "section", "summary", "ul", "h1", "h2", "h3", "h4", "h5", "h6", "pre", "listing", "form", "li", "dd", "dt", "plaintext", "table", "hr", "xmp"]
 )
 
 
@@ -59,6 +50,9 @@ class Limits:
     max_elements: int = MAX_ELEMENTS
     max_depth: int = MAX_DEPTH
     max_work: int = MAX_WORK
+
+
+DEFAULT_LIMITS = Limits()
 
 
 @functools.lru_cache(maxsize=16)
@@ -125,7 +119,7 @@ class _Stack:
         self.counts[name] = self.counts.get(name, 0) + 1
 
 
-def bounded_markup(text: str, limits: Limits = Limits()) -> tuple[str, bool]:
+def bounded_markup(text: str, limits: Limits = DEFAULT_LIMITS) -> tuple[str, bool]:
     """(the longest prefix of ``text`` within ``limits``, whether anything was cut)."""
     cut = len(text) > limits.max_chars
     text = text[: limits.max_chars]

@@ -109,3 +109,14 @@ class LinkPreviewConfig(ResolverConfig):
     rehost_images: bool = True
     # Localpart of the user recorded as uploader of re-hosted images.
     system_user: str = "phenom"
+    # Add cached cards to the message itself inside the send. This needs Synapse's
+    # check_event_allowed, which makes Synapse load the whole room state for EVERY event of
+    # the server once registered (docs/benchmarks.md); off, cards arrive as follow-up events.
+    inline: bool = False
+    # An origin that was unreachable is tried again after this long (doubling per failure
+    # in a row up to origin_retry_max_s); meanwhile its links get no card and cost nothing.
+    origin_retry_s: float = Field(default=30.0, ge=1, le=3600)
+    origin_retry_max_s: float = Field(default=600.0, ge=1, le=86_400)
+    # Composer endpoint, per user across all processes: cache misses (fetches) allowed.
+    composer_rate_per_s: float = Field(default=0.5, gt=0, le=100)
+    composer_burst: int = Field(default=10, ge=1, le=1000)

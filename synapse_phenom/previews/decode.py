@@ -71,7 +71,7 @@ def charset_from_content(value: bytes) -> bytes | None:
 
 
 class _Prescan:
-    """"Prescan a byte stream to determine its encoding" over at most 1024 bytes."""
+    """ "Prescan a byte stream to determine its encoding" over at most 1024 bytes."""
 
     def __init__(self, data: bytes) -> None:
         self.data = data[:PRESCAN_BYTES]
@@ -81,7 +81,7 @@ class _Prescan:
         return self.data[self.pos] if self.pos < len(self.data) else None
 
     def attribute(self) -> tuple[bytes, bytes] | None:
-        """"Get an attribute": (lower-cased name, value), or None at ``>`` / end of input."""
+        """ "Get an attribute": (lower-cased name, value), or None at ``>`` / end of input."""
         while (b := self.byte()) is not None and (b in _WS or b == 0x2F):
             self.pos += 1
         if b is None or b == 0x3E:
@@ -167,7 +167,8 @@ class _Prescan:
                 self.pos = end + 3
                 continue
             if data[self.pos : self.pos + 5].lower() == b"<meta" and (
-                self.pos + 5 < len(data) and (data[self.pos + 5] in _WS or data[self.pos + 5] == 0x2F)
+                self.pos + 5 < len(data)
+                and (data[self.pos + 5] in _WS or data[self.pos + 5] == 0x2F)
             ):
                 self.pos += 6
                 found = self._meta()
@@ -176,8 +177,7 @@ class _Prescan:
                 continue
             nxt = data[self.pos + 1 : self.pos + 2]
             if data[self.pos] == 0x3C and (
-                nxt.isalpha()
-                or (nxt == b"/" and data[self.pos + 2 : self.pos + 3].isalpha())
+                nxt.isalpha() or (nxt == b"/" and data[self.pos + 2 : self.pos + 3].isalpha())
             ):
                 while (b := self.byte()) is not None and b not in _WS and b != 0x3E:
                     self.pos += 1
@@ -233,4 +233,6 @@ def decode_html(body: bytes, content_type: str | None = None, limit: int | None 
     encoding = webencodings.lookup(name)
     codec = encoding.codec_info if encoding is not None else codecs.lookup("utf-8")
     errors = "phenom-whatwg-1252" if name == "windows-1252" else "replace"
-    return codec.incrementaldecoder(errors).decode(chunk, final=limit is None or len(body) - skip <= limit)
+    return codec.incrementaldecoder(errors).decode(
+        chunk, final=limit is None or len(body) - skip <= limit
+    )

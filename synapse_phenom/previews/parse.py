@@ -135,7 +135,7 @@ def _text(node: LexborNode | None, separator: str = "") -> str | None:
 
 
 def parse_html(
-    html: str | bytes, content_type: str | None = None, limits: budget.Limits = budget.Limits()
+    html: str | bytes, content_type: str | None = None, limits: budget.Limits = budget.DEFAULT_LIMITS
 ) -> PageMeta:
     """Extract metadata from a (possibly broken) HTML document, with bounded work.
 
@@ -210,7 +210,7 @@ def parse_oembed(raw: str | bytes) -> Mapping[str, Any] | None:
     """A valid oEmbed 1.0 response, or None when the body is not one.
 
     Valid means a JSON object with ``version`` "1.0" and ``type`` photo/video/link/rich.
-    Text fields are strings with HTML entities unescaped (``isn&#8217;t`` -> ``isn’t``);
+    Text fields are strings with HTML entities unescaped (``isn&#8217;t`` -> a right single quotation mark);
     for rich/video the text of ``html`` becomes ``html_text`` (and its first image
     ``html_image``), a photo's image is its ``url``.
     """
