@@ -149,8 +149,13 @@ class PreviewResolver:
     ) -> tuple[str, FetchResponse]:
         """GET following redirects, each hop re-checked against the configured origins."""
         current = url
-        for _ in range(self.config.max_redirects + 1):
-            target = self.policy.fetch_target(current, images=images)
+        for hop in range(self.config.max_redirects + 1):
+            try:
+                target = self.policy.fetch_target(current, images=images)
+            except Refused as err:
+                if hop == 0:
+                    raise
+                raise Refused("redirect", f"redirect to a refused URL: {err.detail}") from None
             resp = await self._gated_fetch(target.url, target.trusted, accept, max_bytes)
             if resp.status in REDIRECTS:
                 location = resp.headers.get("location")
