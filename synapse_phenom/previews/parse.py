@@ -25,6 +25,9 @@ OEMBED_KINDS = ("photo", "video", "link", "rich")
 JSONLD_MAX_CHARS = 64 * 1024  # per script
 JSONLD_MAX_DEPTH = 32  # nesting kept from a JSON-LD document
 _WS = re.compile(r"\s+")
+BODY_TEXT_MAX = 1000
+# Elements whose text is not visible prose (scripts, styles, inline graphics).
+_INVISIBLE = "script, style, noscript, template, svg, math, head"
 _HEX = re.compile(r"^#?([0-9a-fA-F]{3}|[0-9a-fA-F]{6})$")
 _LD_KINDS = {
     "article": "article",
@@ -58,6 +61,7 @@ class PageMeta:
     first_paragraph: str | None
     canonical: str | None
     oembed_url: str | None
+    body_text: str | None = None  # visible text of <body>, when there is no paragraph
 
 
 def clean(text: Any) -> str | None:
@@ -174,12 +178,20 @@ def parse_html(
     paragraph = next(
         (t for t in (_text(p, " ") for p in tree.css("p")) if t and len(t) >= 20), None
     )
+    title = _text(tree.css_first("title"))
+    heading = _text(tree.css_first("h1"), " ")
+    body_text = None
+    if paragraph is None and tree.body is not None:
+        for node in reversed(tree.css(_INVISIBLE)):  # inner nodes first: no freed parents
+            node.decompose()
+        body_text = truncate(_text(tree.body, " "), BODY_TEXT_MAX)
     return PageMeta(
         meta=meta,
         jsonld=tuple(jsonld),
-        title=_text(tree.css_first("title")),
-        first_heading=_text(tree.css_first("h1"), " "),
+        title=title,
+        first_heading=heading,
         first_paragraph=paragraph,
+        body_text=body_text,
         canonical=canonical,
         oembed_url=oembed,
     )
@@ -198,7 +210,7 @@ def _html_text(fragment: Any) -> tuple[str | None, str | None]:
         return None, None
     markup, _ = budget.bounded_markup(fragment, budget.Limits(max_chars=64 * 1024))
     tree = LexborHTMLParser(markup)
-    for node in tree.css("script, style"):
+    for node in reversed(tree.css(_INVISIBLE)):
         node.decompose()
     img = tree.css_first("img")
     src = img.attributes.get("src") if img is not None else None
@@ -375,6 +387,7 @@ def build_card(
         o.get("description"),
         o.get("html_text"),
         page.first_paragraph if page else None,
+        page.body_text if page else None,
     )
     image = (
         _http_url(m.get("og:image:secure_url"), base)
@@ -392,6 +405,7 @@ def build_card(
         o.get("provider_name"),
         _ld_name(ld.get("publisher")),
         m.get("application-name"),
+        m.get("twitter:site"),
     ) or _hostname(final_url)
     canonical = (
         _http_url(m.get("og:url"), base)
