@@ -139,7 +139,9 @@ def _text(node: LexborNode | None, separator: str = "") -> str | None:
 
 
 def parse_html(
-    html: str | bytes, content_type: str | None = None, limits: budget.Limits = budget.DEFAULT_LIMITS
+    html: str | bytes,
+    content_type: str | None = None,
+    limits: budget.Limits = budget.DEFAULT_LIMITS,
 ) -> PageMeta:
     """Extract metadata from a (possibly broken) HTML document, with bounded work.
 

@@ -104,8 +104,9 @@ class Resolution:
     url: str
     card: Card | None
     ttl_s: int
-    error: str | None = None
+    error: str | None = None  # for users: never internal addresses or exception text
     reason: str | None = None
+    detail: str | None = None  # for logs and operators only
 
 
 @attrs.frozen
@@ -205,6 +206,7 @@ class PreviewResolver:
                 ttl_s=self.config.failure_ttl_s,
                 error=err.public,
                 reason=err.reason,
+                detail=str(err),
             )
 
     async def _resolve(self, key: str) -> Resolution:

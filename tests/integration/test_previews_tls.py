@@ -127,7 +127,7 @@ TWISTED_SCRIPT = textwrap.dedent(
     async def main(reactor):
         root = Certificate.loadPEM(Path(ca).read_bytes()) if ca else None
         result = await PreviewResolver(config, TwistedFetcher(config, reactor, trust_root=root)).resolve(url)
-        print(result.card.title if result.card else "ERROR " + str(result.error))
+        print(result.card.title if result.card else "ERROR " + str(result.detail))
 
     task.react(lambda reactor: defer.ensureDeferred(main(reactor)))
     """
