@@ -472,7 +472,8 @@ def test_reactor_stays_responsive_during_worst_case_parse(
             client = users[round_ % len(users)]
             pair = [_link(phenom_site, "nested") for _ in range(2)]
             workers = [
-                threading.Thread(target=lambda u=u: cards.append(_title(client, u))) for u in pair
+                threading.Thread(target=lambda u=u, c=client: cards.append(_title(c, u)))
+                for u in pair
             ]
             for w in workers:
                 w.start()

@@ -257,7 +257,7 @@ def test_preview_endpoint_on_the_worker_rehosts_into_the_shared_media_store(
 
 
 def test_uncached_link_gets_exactly_one_follow_up_from_main(cluster: Cluster, phenom_site: PhenomSite) -> None:
-    """The worker does not resolve for messages; main (background tasks) sends the card once."""
+    """The process that handled the send resolves its links and sends the card exactly once."""
     main = cluster.main
     alice = cluster.on_worker(main.register())
     room = alice.call("POST", "/_matrix/client/v3/createRoom", json={"preset": "private_chat"})["room_id"]

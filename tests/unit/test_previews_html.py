@@ -320,7 +320,8 @@ def test_oembed_cache_age() -> None:
             )
             == 1
         )
-    for age in ("invalid", {}):
+    bad: tuple[object, ...] = ("invalid", {})
+    for age in bad:
         assert (
             parse.oembed_cache_age(
                 parse.parse_oembed(json.dumps({"version": "1.0", "type": "link", "cache_age": age}))
