@@ -313,7 +313,8 @@ def test_oembed_needs_version_and_a_valid_type(data: object) -> None:
 
 
 def test_oembed_cache_age() -> None:
-    for age in ("1", 1.0, 1):
+    good: tuple[object, ...] = ("1", 1.0, 1)
+    for age in good:
         assert (
             parse.oembed_cache_age(
                 parse.parse_oembed(json.dumps({"version": "1.0", "type": "link", "cache_age": age}))
