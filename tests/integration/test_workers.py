@@ -79,9 +79,12 @@ def cluster(phenom_site: PhenomSite, tmp_path_factory: pytest.TempPathFactory) -
         main = SynapseStack.start(
             data_dir,
             database,
-            # The shared Synapse's previews config (the local Phenom site); no ban list:
+            # The shared Synapse's previews config (the local Phenom site) with inline cards
+            # (check_event_allowed on the worker; misses still get follow-ups); no ban list:
             # its alias is on another server name.
-            module_overrides={hsconfig.LINK_PREVIEW_MODULE: previews_module_config(phenom_site)},
+            module_overrides={
+                hsconfig.LINK_PREVIEW_MODULE: {**previews_module_config(phenom_site), "inline": True}
+            },
             extra_values={"replication": hsconfig.replication_values("127.0.0.1", free_port())},
             server_name=f"{unique('w')}.localhost",
         )
