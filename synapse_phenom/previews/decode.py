@@ -200,19 +200,46 @@ def prescan(data: bytes) -> str | None:
     return _Prescan(data).run()
 
 
-def sniff(body: bytes, content_type: str | None = None) -> tuple[str, int]:
-    """(encoding name, bytes of BOM to skip) following the HTML standard's order."""
+def sniff_confidence(body: bytes, content_type: str | None = None) -> tuple[str, int, bool]:
+    """(encoding name, bytes of BOM to skip, certain) following the HTML standard's order.
+
+    A BOM or the HTTP charset is *certain*; the prescan and the fallbacks are *tentative*:
+    a different ``<meta>`` declaration the parser meets later changes the encoding."""
     for bom, name in _BOMS:
         if body.startswith(bom):
-            return name, len(bom)
-    declared = http_charset(content_type) or prescan(body)
+            return name, len(bom), True
+    declared = http_charset(content_type)
     if declared is not None:
-        return declared, 0
+        return declared, 0, True
+    declared = prescan(body)
+    if declared is not None:
+        return declared, 0, False
     try:
         codecs.getincrementaldecoder("utf-8")("strict").decode(body, final=False)
     except UnicodeDecodeError:
-        return "windows-1252", 0
-    return "utf-8", 0
+        return "windows-1252", 0, False
+    return "utf-8", 0, False
+
+
+def sniff(body: bytes, content_type: str | None = None) -> tuple[str, int]:
+    """(encoding name, bytes of BOM to skip) following the HTML standard's order."""
+    name, skip, _ = sniff_confidence(body, content_type)
+    return name, skip
+
+
+def meta_declared(charset: str | None, http_equiv: str | None, content: str | None) -> str | None:
+    """The encoding a parsed ``<meta>`` declares, with the standard's UTF-16/x-user-defined rules."""
+    label: str | bytes | None = None
+    if charset:
+        label = charset
+    elif http_equiv and http_equiv.strip().lower() == "content-type" and content:
+        label = charset_from_content(content.encode("utf-8", "replace"))
+    name = lookup(label.strip() if label is not None else None)
+    if name in ("utf-16be", "utf-16le"):
+        return "utf-8"
+    if name == "x-user-defined":
+        return "windows-1252"
+    return name
 
 
 def _c1_passthrough(err: UnicodeError) -> tuple[str, int]:
@@ -225,13 +252,19 @@ def _c1_passthrough(err: UnicodeError) -> tuple[str, int]:
 codecs.register_error("phenom-whatwg-1252", _c1_passthrough)
 
 
-def decode_html(body: bytes, content_type: str | None = None, limit: int | None = None) -> str:
+def decode_html(
+    body: bytes,
+    content_type: str | None = None,
+    limit: int | None = None,
+    encoding: tuple[str, int] | None = None,
+) -> str:
     """The page's text, decoded as a browser would; only the first ``limit`` bytes when given
-    (a character cut at the limit is dropped, not turned into mojibake)."""
-    name, skip = sniff(body, content_type)
+    (a character cut at the limit is dropped, not turned into mojibake). ``encoding`` (name,
+    BOM length) overrides the sniffing."""
+    name, skip = encoding or sniff(body, content_type)
     chunk = body[skip : skip + limit] if limit is not None else body[skip:]
-    encoding = webencodings.lookup(name)
-    codec = encoding.codec_info if encoding is not None else codecs.lookup("utf-8")
+    found = webencodings.lookup(name)
+    codec = found.codec_info if found is not None else codecs.lookup("utf-8")
     errors = "phenom-whatwg-1252" if name == "windows-1252" else "replace"
     return codec.incrementaldecoder(errors).decode(
         chunk, final=limit is None or len(body) - skip <= limit

@@ -18,7 +18,7 @@ from selectolax.lexbor import LexborHTMLParser, LexborNode
 
 from synapse_phenom.previews import budget, urls
 from synapse_phenom.previews.card import DESCRIPTION_MAX, MAX_FACTS, Card, Fact
-from synapse_phenom.previews.decode import decode_html
+from synapse_phenom.previews.decode import decode_html, meta_declared, sniff_confidence
 
 OEMBED_TYPES = ("application/json+oembed", "text/json+oembed")
 OEMBED_KINDS = ("photo", "video", "link", "rich")
@@ -138,6 +138,32 @@ def _text(node: LexborNode | None, separator: str = "") -> str | None:
     return clean(node.text(deep=True, separator=separator)) if node is not None else None
 
 
+def _declared(tree: LexborHTMLParser) -> str | None:
+    """The encoding the first declaring ``<meta>`` of the parsed document names."""
+    for meta in tree.css("meta[charset], meta[http-equiv]"):
+        a = meta.attributes
+        found = meta_declared(a.get("charset"), a.get("http-equiv"), a.get("content"))
+        if found is not None:
+            return found
+    return None
+
+
+def _parse_bytes(body: bytes, content_type: str | None, limits: budget.Limits) -> LexborHTMLParser:
+    name, skip, certain = sniff_confidence(body, content_type)
+    limit = limits.max_chars * 4
+    tree = LexborHTMLParser(
+        budget.bounded_markup(decode_html(body, limit=limit, encoding=(name, skip)), limits)[0]
+    )
+    if not certain:
+        # "Change the encoding": a declaration the prescan did not see (beyond 1024 bytes)
+        # wins over a tentative guess; the page is decoded and parsed once more, at most.
+        declared = _declared(tree)
+        if declared is not None and declared != name:
+            text = decode_html(body, limit=limit, encoding=(declared, 0))
+            tree = LexborHTMLParser(budget.bounded_markup(text, limits)[0])
+    return tree
+
+
 def parse_html(
     html: str | bytes,
     content_type: str | None = None,
@@ -150,9 +176,9 @@ def parse_html(
     where nesting would make the parse expensive, reach the (Lexbor) HTML5 parser.
     """
     if isinstance(html, bytes):
-        html = decode_html(html, content_type, limit=limits.max_chars * 4)
-    markup, _ = budget.bounded_markup(html, limits)
-    tree = LexborHTMLParser(markup)
+        tree = _parse_bytes(html, content_type, limits)
+    else:
+        tree = LexborHTMLParser(budget.bounded_markup(html, limits)[0])
     meta: dict[str, str] = {}
     for tag in tree.css("meta"):
         attrs_ = tag.attributes

@@ -78,10 +78,16 @@ def oembed_card(data: dict[str, Any], url: str = URL) -> Card | None:
         # Unknown labels are ignored (Synapse: test_invalid_encoding, test_unknown_invalid).
         ("<meta charset=invalid><title>é</title>".encode(), 'text/html; charset="invalid"', "é"),
         (b"<title>Foo</title>", "text/html; charset=invalid-encoding", "Foo"),
-        # A charset meta beyond the first 1024 bytes is not seen by the prescan.
+        # A declaration beyond the prescan's 1024 bytes changes a tentative encoding, as the
+        # parser's "change the encoding" does; it never overrides HTTP or a BOM.
+        (
+            b"<!--" + b"x" * 1100 + b"--><meta charset=windows-1251><title>\xe4\xea\xe0</title>",
+            None,
+            "дка",
+        ),
         (
             b"<!--" + b"x" * 1100 + b"--><meta charset=windows-1251><title>\xc3\xa9</title>",
-            None,
+            "text/html; charset=utf-8",
             "é",
         ),
         # Inside a comment it is not a declaration either.
