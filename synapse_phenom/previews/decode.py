@@ -35,7 +35,8 @@ def lookup(label: str | bytes | None) -> str | None:
 
 
 def http_charset(content_type: str | None) -> str | None:
-    """The encoding named by a Content-Type header's ``charset`` parameter (None if absent/unknown)."""
+    """The encoding named by a Content-Type header's ``charset`` parameter (None if absent or
+    unknown)."""
     for param in (content_type or "").split(";")[1:]:
         name, _, value = param.partition("=")
         if name.strip().lower() == "charset":
@@ -228,7 +229,8 @@ def sniff(body: bytes, content_type: str | None = None) -> tuple[str, int]:
 
 
 def meta_declared(charset: str | None, http_equiv: str | None, content: str | None) -> str | None:
-    """The encoding a parsed ``<meta>`` declares, with the standard's UTF-16/x-user-defined rules."""
+    """The encoding a parsed ``<meta>`` declares, with the standard's UTF-16 and
+    x-user-defined rules."""
     label: str | bytes | None = None
     if charset:
         label = charset

@@ -250,7 +250,8 @@ def parse_oembed(raw: str | bytes) -> Mapping[str, Any] | None:
     """A valid oEmbed 1.0 response, or None when the body is not one.
 
     Valid means a JSON object with ``version`` "1.0" and ``type`` photo/video/link/rich.
-    Text fields are strings with HTML entities unescaped (``isn&#8217;t`` -> a right single quotation mark);
+    Text fields are strings with HTML entities unescaped (``isn&#8217;t`` -> a right single
+    quotation mark);
     for rich/video the text of ``html`` becomes ``html_text`` (and its first image
     ``html_image``), a photo's image is its ``url``.
     """

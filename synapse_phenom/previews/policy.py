@@ -63,7 +63,8 @@ PUBLIC_REASONS = {
 
 
 class PreviewError(Exception):
-    """No card for this link. ``reason`` is a short code (``origin``, ``address``, ``timeout``, ...).
+    """No card for this link. ``reason`` is a short code (``origin``, ``address``, ``timeout``,
+    ...).
 
     ``detail`` is for logs only; ``public`` is the text that may be shown to users.
     """

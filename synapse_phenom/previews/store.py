@@ -8,9 +8,9 @@ by content hash when several URLs serve the same bytes).
 
 from __future__ import annotations
 
+from synapse_phenom.db import Txn
 from synapse_phenom.previews.card import Card, CardImage
 from synapse_phenom.previews.limits import Bucket, OriginHealth, Taken, after_failure, take
-from synapse_phenom.store import Txn
 
 SCHEMA = (
     """
@@ -109,12 +109,14 @@ def prune(txn: Txn, now_ms: int, max_entries: int) -> int:
 def get_media(txn: Txn, source_url: str, sha256: str | None = None) -> CardImage | None:
     if sha256 is None:
         txn.execute(
-            "SELECT mxc, mimetype, size, width, height FROM phenom_preview_media WHERE source_url = ?",
+            "SELECT mxc, mimetype, size, width, height FROM phenom_preview_media WHERE "
+            "source_url = ?",
             (source_url,),
         )
     else:
         txn.execute(
-            "SELECT mxc, mimetype, size, width, height FROM phenom_preview_media WHERE sha256 = ? LIMIT 1",
+            "SELECT mxc, mimetype, size, width, height FROM phenom_preview_media WHERE sha256 = "
+            "? LIMIT 1",
             (sha256,),
         )
     row = txn.fetchone()
@@ -126,7 +128,8 @@ def get_media(txn: Txn, source_url: str, sha256: str | None = None) -> CardImage
 def put_media(txn: Txn, source_url: str, sha256: str, image: CardImage, now_ms: int) -> None:
     txn.execute(
         """
-        INSERT INTO phenom_preview_media (source_url, sha256, mxc, mimetype, size, width, height, created_ts)
+        INSERT INTO phenom_preview_media
+            (source_url, sha256, mxc, mimetype, size, width, height, created_ts)
         VALUES (?, ?, ?, ?, ?, ?, ?, ?)
         ON CONFLICT (source_url) DO UPDATE SET
             sha256 = excluded.sha256, mxc = excluded.mxc, mimetype = excluded.mimetype,
@@ -182,7 +185,8 @@ def record_origin(
     txn.execute(
         """
         INSERT INTO phenom_preview_origins (origin, failures, retry_ts) VALUES (?, ?, ?)
-        ON CONFLICT (origin) DO UPDATE SET failures = excluded.failures, retry_ts = excluded.retry_ts
+        ON CONFLICT (origin) DO UPDATE SET
+            failures = excluded.failures, retry_ts = excluded.retry_ts
         """,
         (origin, health.failures, health.retry_ms),
     )
@@ -199,7 +203,8 @@ def take_token(txn: Txn, user_id: str, now_ms: int, rate_per_s: float, burst: in
     txn.execute(
         """
         INSERT INTO phenom_preview_ratelimit (user_id, tokens, updated_ts) VALUES (?, ?, ?)
-        ON CONFLICT (user_id) DO UPDATE SET tokens = excluded.tokens, updated_ts = excluded.updated_ts
+        ON CONFLICT (user_id) DO UPDATE SET
+            tokens = excluded.tokens, updated_ts = excluded.updated_ts
         """,
         (user_id, taken.bucket.tokens, taken.bucket.updated_ms),
     )

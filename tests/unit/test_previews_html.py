@@ -60,7 +60,8 @@ def oembed_card(data: dict[str, Any], url: str = URL) -> Card | None:
         # <meta charset> and http-equiv (Synapse: test_non_ascii_preview_httpequiv,
         # test_meta_charset_underscores).
         (
-            b'<meta http-equiv="Content-Type" content="text/html; charset=windows-1251"><title>\xe4\xea\xe0</title>',
+            b'<meta http-equiv="Content-Type" content="text/html; charset=windows-1251">'
+            b"<title>\xe4\xea\xe0</title>",
             "text/html",
             "дка",
         ),

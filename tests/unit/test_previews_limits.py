@@ -10,20 +10,20 @@ from typing import Any, cast
 
 import pytest
 
-from synapse_phenom import store
+from synapse_phenom import db
+from synapse_phenom.db import Txn
 from synapse_phenom.previews import store as preview_store
 from synapse_phenom.previews.config import ResolverConfig
 from synapse_phenom.previews.limits import Bucket, OriginHealth, after_failure, take
 from synapse_phenom.previews.policy import PUBLIC_REASONS, FetchFailed
 from synapse_phenom.previews.resolver import FetchResponse, PreviewResolver
-from synapse_phenom.store import Txn
 
 
 @pytest.fixture
 def txn() -> Iterator[Txn]:
     conn = sqlite3.connect(":memory:")
     cur = cast(Txn, conn.cursor())
-    store.create_schema(cur, preview_store.SCHEMA)
+    db.create_schema(cur, preview_store.SCHEMA)
     yield cur
     conn.close()
 
