@@ -20,7 +20,7 @@ from fixtures_previews import COMPOSER_BURST, PREVIEW_BUDGET_MS, previews_module
 from harness import MatrixClient, SynapseStack, eventually, unique
 from previews_site import SLOW_SECONDS, PhenomSite, Tarpit
 
-from synapse_phenom import hsconfig
+from synapse_phenom.ops import hsconfig
 
 pytestmark = pytest.mark.synapse
 
