@@ -160,4 +160,6 @@ def test_twisted_fetcher_total_timeout(phenom_site: PhenomSite) -> None:
         f"{phenom_site.origin}/p/slow?t=tw", phenom_site.origin, None, timeout=SLOW_SECONDS / 4
     )
     assert out.startswith("ERROR timeout:")
-    assert time.monotonic() - start < SLOW_SECONDS + 3  # interpreter start-up included
+    # Interpreter start-up included (seconds on a loaded 2-core machine); the timeout itself
+    # is proven by the "timeout" reason, this only catches a fetch that hangs.
+    assert time.monotonic() - start < SLOW_SECONDS + 10
