@@ -107,11 +107,20 @@ class PhenomLinkPreviews:
     # -- cache and resolution -----------------------------------------------------
 
     async def _ensure_schema(self) -> None:
-        if not self._schema_ready:
+        if self._schema_ready:
+            return
+        try:
             await self._api.run_db_interaction(
                 "phenom_link_preview_schema", db.create_schema, preview_store.SCHEMA
             )
-            self._schema_ready = True
+        except Exception:
+            # Two requests (or processes) creating the tables at once collide on PostgreSQL
+            # (CREATE TABLE IF NOT EXISTS is not atomic there); the winner has done it.
+            await self._api.sleep(0.5)
+            await self._api.run_db_interaction(
+                "phenom_link_preview_schema", db.create_schema, preview_store.SCHEMA
+            )
+        self._schema_ready = True
 
     async def cached(self, keys: list[str]) -> dict[str, preview_store.Cached]:
         """Fresh card / error text / None per key: from the memo, else from the table."""
