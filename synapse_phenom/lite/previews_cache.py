@@ -6,6 +6,7 @@ Rows hold the link-preview Lambda's result object (``card``, MSC4095 ``preview``
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping
 from typing import Any
 
@@ -93,9 +94,11 @@ async def resolve(url: str, config: ResolverConfig) -> tuple[int, dict[str, Any]
     404 no card for this page, 400 refused (not a Phenom link, or an address not allowed)."""
     async with HttpxFetcher(config) as fetcher:
         try:
-            resolution = await PreviewResolver(config, fetcher).resolve(url)
+            resolution = await PreviewResolver(config, fetcher, run_cpu=asyncio.to_thread).resolve(
+                url
+            )
         except Refused as err:
-            return 400, result_object(url, error=str(err), reason=err.reason)
+            return 400, result_object(url, error=err.public, reason=err.reason)
     if resolution.card is None:
         return 404, result_object(
             url, error=resolution.error, reason=resolution.reason, ttl_seconds=resolution.ttl_s
