@@ -29,6 +29,7 @@ from synapse_phenom.agent_rooms import (
     plan_agent_rooms,
 )
 from synapse_phenom.config import parse_module_config
+from synapse_phenom.modules._compat import require_module_api
 from synapse_phenom.modules.rooms import get_rooms_module
 
 if TYPE_CHECKING:
@@ -39,6 +40,7 @@ logger = logging.getLogger(__name__)
 
 class PhenomAgents:
     def __init__(self, config: AgentsConfig, api: ModuleApi) -> None:
+        require_module_api("agents", api)
         self._config = config
         self._api = api
         api.register_web_resource(AGENT_ROOMS_PATH, AgentRoomsResource(config, api))

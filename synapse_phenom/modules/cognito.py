@@ -38,6 +38,7 @@ from synapse.module_api.errors import ConfigError
 from synapse_phenom import cognito_claims, cognito_store
 from synapse_phenom.cognito_config import MAPPING_PROVIDER, CognitoMappingConfig
 from synapse_phenom.config import InvalidConfig, parse_model
+from synapse_phenom.modules._compat import require_module_api
 
 if TYPE_CHECKING:
     from synapse_phenom.modules.rooms import PhenomRooms
@@ -76,6 +77,7 @@ class CognitoMappingProvider:
     """Maps Cognito ID-token claims to a Matrix account; see ``cognito_claims``."""
 
     def __init__(self, parsed_config: CognitoMappingConfig, module_api: ModuleApi) -> None:
+        require_module_api("cognito", module_api)
         self._config = parsed_config
         self._api = module_api
 

@@ -38,6 +38,7 @@ from twisted.internet import reactor as _reactor
 
 from synapse_phenom import store
 from synapse_phenom.config import parse_module_config
+from synapse_phenom.modules._compat import require_module_api
 from synapse_phenom.modules._guard import guarded
 from synapse_phenom.previews import msc4095
 from synapse_phenom.previews import store as preview_store
@@ -68,6 +69,7 @@ def _now_ms() -> int:
 
 class PhenomLinkPreviews:
     def __init__(self, config: LinkPreviewConfig, api: ModuleApi) -> None:
+        require_module_api("link_preview", api)
         self._config = config
         self._api = api
         self._resolver = PreviewResolver(

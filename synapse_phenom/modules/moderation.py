@@ -48,6 +48,7 @@ from synapse_phenom.moderation.rules import (
     is_checked,
     mute_violation,
 )
+from synapse_phenom.modules._compat import require_module_api
 from synapse_phenom.modules._guard import guarded
 from synapse_phenom.modules.rooms import get_rooms_module
 
@@ -99,6 +100,7 @@ class RoomView:
 
 class PhenomModeration:
     def __init__(self, config: ModerationConfig, api: ModuleApi) -> None:
+        require_module_api("moderation", api)
         self._config = config
         self._api = api
         self._compiled = {

@@ -29,6 +29,7 @@ from synapse.types import UserID
 from synapse_phenom import membership, store
 from synapse_phenom.config import parse_module_config
 from synapse_phenom.membership import GROUPS_PATH, MembershipPlan, RoomsConfig
+from synapse_phenom.modules._compat import require_module_api
 from synapse_phenom.modules._guard import guarded
 
 if TYPE_CHECKING:
@@ -55,6 +56,7 @@ def _now_ms() -> int:
 
 class PhenomRooms:
     def __init__(self, config: RoomsConfig, api: ModuleApi) -> None:
+        require_module_api("rooms", api)
         global _INSTANCE
         self._config = config
         self._api = api
