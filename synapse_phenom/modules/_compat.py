@@ -123,3 +123,15 @@ def require_module_api(module: str, api: object) -> None:
             f"its module API lacks {', '.join(missing)}. "
             f"synapse-phenom supports {SUPPORTED_RANGE}; upgrade Synapse."
         )
+
+
+def requester_app_service_id(requester: Any) -> str | None:
+    """The id of the application service behind a request, or None.
+
+    Synapse 1.155 made ``Requester`` a Rust class with ``app_service_id``; older releases
+    have ``app_service`` (the ``ApplicationService`` or None) instead.
+    """
+    if hasattr(requester, "app_service_id"):
+        return requester.app_service_id  # type: ignore[no-any-return]
+    service = getattr(requester, "app_service", None)
+    return None if service is None else str(service.id)

@@ -29,7 +29,7 @@ from synapse_phenom.agent_rooms import (
     plan_agent_rooms,
 )
 from synapse_phenom.config import parse_module_config
-from synapse_phenom.modules._compat import require_module_api
+from synapse_phenom.modules._compat import requester_app_service_id, require_module_api
 from synapse_phenom.modules.rooms import get_rooms_module
 
 if TYPE_CHECKING:
@@ -60,7 +60,7 @@ class AgentRoomsResource(DirectServeJsonResource):
         from synapse.http.servlet import parse_json_object_from_request
 
         requester = await self._api.get_user_by_req(request)
-        if requester.app_service_id not in self._config.appservice_ids:
+        if requester_app_service_id(requester) not in self._config.appservice_ids:
             raise SynapseError(
                 403, "Only the Phenom MCP application service may manage agent rooms", Codes.FORBIDDEN
             )
@@ -76,7 +76,7 @@ class AgentRoomsResource(DirectServeJsonResource):
             groups = groups_for_rooms(rooms.config, wanted)
         except ValueError as err:
             raise SynapseError(400, str(err), Codes.INVALID_PARAM) from None
-        user_id = requester.user_id
+        user_id = requester.user.to_string()
         await rooms.set_groups(user_id, groups, "mcp-agent")
         current: dict[str, str | None] = {}
         room_ids: dict[str, str] = {}

@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import httpx2
+import pytest
 from harness import PRODUCTION_ENV, MatrixClient, env_without_phenom, free_port
 
 BIN = Path(sys.executable).parent / "phenom-chat"
@@ -78,6 +79,7 @@ def provision(data_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+@pytest.mark.slow  # dev tooling: not in the oldest-Synapse run (scripts/test-oldest)
 def test_dev_stack_lifecycle(tmp_path: Path) -> None:
     data_dir = tmp_path / "dev"
     port = free_port()

@@ -167,6 +167,51 @@ def test_media_repository_upload_keeps_its_signature() -> None:
     assert params[1:6] == ["media_type", "upload_name", "content", "content_length", "auth_user"]
 
 
+def test_the_declared_range_starts_at_the_oldest_tested_synapse() -> None:
+    """Package metadata, the startup check's message and scripts/test-oldest agree."""
+    from importlib.metadata import requires
+
+    from packaging.requirements import Requirement
+    from packaging.version import Version
+
+    (declared,) = [
+        Requirement(r) for r in requires("synapse-phenom") or [] if r.startswith("matrix-synapse")
+    ]
+    lower = [s.version for s in declared.specifier if s.operator == ">="]
+    assert lower == [_compat.OLDEST_SUPPORTED_SYNAPSE]
+    assert declared.specifier.contains("1.999.0")  # no upper pin below the next major version
+    assert not declared.specifier.contains("2.0.0")
+    assert declared.specifier.contains(Version(synapse.__version__))
+
+
+def test_requester_attributes_the_modules_read_exist() -> None:
+    """``get_user_by_req`` returns a Requester; its shape changed in 1.155 (Rust class)."""
+    from synapse.types import Requester
+
+    used = set()
+    for path in MODULES_DIR.rglob("*.py"):
+        if path.name == "_compat.py":  # the shim that reads either shape
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if (
+                isinstance(node, ast.Attribute)
+                and isinstance(node.value, ast.Name)
+                and node.value.id == "requester"
+            ):
+                used.add(node.attr)
+    assert "user" in used
+    assert not [a for a in sorted(used) if not hasattr(Requester, a)], used
+
+
+def test_requester_app_service_id_on_both_shapes() -> None:
+    rust_shape = SimpleNamespace(app_service_id="phenom-mcp")
+    attrs_shape = SimpleNamespace(app_service=SimpleNamespace(id="phenom-mcp"))
+    assert _compat.requester_app_service_id(rust_shape) == "phenom-mcp"
+    assert _compat.requester_app_service_id(attrs_shape) == "phenom-mcp"
+    assert _compat.requester_app_service_id(SimpleNamespace(app_service_id=None)) is None
+    assert _compat.requester_app_service_id(SimpleNamespace(app_service=None)) is None
+
+
 # -- the startup check itself ------------------------------------------------------------
 
 
