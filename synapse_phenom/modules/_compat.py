@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 # The oldest Synapse the whole real-Synapse suite passes on (see docs/deployment.md).
-OLDEST_SUPPORTED_SYNAPSE = "1.150.0"
+OLDEST_SUPPORTED_SYNAPSE = "1.155.0"
 SUPPORTED_RANGE = f"matrix-synapse>={OLDEST_SUPPORTED_SYNAPSE},<2"
 
 

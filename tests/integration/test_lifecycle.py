@@ -65,7 +65,12 @@ def test_restart_and_second_process_never_duplicate_rooms(
         second = start_second(first, tmp_path / "b")
         assert second.rooms == rooms_before
         # Room stats (the admin room list) are updated asynchronously: allow them to catch up.
-        eventually(lambda: managed_room_count(first) == dict.fromkeys(MANAGED_NAMES, 1), timeout=30)
+        def one_of_each() -> bool:
+            counts = managed_room_count(first)
+            assert counts == dict.fromkeys(MANAGED_NAMES, 1), counts
+            return True
+
+        eventually(one_of_each, timeout=30)
     finally:
         if second:
             second.stop()
