@@ -40,8 +40,8 @@ def _needs(attributes: str, **callbacks: str) -> ApiNeeds:
     )
 
 
-# Keyed by module name: the code of module "x" lives in modules/x.py, modules/x_*.py or
-# modules/x/ (the test maps files to keys that way).
+# Keyed by module name: the code of module "x" lives in modules/x.py, modules/[_]x_*.py
+# (e.g. _rooms_http.py) or modules/x/ (the test maps files to keys that way).
 MODULE_API_NEEDS: dict[str, ApiNeeds] = {
     "agents": _needs("get_user_by_req register_web_resource update_room_membership"),
     "cognito": _needs("run_db_interaction"),
@@ -132,6 +132,6 @@ def requester_app_service_id(requester: Any) -> str | None:
     have ``app_service`` (the ``ApplicationService`` or None) instead.
     """
     if hasattr(requester, "app_service_id"):
-        return requester.app_service_id  # type: ignore[no-any-return]
+        return requester.app_service_id
     service = getattr(requester, "app_service", None)
     return None if service is None else str(service.id)

@@ -66,8 +66,8 @@ def scan(path: Path) -> Uses:
 
 
 def module_key(path: Path) -> str | None:
-    """The MODULE_API_NEEDS key of a file: modules/x.py, modules/x_*.py or modules/x/..."""
-    first = path.relative_to(MODULES_DIR).parts[0].removesuffix(".py")
+    """The MODULE_API_NEEDS key of a file: modules/x.py, modules/[_]x_*.py or modules/x/..."""
+    first = path.relative_to(MODULES_DIR).parts[0].removesuffix(".py").lstrip("_")
     keys = [k for k in _compat.MODULE_API_NEEDS if first == k or first.startswith(k + "_")]
     return max(keys, key=len) if keys else None
 
