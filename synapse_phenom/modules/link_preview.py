@@ -32,6 +32,7 @@ from twisted.internet import reactor as _reactor
 
 from synapse_phenom import db, endpoints
 from synapse_phenom.memo import TtlMemo
+from synapse_phenom.modules._compat import require_module_api
 from synapse_phenom.modules._config import parse_module_config
 from synapse_phenom.modules._guard import guarded
 from synapse_phenom.modules._link_preview_support import (
@@ -64,6 +65,7 @@ _MEMO_SECONDS = 30.0
 
 class PhenomLinkPreviews:
     def __init__(self, config: LinkPreviewConfig, api: ModuleApi) -> None:
+        require_module_api("link_preview", api)
         self._config = config
         self._api = api
         self._gate = DbOriginGate(api, config, self._ensure_schema)

@@ -29,6 +29,7 @@ from synapse.types import UserID
 from synapse_phenom.cognito.login import sync_sso_login
 from synapse_phenom.db import now_ms
 from synapse_phenom.endpoints import GROUPS_INDEX_PATH, GROUPS_PATH
+from synapse_phenom.modules._compat import require_module_api
 from synapse_phenom.modules._config import parse_module_config
 from synapse_phenom.modules._guard import guarded
 from synapse_phenom.modules._registry import register_rooms, rooms_module
@@ -53,6 +54,7 @@ def get_rooms_module(api: ModuleApi) -> PhenomRooms | None:
 
 class PhenomRooms(RoomCreation):
     def __init__(self, config: RoomsConfig, api: ModuleApi) -> None:
+        require_module_api("rooms", api)
         self._config = config
         self._api = api
         self._server_name = api.server_name

@@ -13,6 +13,7 @@ from typing import Any
 
 import anyio
 import httpx2
+import pytest
 from harness import PRODUCTION_ENV, MatrixClient, env_without_phenom, free_port
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
@@ -92,6 +93,7 @@ def provision(data_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+@pytest.mark.slow  # dev tooling: not in the oldest-Synapse run (scripts/test-oldest)
 def test_dev_stack_lifecycle(tmp_path: Path) -> None:
     data_dir = tmp_path / "dev"
     port = free_port()

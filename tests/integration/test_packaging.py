@@ -32,6 +32,7 @@ def copied_sources(dockerfile: Path) -> list[str]:
     return sources
 
 
+@pytest.mark.slow  # dev tooling: not in the oldest-Synapse run (scripts/test-oldest)
 @pytest.mark.parametrize("dockerfile", DOCKERFILES)
 def test_docker_build_context_builds_a_complete_wheel(dockerfile: str, tmp_path: Path) -> None:
     context = tmp_path / "src"
