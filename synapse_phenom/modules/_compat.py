@@ -47,10 +47,11 @@ MODULE_API_NEEDS: dict[str, ApiNeeds] = {
     "cognito": _needs("run_db_interaction"),
     "link_preview": _needs(
         # _hs: the media repository, to re-host preview images (no module API uploads media).
-        "_hs create_and_send_event_into_room get_user_by_req is_mine looping_background_call"
-        " register_web_resource run_as_background_process run_db_interaction server_name"
-        " should_run_background_tasks",
-        register_third_party_rules_callbacks="check_event_allowed on_new_event",
+        "_hs create_and_send_event_into_room defer_to_thread get_room_state get_user_by_req"
+        " is_mine looping_background_call register_web_resource run_as_background_process"
+        " run_db_interaction server_name should_run_background_tasks sleep",
+        register_spam_checker_callbacks="check_event_for_spam",
+        register_third_party_rules_callbacks="check_event_allowed",
     ),
     "moderation": _needs(
         "create_and_send_event_into_room get_room_state get_user_by_req get_userinfo_by_id"

@@ -34,8 +34,8 @@ from synapse_phenom.modules._config import parse_module_config
 from synapse_phenom.modules._guard import guarded
 from synapse_phenom.modules._registry import register_rooms, rooms_module
 from synapse_phenom.modules._rooms_creation import RoomCreation
+from synapse_phenom.modules._rooms_groups_index import GroupsIndexResource
 from synapse_phenom.modules._rooms_http import GroupsResource
-from synapse_phenom.modules.groups_index import GroupsIndexResource
 from synapse_phenom.rooms import membership, store
 from synapse_phenom.rooms.config import RoomsConfig
 from synapse_phenom.rooms.membership import MembershipPlan
