@@ -15,6 +15,9 @@ V1 = f"{PREFIX}/v1"
 
 # Rooms module, admin only: read (GET ?user_id=) or write (POST) a user's groups.
 GROUPS_PATH = f"{V1}/groups"
+# Rooms module, admin only: the users whose stored groups are not empty (paged), for the
+# full Cognito reconcile (synapse_phenom.lambdas.group_sync).
+GROUPS_INDEX_PATH = f"{V1}/groups_index"
 # Agents module, application-service users only: the rooms of an AI agent.
 AGENT_ROOMS_PATH = f"{V1}/agent_rooms"
 # Moderation module, admin only: the audit log.
@@ -25,7 +28,7 @@ PREVIEW_PATH = f"{V1}/preview"
 LEGACY_PREVIEW_PATH = f"{PREFIX}/preview"
 PREVIEW_PATHS = (PREVIEW_PATH, LEGACY_PREVIEW_PATH)
 
-ALL_PATHS = (GROUPS_PATH, AGENT_ROOMS_PATH, AUDIT_PATH, *PREVIEW_PATHS)
+ALL_PATHS = (GROUPS_PATH, GROUPS_INDEX_PATH, AGENT_ROOMS_PATH, AUDIT_PATH, *PREVIEW_PATHS)
 
 
 @dataclass(frozen=True)
@@ -43,6 +46,7 @@ CONTRACT = {
     GROUPS_PATH: Endpoint(
         GROUPS_PATH, ("GET", "POST"), ("user_id",), ("user_id", "groups", "source"), "admin"
     ),
+    GROUPS_INDEX_PATH: Endpoint(GROUPS_INDEX_PATH, ("GET",), ("from", "limit"), (), "admin"),
     AGENT_ROOMS_PATH: Endpoint(AGENT_ROOMS_PATH, ("POST",), (), ("rooms",), "appservice"),
     AUDIT_PATH: Endpoint(
         AUDIT_PATH, ("GET",), ("room_id", "user_id", "since", "limit"), (), "admin"

@@ -24,14 +24,20 @@ from synapse_phenom.ops import hsconfig
 
 # Each area keeps its session fixtures in its own file; each provides
 # `<area>_synapse_config`, merged into the shared Synapse's config below.
-pytest_plugins = ["fixtures_cognito", "fixtures_moderation", "fixtures_previews", "fixtures_mcp"]
+pytest_plugins = [
+    "fixtures_cognito",
+    "fixtures_moderation",
+    "fixtures_previews",
+    "fixtures_mcp",
+    "fixtures_lite",
+]
 
 
 @pytest.fixture(scope="session", params=["sqlite", "postgres"])
 def db_engine(request: pytest.FixtureRequest) -> str:
     engine = str(request.param)
-    if engine == "postgres":
-        require_postgres_dsn("the PostgreSQL run")
+    if engine in ("postgres", "hasura"):  # hasura: Implementation B (tests taking `chat`)
+        require_postgres_dsn(f"the {engine} run")
     return engine
 
 

@@ -11,13 +11,26 @@ from synapse_phenom.cli import (
     config_cmd,
     dev_cmd,
     dev_token_cmd,
+    lite_cmd,
     mcp_cmd,
     moderation_cmd,
     provision_cmd,
+    reconcile_cmd,
+    sso_login_cmd,
 )
 
 # Each command module offers add_parser(subparsers) and sets func on its parser.
-COMMANDS = [dev_cmd, config_cmd, provision_cmd, moderation_cmd, mcp_cmd, dev_token_cmd]
+COMMANDS = [
+    dev_cmd,
+    config_cmd,
+    provision_cmd,
+    reconcile_cmd,
+    moderation_cmd,
+    mcp_cmd,
+    dev_token_cmd,
+    sso_login_cmd,
+    lite_cmd,
+]
 
 
 def build_parser() -> argparse.ArgumentParser:

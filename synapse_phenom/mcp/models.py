@@ -60,8 +60,8 @@ class WaitResult(BaseModel):
     timed_out: bool
     more: bool = Field(
         default=False,
-        description="true when the result was cut at its limit: call again with next_cursor "
-        "at once for the rest",
+        description="true when the result was cut at its limit: "
+        "call again with next_cursor at once for the rest",
     )
     notice: str = UNTRUSTED_NOTICE
 

@@ -9,13 +9,13 @@ to fix, never a 500 from deep inside the database driver.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from synapse.api.errors import Codes, SynapseError
 
 if TYPE_CHECKING:
     from synapse.http.site import SynapseRequest as Request
-    from synapse.module_api import ModuleApi
     from synapse.types import Requester
 
 MAX_BODY_BYTES = 64 * 1024  # every module body is a few fields; Matrix events cap at 64 KiB
@@ -43,8 +43,10 @@ def checked_text(value: str, what: str, max_chars: int = MAX_TEXT_CHARS) -> str:
 # -- query parameters ----------------------------------------------------------------------
 
 
-async def requester(api: ModuleApi, request: Request) -> Requester:
-    """The authenticated caller, after every query parameter was checked to be clean text.
+async def requester(
+    get_user_by_req: Callable[[Request], Awaitable[Requester]], request: Request
+) -> Requester:
+    """The caller (``ModuleApi.get_user_by_req``), once every query parameter is clean text.
 
     Checked first because Synapse's own authentication reads ``?user_id=`` (application
     services) and fails with a 500 on bytes that are not UTF-8.
@@ -61,7 +63,7 @@ async def requester(api: ModuleApi, request: Request) -> Requester:
             except UnicodeDecodeError:
                 raise bad(f"Query parameter '{key}' must be UTF-8 text (percent-encoded)") from None
             checked_text(value, f"Query parameter '{key}'", 8192)
-    return await api.get_user_by_req(request)
+    return await get_user_by_req(request)
 
 
 def query_str(

@@ -24,7 +24,7 @@ class AuditResource(DirectServeJsonResource):
         self._api = api
 
     async def _async_render_GET(self, request: Request) -> tuple[int, dict[str, Any]]:
-        requester = await _http.requester(self._api, request)
+        requester = await _http.requester(self._api.get_user_by_req, request)
         if not await self._api.is_user_admin(requester.user.to_string()):
             raise SynapseError(
                 403, "Only server administrators may read the moderation audit log", Codes.FORBIDDEN

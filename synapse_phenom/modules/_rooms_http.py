@@ -29,7 +29,7 @@ class GroupsResource(DirectServeJsonResource):
         self._api = api
 
     async def _require_admin(self, request: Request) -> None:
-        requester = await _http.requester(self._api, request)
+        requester = await _http.requester(self._api.get_user_by_req, request)
         if not await self._api.is_user_admin(requester.user.to_string()):
             raise SynapseError(403, "Only server administrators may manage groups", Codes.FORBIDDEN)
 

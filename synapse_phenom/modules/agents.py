@@ -23,6 +23,7 @@ from synapse.module_api import DirectServeJsonResource, ModuleApi
 
 from synapse_phenom.endpoints import AGENT_ROOMS_PATH
 from synapse_phenom.modules import _http
+from synapse_phenom.modules._compat import requester_app_service_id, require_module_api
 from synapse_phenom.modules._config import parse_module_config
 from synapse_phenom.modules._registry import rooms_module
 from synapse_phenom.rooms.config import AgentsConfig
@@ -36,6 +37,7 @@ logger = logging.getLogger(__name__)
 
 class PhenomAgents:
     def __init__(self, config: AgentsConfig, api: ModuleApi) -> None:
+        require_module_api("agents", api)
         self._config = config
         self._api = api
         api.register_web_resource(AGENT_ROOMS_PATH, AgentRoomsResource(config, api))
@@ -54,8 +56,8 @@ class AgentRoomsResource(DirectServeJsonResource):
         self._api = api
 
     async def _async_render_POST(self, request: Request) -> tuple[int, dict[str, Any]]:
-        requester = await _http.requester(self._api, request)
-        if requester.app_service_id not in self._config.appservice_ids:
+        requester = await _http.requester(self._api.get_user_by_req, request)
+        if requester_app_service_id(requester) not in self._config.appservice_ids:
             raise SynapseError(
                 403,
                 "Only the Phenom MCP application service may manage agent rooms",
@@ -70,7 +72,7 @@ class AgentRoomsResource(DirectServeJsonResource):
             groups = groups_for_rooms(rooms.config, wanted)
         except ValueError as err:
             raise SynapseError(400, str(err), Codes.INVALID_PARAM) from None
-        user_id = requester.user_id
+        user_id = requester.user.to_string()
         await rooms.set_groups(user_id, groups, "mcp-agent")
         current: dict[str, str | None] = {}
         room_ids: dict[str, str] = {}

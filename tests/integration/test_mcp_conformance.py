@@ -107,8 +107,8 @@ def test_every_scenario_is_classified() -> None:
 
 
 @pytest.mark.parametrize("scenario", sorted(APPLICABLE))
-def test_applicable_scenarios_pass(mcp_stack: McpStack, tmp_path: Path, scenario: str) -> None:
-    with auth_proxy(mcp_stack.base_url, mcp_stack.token()) as proxy:
+def test_applicable_scenarios_pass(chat: McpStack, tmp_path: Path, scenario: str) -> None:
+    with auth_proxy(chat.base_url, chat.token()) as proxy:
         proc = suite(
             "server",
             "--url",

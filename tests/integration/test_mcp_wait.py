@@ -1,8 +1,9 @@
 """``wait_for_messages`` never loses messages: a burst larger than a page arrives in pages.
 
-Through the real MCP server and the real Synapse: two people post 150 messages into two of
-the agent's rooms; the agent pages through them with ``next_cursor`` and gets every one,
-exactly once, oldest first, each cut page saying ``more``.
+Through the real MCP server on every backend (the real Synapse; the hasura backend's chat
+tables): two people post 150 messages into two of the agent's rooms; the agent pages through
+them with ``next_cursor`` and gets every one, exactly once, oldest first, each cut page
+saying ``more``.
 """
 
 from __future__ import annotations
@@ -12,13 +13,14 @@ from typing import Any
 
 import anyio
 import pytest
+from chat_worlds import LiteWorld, Person
 from fixtures_mcp import McpStack
 from harness import eventually
 from mcp import Client
 
 pytestmark = pytest.mark.synapse
 
-PAGE = 100  # the server's page size (synapse_wait.WAIT_LIMIT)
+PAGE = 100  # the server's page size (synapse_wait.WAIT_LIMIT, hasura_wait.WAIT_LIMIT)
 
 
 async def ok(client: Client, tool: str, **args: Any) -> dict[str, Any]:
@@ -28,20 +30,31 @@ async def ok(client: Client, tool: str, **args: Any) -> dict[str, Any]:
     return result.structured_content
 
 
-def test_a_burst_larger_than_a_page_is_delivered_in_pages(mcp_stack: McpStack) -> None:
-    synapse = mcp_stack.synapse
-    community, partners = synapse.rooms["community"], synapse.rooms["partners"]
-    alice = synapse.register(displayname="Alice Burst")
-    bob = synapse.register(displayname="Bob Burst")
+def people(chat: McpStack) -> tuple[Person, Person]:
+    """A Community member exempt from its flood rule (staff) and a Partners member."""
+    if isinstance(chat.world, LiteWorld):
+        return (
+            chat.world.register("Alice Burst", groups=("team",)),
+            chat.world.register("Bob Burst", groups=("partners",)),
+        )
+    synapse = chat.synapse
+    alice = chat.world.register("Alice Burst")
+    bob = chat.world.register("Bob Burst")
     with synapse.admin() as admin:
         # Staff are exempt from Community's flood rule (10 messages per 10 s).
         admin.set_groups(alice.user_id, ["team"], "test")
         admin.set_groups(bob.user_id, ["partners"], "test")
-    eventually(lambda: community in alice.joined_rooms() and partners in bob.joined_rooms())
+    eventually(lambda: chat.world.is_member(bob.user_id, "partners"))
+    return alice, bob
+
+
+def test_a_burst_larger_than_a_page_is_delivered_in_pages(chat: McpStack) -> None:
+    community, partners = chat.rooms["community"], chat.rooms["partners"]
+    alice, bob = people(chat)
     tag = uuid.uuid4().hex[:8]
 
     async def start() -> str:
-        async with mcp_stack.client() as client:
+        async with chat.client() as client:
             first = await ok(client, "wait_for_messages", timeout_seconds=0)
             assert first["messages"] == [] and first["timed_out"] is True
             assert first["more"] is False
@@ -52,17 +65,17 @@ def test_a_burst_larger_than_a_page_is_delivered_in_pages(mcp_stack: McpStack) -
     for i in range(150):
         if i % 4 == 3:  # 37 in partners, 113 in community, interleaved
             body = f"burst {tag} partners #{i}"
-            bob.send(partners, body)
+            bob.send("partners", body)
             sent.append((partners, body))
         else:
             body = f"burst {tag} community #{i}"
-            alice.send(community, body)
+            alice.send("community", body)
             sent.append((community, body))
 
     async def drain() -> list[dict[str, Any]]:
         pages = []
         nonlocal cursor
-        async with mcp_stack.client() as client:
+        async with chat.client() as client:
             # The agent's own message in between is no news and must not disturb the cursor.
             await ok(client, "send_message", room="community", body=f"agent {tag}")
             for _ in range(6):
@@ -98,10 +111,10 @@ def test_a_burst_larger_than_a_page_is_delivered_in_pages(mcp_stack: McpStack) -
     assert last["messages"] == [] and last["timed_out"] is True and last["more"] is False
 
 
-def test_a_cursor_that_is_not_one_is_refused_clearly(mcp_stack: McpStack) -> None:
+def test_a_cursor_that_is_not_one_is_refused_clearly(chat: McpStack) -> None:
     async def main() -> list[str]:
         texts = []
-        async with mcp_stack.client() as client:
+        async with chat.client() as client:
             for junk in ("w1.bm90IGpzb24", "w1.eyJzIjogMX0", "not-a-token"):
                 result = await client.call_tool(
                     "wait_for_messages", {"since": junk, "timeout_seconds": 0}
