@@ -255,7 +255,8 @@ class ChatTools:
         limit: int = 20,
         cursor: str | None = None,
     ) -> MessagePage:
-        query = query.strip()
+        # NUL is never searchable and PostgreSQL cannot take it as text: a word separator.
+        query = query.replace("\x00", " ").strip()
         if not query or len(query) > 500:
             raise ToolFailure("query must be 1 to 500 characters of words to search for.")
         ref = check_room_ref(room) if room else None
@@ -280,6 +281,8 @@ class ChatTools:
         ref = check_room_ref(room)
         if not body.strip():
             raise ToolFailure("body is empty: write the message text (Markdown allowed).")
+        if "\x00" in body:
+            raise ToolFailure("body contains NUL characters (\\u0000); remove them and send again.")
         if len(body) > MAX_BODY_CHARS:
             raise ToolFailure(
                 f"body is {len(body)} characters; the limit is {MAX_BODY_CHARS}. Shorten or "
