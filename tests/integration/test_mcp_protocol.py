@@ -70,6 +70,43 @@ def test_only_tools_are_advertised_and_the_version_is_the_packages(chat: McpStac
         assert error["code"] == -32601, (method, error)  # method not found
 
 
+def test_a_plain_tools_call_is_answered_with_json_and_progress_keeps_sse(chat: McpStack) -> None:
+    def post(params: dict[str, Any]) -> httpx2.Response:
+        return httpx2.post(
+            chat.url,
+            json={"jsonrpc": "2.0", "id": 5, "method": "tools/call", "params": params},
+            headers={
+                "Authorization": f"Bearer {chat.token()}",
+                "Accept": "application/json, text/event-stream",
+                "MCP-Protocol-Version": PROTOCOL,
+            },
+            timeout=30,
+        )
+
+    plain = post({"name": "list_rooms", "arguments": {}})
+    assert plain.headers["content-type"] == "application/json"
+    assert {r["key"] for r in plain.json()["result"]["structuredContent"]["rooms"]} == {
+        "internal",
+        "partners",
+        "community",
+    }
+    progress = post({"name": "list_rooms", "arguments": {}, "_meta": {"progressToken": "p1"}})
+    assert progress.headers["content-type"].startswith("text/event-stream")
+    assert "structuredContent" in progress.text
+    # The fast path keeps the transport's DNS-rebinding check.
+    evil = httpx2.post(
+        chat.url,
+        json={"jsonrpc": "2.0", "id": 5, "method": "tools/call", "params": {"name": "list_rooms"}},
+        headers={
+            "Authorization": f"Bearer {chat.token()}",
+            "Accept": "application/json, text/event-stream",
+            "Host": "evil.example",
+        },
+        timeout=30,
+    )
+    assert evil.status_code == 421
+
+
 def test_an_unknown_tool_is_invalid_params(chat: McpStack) -> None:
     error = rpc(chat, "tools/call", {"name": "no_such_tool", "arguments": {}})["error"]
     assert error["code"] == -32602

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from synapse_phenom.mcp.backend import InvalidRequest, Unavailable
@@ -41,3 +43,32 @@ def test_too_large_is_not_try_again() -> None:
     assert isinstance(err, InvalidRequest)
     assert "shorten" in str(err) and "shortly" not in str(err)
     assert isinstance(_error(502, {}), Unavailable)
+
+
+def test_the_fast_path_takes_only_plain_tools_calls() -> None:
+    from synapse_phenom.mcp.fastpath import _fast_request
+
+    def call(**over: object) -> bytes:
+        message: dict[str, object] = {
+            "jsonrpc": "2.0",
+            "id": 7,
+            "method": "tools/call",
+            "params": {"name": "list_rooms", "arguments": {}},
+        }
+        message.update(over)
+        return json.dumps(message).encode()
+
+    assert _fast_request(call()) is not None
+    assert _fast_request(call(id="x")) is not None
+    progress = {"name": "list_rooms", "_meta": {"progressToken": 1}}
+    for body in (
+        call(params=progress),  # progress may be reported: SSE through the SDK
+        call(method="tools/list"),
+        call(id=True),
+        call(id=None),  # a notification
+        call(params={"name": 3}),
+        call(params={"name": "x", "arguments": []}),
+        b"[" + call() + b"]",  # a batch
+        b"{not json",
+    ):
+        assert _fast_request(body) is None, body
