@@ -26,12 +26,11 @@ from synapse_phenom.mcp import matrix_events as me
 from synapse_phenom.mcp.backend import InvalidRequest
 from synapse_phenom.mcp.config import AgentProfile
 from synapse_phenom.mcp.matrix_session import _q
-from synapse_phenom.mcp.models import Message, WaitResult
+from synapse_phenom.mcp.models import WAIT_LIMIT, Message, WaitResult
 
 if TYPE_CHECKING:
     from synapse_phenom.mcp.synapse_backend import SynapseBackend
 
-WAIT_LIMIT = 100  # messages per result; the rest follow at once with next_cursor
 _PREFIX = "w1."
 _BAD_CURSOR = "since is not a cursor returned by wait_for_messages; omit it to start from now."
 
