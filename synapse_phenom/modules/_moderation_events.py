@@ -29,6 +29,14 @@ PREVIEW_CARD_FORGED = Violation(
     "Link preview cards are created by the server only; this event was not sent.",
     "client-sent preview card",
 )
+PREVIEW_CARD_UNSIGNED = Violation(
+    "preview_card",
+    "Your message was not sent: it carries a link preview card the server did not make "
+    "(rule 'preview_card'). Send it without m.url_previews / com.beeper.linkpreviews (the "
+    "server adds Phenom cards itself), or with the composer endpoint's 'preview' entry "
+    "unmodified.",
+    "client-made preview entry",
+)
 
 
 def server_made(event: EventBase) -> bool:
