@@ -21,6 +21,7 @@ into the media repository through its internal API (no module API uploads media)
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
@@ -85,7 +86,8 @@ class PhenomLinkPreviews:
         # Card or error text per normalised link, in front of the table (no DB trip per send).
         self._memo: TtlMemo[Card | str] = TtlMemo(_MEMO_SIZE, _MEMO_SECONDS)
         self._schema_ready = False
-        self._card_key = card_signing_key(api)
+        # Every card entry the server hands out is signed (previews/signing.py).
+        self.sign = functools.partial(sign_entry, key=card_signing_key(api))
         # check_event_for_spam is called for every event anyway (Synapse does no extra work
         # for it); check_event_allowed makes Synapse load the room state for every event.
         api.register_spam_checker_callbacks(check_event_for_spam=self.check_event_for_spam)
@@ -104,10 +106,6 @@ class PhenomLinkPreviews:
     @staticmethod
     def parse_config(config: dict[str, Any]) -> LinkPreviewConfig:
         return parse_module_config(LinkPreviewConfig, config, MODULE_PATH)
-
-    def sign(self, entry: dict[str, Any]) -> dict[str, Any]:
-        """Every card entry the server hands out is signed (``previews.signing``)."""
-        return sign_entry(entry, self._card_key)
 
     @property
     def resolver(self) -> PreviewResolver:

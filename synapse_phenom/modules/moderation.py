@@ -40,7 +40,6 @@ from synapse_phenom.moderation.rules import (
     flood_counts,
     flood_violation,
     is_checked,
-    is_preview_card,
     mute_violation,
 )
 from synapse_phenom.modules._compat import require_module_api
@@ -51,13 +50,10 @@ from synapse_phenom.modules._moderation_audit import AuditResource
 from synapse_phenom.modules._moderation_content import ContentChecks
 from synapse_phenom.modules._moderation_events import (
     CHECK_FAILURES,
-    PREVIEW_CARD_FORGED,
-    PREVIEW_CARD_UNSIGNED,
-    server_made,
+    card_verdict,
 )
 from synapse_phenom.modules._moderation_notices import ModeratorNotices, kind_of
 from synapse_phenom.modules._moderation_state import MAX_CACHED, RoomView
-from synapse_phenom.previews.signing import split_cards
 
 if TYPE_CHECKING:
     from synapse.events import EventBase
@@ -204,24 +200,12 @@ class PhenomModeration(ContentChecks, ModeratorNotices):
         if event.type == "m.room.create" or sender == self._system_user:
             return NOT_SPAM  # (a room being created has no state to read yet)
         view = await self.room_view(room_id)
-        card_event = is_preview_card(event.type, event.content)
-        if card_event and not server_made(event):
-            # Cards are the link-preview module's (server-made, no client transaction): one
-            # sent through the client API could put any text under anyone's message.
+        content, refusal, server_card = card_verdict(event, self._card_key)
+        if refusal is not None:
             CHECKS.labels(view.policy_name, "block").inc()
-            await self.act(view, room_id, sender, event.type, PREVIEW_CARD_FORGED)
-            return self._reply(PREVIEW_CARD_FORGED)
-        # Server-signed card entries are the server's words, never the user's: they are
-        # left out of the text the rules read. Any other entry is a card a client made up
-        # (any URL: clients render bundled previews for every link) and is refused.
-        content, unsigned = split_cards(event.content, self._card_key)
-        if unsigned:
-            CHECKS.labels(view.policy_name, "block").inc()
-            await self.act(view, room_id, sender, event.type, PREVIEW_CARD_UNSIGNED)
-            return self._reply(PREVIEW_CARD_UNSIGNED)
-        if card_event:
-            # The link-preview module's follow-up for a message that was already judged:
-            # no content rules, no flood count, no mute gate for the server's own card.
+            await self.act(view, room_id, sender, event.type, refusal)
+            return self._reply(refusal)
+        if server_card:  # the server's follow-up card: its message was judged already
             CHECKS.labels(view.policy_name, "pass").inc()
             return NOT_SPAM
         ban = (await self.ban_list()).match(sender)

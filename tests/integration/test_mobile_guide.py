@@ -280,6 +280,22 @@ def test_composer_preview(synapse: SynapseStack, phenom_site: PhenomSite, tmp_pa
     assert got["other"] is None
 
 
+def test_send_with_card(synapse: SynapseStack, phenom_site: PhenomSite, tmp_path: Path) -> None:
+    reader = synapse.register(unique("reader"))
+    owner, room_id = private_room(synapse, reader)
+    url = f"{phenom_site.origin}/p/full?t={unique('')}"
+    env = {"session": session_of(owner), "roomId": room_id, "phenomUrl": url}
+    got = run_js(tmp_path, "send-with-card", env)
+    assert got["signed"]["refusal"] is None, got
+    (entry,) = reader.event(room_id, got["signed"]["eventId"])["content"]["m.url_previews"]
+    assert entry["og:title"] == "Northern Lights over Tromsø" and entry["app.phenom.card"]["sig"]
+    for name in ("changed", "invented"):
+        refusal = got[name]["refusal"]
+        assert got[name]["eventId"] is None and refusal["rule"] == "preview_card", got
+        assert refusal["status"] == 403 and refusal["retryAfterMs"] is None
+        assert "composer" in refusal["message"]
+
+
 def test_media(synapse: SynapseStack, tmp_path: Path) -> None:
     client = synapse.register(unique("media"))
     env = {"session": session_of(client), "pngBase64": base64.b64encode(LOGO).decode()}
