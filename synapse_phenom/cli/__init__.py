@@ -8,6 +8,7 @@ import sys
 from collections.abc import Sequence
 
 from synapse_phenom.cli import (
+    admin_cmd,
     config_cmd,
     dev_cmd,
     dev_token_cmd,
@@ -17,7 +18,7 @@ from synapse_phenom.cli import (
 )
 
 # Each command module offers add_parser(subparsers) and sets func on its parser.
-COMMANDS = [dev_cmd, config_cmd, provision_cmd, moderation_cmd, mcp_cmd, dev_token_cmd]
+COMMANDS = [dev_cmd, config_cmd, provision_cmd, moderation_cmd, admin_cmd, mcp_cmd, dev_token_cmd]
 
 
 def build_parser() -> argparse.ArgumentParser:

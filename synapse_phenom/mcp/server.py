@@ -38,6 +38,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from synapse_phenom.mcp.auth import CognitoTokenVerifier, key_source, short_scopes
 from synapse_phenom.mcp.backend import ChatBackend
 from synapse_phenom.mcp.config import McpConfig
+from synapse_phenom.mcp.http_metrics import instrument as instrument_http
 from synapse_phenom.mcp.models import (
     Deletion,
     LinkPreview,
@@ -48,6 +49,7 @@ from synapse_phenom.mcp.models import (
     SentMessage,
     WaitResult,
 )
+from synapse_phenom.mcp.revocation import with_revocations
 from synapse_phenom.mcp.tools import TOOL_SCOPES, ChatTools, Principal, ToolFailure
 
 logger = logging.getLogger(__name__)
@@ -97,7 +99,7 @@ def principal(config: McpConfig) -> Principal:
 
 
 def build_mcp(config: McpConfig, tools: ChatTools, metrics: Metrics) -> MCPServer:
-    verifier = CognitoTokenVerifier(config.auth, config.agents, key_source(config.auth))
+    verifier = with_revocations(CognitoTokenVerifier(config.auth, config.agents, key_source(config.auth)), config)
     mcp: MCPServer = MCPServer(
         "phenom-chat",
         instructions=INSTRUCTIONS,
@@ -361,6 +363,7 @@ def build_app(config: McpConfig, backend: ChatBackend) -> Starlette:
                 scopes_supported=scopes,
                 resource_name="Phenom chat MCP",
             )[0]
+    instrument_http(app, metrics.registry)  # phenom_mcp_http_responses_total
     if not gated:  # an SDK change moved the auth wrapper: refuse to run without the scope gate
         raise RuntimeError("cannot find the authenticated /mcp route to install the scope check on")
     return app

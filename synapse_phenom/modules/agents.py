@@ -29,6 +29,7 @@ from synapse_phenom.agent_rooms import (
     plan_agent_rooms,
 )
 from synapse_phenom.config import parse_module_config
+from synapse_phenom.modules._health import mark_loaded
 from synapse_phenom.modules.rooms import get_rooms_module
 
 if TYPE_CHECKING:
@@ -42,6 +43,7 @@ class PhenomAgents:
         self._config = config
         self._api = api
         api.register_web_resource(AGENT_ROOMS_PATH, AgentRoomsResource(config, api))
+        mark_loaded("synapse_phenom.modules.agents.PhenomAgents")  # health endpoint (modules.ops)
 
     @staticmethod
     def parse_config(config: dict[str, Any]) -> AgentsConfig:

@@ -39,6 +39,8 @@ from twisted.internet import reactor as _reactor
 from synapse_phenom import store
 from synapse_phenom.config import parse_module_config
 from synapse_phenom.modules._guard import guarded
+from synapse_phenom.modules._health import mark_loaded
+from synapse_phenom.modules.preview_metrics import InstrumentedFetcher
 from synapse_phenom.previews import msc4095
 from synapse_phenom.previews import store as preview_store
 from synapse_phenom.previews.card import Card, CardImage
@@ -71,7 +73,7 @@ class PhenomLinkPreviews:
         self._config = config
         self._api = api
         self._resolver = PreviewResolver(
-            config, TwistedFetcher(config, yieldable=make_deferred_yieldable)
+            config, InstrumentedFetcher(TwistedFetcher(config, yieldable=make_deferred_yieldable))
         )
         self._system_user = UserID(config.system_user, api.server_name)
         # Only this process resolves for messages (the follow-up path); others read the cache.
@@ -85,6 +87,7 @@ class PhenomLinkPreviews:
             on_new_event=self.on_new_event if self._resolves_messages else None,
         )
         api.register_web_resource(PREVIEW_PATH, PreviewResource(self, api))
+        mark_loaded("synapse_phenom.modules.link_preview.PhenomLinkPreviews")  # health endpoint (modules.ops)
         if self._resolves_messages:
             api.looping_background_call(
                 self.prune, _PRUNE_INTERVAL_MS, desc="phenom_link_preview_prune"

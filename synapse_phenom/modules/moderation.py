@@ -49,6 +49,7 @@ from synapse_phenom.moderation.rules import (
     mute_violation,
 )
 from synapse_phenom.modules._guard import guarded
+from synapse_phenom.modules._health import mark_loaded
 from synapse_phenom.modules.rooms import get_rooms_module
 
 if TYPE_CHECKING:
@@ -129,6 +130,7 @@ class PhenomModeration:
         )
         api.register_third_party_rules_callbacks(check_event_allowed=self.check_event_allowed)
         api.register_web_resource(AUDIT_PATH, AuditResource(self, api))
+        mark_loaded("synapse_phenom.modules.moderation.PhenomModeration")  # health endpoint (modules.ops)
         if api.should_run_background_tasks():
             api.looping_background_call(self._cleanup, 600_000, desc="phenom_moderation_cleanup")
 

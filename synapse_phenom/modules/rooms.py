@@ -30,6 +30,7 @@ from synapse_phenom import membership, store
 from synapse_phenom.config import parse_module_config
 from synapse_phenom.membership import GROUPS_PATH, MembershipPlan, RoomsConfig
 from synapse_phenom.modules._guard import guarded
+from synapse_phenom.modules._health import mark_loaded
 
 if TYPE_CHECKING:
     from synapse.http.site import SynapseRequest as Request
@@ -80,6 +81,7 @@ class PhenomRooms:
         # The system user invites and kicks on behalf of group sync: never throttle it.
         api.register_ratelimit_callbacks(get_ratelimit_override_for_user=self.ratelimit_override)
         api.register_web_resource(GROUPS_PATH, GroupsResource(self, api))
+        mark_loaded("synapse_phenom.modules.rooms.PhenomRooms")  # health endpoint (modules.ops)
         if api.should_run_background_tasks():
             api.delayed_background_call(100, self.ensure_rooms, desc="phenom_ensure_rooms")
             # Self-healing: cheap when every alias resolves.

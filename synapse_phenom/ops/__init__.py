@@ -1,0 +1,1 @@
+"""Operations: admin actions, the deployment doctor (pure cores and blocking clients)."""
