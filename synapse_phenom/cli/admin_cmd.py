@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx2
+import yaml
 from rich.table import Table
 
 from synapse_phenom.admin_client import MatrixError
@@ -88,6 +89,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     ags = ag.add_subparsers(dest="agents_command", required=True, metavar="ACTION")
     lst = ags.add_parser("list", help="agents with last activity and revocation state")
     _common(lst, reason=False)
+    lst.add_argument("--mcp-config", type=Path, help="mcp.yaml: also list configured agents (default DIR/mcp.yaml)")
     lst.set_defaults(func=run_agents_list)
     for name, helptext in (
         ("revoke", "MCP refuses its tokens; its Matrix user is suspended"),
@@ -240,17 +242,28 @@ def _print_user(args: argparse.Namespace, info: dict[str, Any]) -> None:
 
 
 def run_agents_list(args: argparse.Namespace) -> int:
+    path = args.mcp_config or args.data_dir / "mcp.yaml"
+    configured: dict[str, str] = {}
+    if args.mcp_config or path.exists():
+        try:
+            agents = (yaml.safe_load(path.read_text()) or {}).get("agents") or {}
+        except (OSError, yaml.YAMLError) as err:
+            return fail(f"--mcp-config: {err}")
+        configured = {str(p["localpart"]): str(cid) for cid, p in agents.items() if isinstance(p, dict)}
+
     def show(ops: AdminOps) -> None:
-        rows = ops.agents()
+        rows = ops.agents(configured)
         if args.json:
             console.print_json(json.dumps(rows))
             return
         table = Table(title=f"Agents ({len(rows)})")
-        for col in ("agent", "name", "last activity (UTC)", "state"):
+        for col in ("agent", "Cognito client id", "name", "last activity (UTC)", "state"):
             table.add_column(col, overflow="fold")
         for r in rows:
             state = "REVOKED" if r["revoked"] else ("suspended" if r["suspended"] else "active")
-            table.add_row(r["user_id"], r["displayname"] or "-", _when(r["last_seen_ts"]), state)
+            if not r["exists"]:
+                state += " (no Matrix user yet)"
+            table.add_row(r["user_id"], r["client_id"] or "-", r["displayname"] or "-", _when(r["last_seen_ts"]), state)
         console.print(table)
 
     return _run(args, show)

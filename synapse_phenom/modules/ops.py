@@ -37,6 +37,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 MODULE = "synapse_phenom.modules.ops.PhenomOps"
+_EXPIRY_TOLERANCE_MS = 60_000
 
 
 def _now_ms() -> int:
@@ -162,7 +163,7 @@ class PhenomOps:
             changes.extend(f"power levels: {t} {old} -> {level}" for t, old in plan.previous["events"].items())
         elif existing is None:
             return []  # read-only already, not by a lockdown: nothing of ours to expire
-        if existing is not None and existing.until_ts != until:
+        if existing is not None and not _same_expiry(existing.until_ts, until):
             changes.append(f"expiry: {_when(existing.until_ts)} -> {_when(until)}")
         elif existing is None:
             changes.append(f"expiry: {_when(until)}")
@@ -295,6 +296,13 @@ class PhenomOps:
             action = "agent_revoke" if revoked else "agent_enable"
             await self.audit("", user_id, action, action, core.audit_detail(by, reason, changes=changes))
         return {"user_id": user_id, "dry_run": dry_run, "changes": changes}
+
+
+def _same_expiry(a: int | None, b: int | None) -> bool:
+    """Repeating ``--until 10m`` a few seconds later is the same lockdown (idempotent)."""
+    if a is None or b is None:
+        return a == b
+    return abs(a - b) < _EXPIRY_TOLERANCE_MS
 
 
 def _when(ts: int | None) -> str:

@@ -111,8 +111,15 @@ class AdminOps:
         user_id = self.user_id(user)
         self.get_user(user_id)
         body = {"user_id": user_id, "unban": unban, "reason": reason, "dry_run": dry_run}
-        result = self._call("POST", core.BAN_PATH, json=body)
-        return Outcome(user_id, list(result["changes"]), dry_run)
+        changes = list(self._call("POST", core.BAN_PATH, json=body)["changes"])
+        if unban and changes and not dry_run:
+            # Back into the rooms their groups allow (the rooms module's reconcile).
+            groups = self._call("GET", GROUPS_PATH, params={"user_id": user_id})
+            if groups.get("known"):
+                body = {"user_id": user_id, "groups": groups["groups"], "source": "admin-unban"}
+                joined = self._call("POST", GROUPS_PATH, json=body)["joined"]
+                changes.extend(f"rejoined {alias} (groups {', '.join(groups['groups']) or 'none'})" for alias in joined)
+        return Outcome(user_id, changes, dry_run)
 
     def redact(self, user: str, since_ms: int | None, reason: str, dry_run: bool, wait_s: float = 60.0) -> Outcome:
         """Synapse's user-redaction task (messages and joins, in every room of the user;
@@ -166,7 +173,7 @@ class AdminOps:
             "deactivated": bool(info.get("deactivated")),
             "suspended": bool(info.get("suspended")),
             "shadow_banned": bool(info.get("shadow_banned")),
-            "created_ts": info.get("creation_ts"),
+            "created_ts": int(info["creation_ts"]) * 1000 if info.get("creation_ts") else None,  # API: seconds
             "external_ids": info.get("external_ids") or [],
             "groups": groups.get("groups", []),
             "rooms": rooms,
@@ -177,25 +184,30 @@ class AdminOps:
 
     # -- agents ---------------------------------------------------------------------------
 
-    def agents(self, prefix: str = "agent-") -> list[dict[str, Any]]:
-        """Agent users (``@agent-*``) with last activity and revocation state."""
+    def agents(self, configured: dict[str, str] | None = None, prefix: str = "agent-") -> list[dict[str, Any]]:
+        """Agent users (``@agent-*``, plus ``configured`` localpart -> client id from the MCP
+        config, even before their first call) with last activity and revocation state."""
         users = self._call(
             "GET", "/_synapse/admin/v2/users", params={"name": prefix, "limit": 1000, "deactivated": "true"}
         )["users"]
         revoked = {r["user_id"]: r for r in self._call("GET", core.AGENT_REVOCATIONS_PATH)["revoked"]}
+        clients = {self.user_id(lp): cid for lp, cid in (configured or {}).items()}
+        known = {str(u["name"]): u for u in users if str(u["name"]).startswith(f"@{prefix}")}
         out = []
-        for u in users:
-            name = str(u["name"])
-            if not name.startswith(f"@{prefix}"):
-                continue
-            devices = self._call("GET", f"/_synapse/admin/v2/users/{quote(name)}/devices")["devices"]
-            last = max((d.get("last_seen_ts") or 0 for d in devices), default=0) or u.get("last_seen_ts")
+        for name in sorted(set(known) | set(clients) | set(revoked)):
+            exists = name in known
+            devices = (
+                self._call("GET", f"/_synapse/admin/v2/users/{quote(name)}/devices")["devices"] if exists else []
+            )
+            last = max((d.get("last_seen_ts") or 0 for d in devices), default=0)
             out.append(
                 {
                     "user_id": name,
-                    "displayname": u.get("displayname"),
+                    "client_id": clients.get(name),
+                    "displayname": known[name].get("displayname") if exists else None,
+                    "exists": exists,
                     "last_seen_ts": last or None,
-                    "suspended": bool(self.get_user(name).get("suspended")),
+                    "suspended": bool(self.get_user(name).get("suspended")) if exists else False,
                     "revoked": name in revoked,
                     "revocation": revoked.get(name),
                 }
@@ -206,9 +218,12 @@ class AdminOps:
         """Revoke: the MCP server refuses the agent's tokens and its Matrix user is suspended
         (it cannot send, join or invite). Re-enable undoes both."""
         user_id = self.user_id(agent if agent.startswith(("@", "agent-")) else f"agent-{agent}")
-        info = self.get_user(user_id)
+        resp = self.http.get(f"/_synapse/admin/v2/users/{quote(user_id)}")
+        info = raise_for_matrix(resp) if resp.status_code != 404 else None
         body = {"user_id": user_id, "revoked": revoke, "reason": reason, "dry_run": dry_run}
         changes = list(self._call("POST", core.AGENT_REVOCATIONS_PATH, json=body)["changes"])
+        if info is None:
+            return Outcome(user_id, changes, dry_run, {"note": "no Matrix user yet (created on its first call)"})
         suspended = bool(info.get("suspended"))
         if suspended != revoke:
             changes.append(f"Matrix user suspended: {suspended} -> {revoke}")
