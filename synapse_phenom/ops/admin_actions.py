@@ -114,11 +114,10 @@ class AdminOps:
         changes = list(self._call("POST", core.BAN_PATH, json=body)["changes"])
         if unban and changes and not dry_run:
             # Back into the rooms their groups allow (the rooms module's reconcile).
-            groups = self._call("GET", GROUPS_PATH, params={"user_id": user_id})
-            if groups.get("known"):
-                body = {"user_id": user_id, "groups": groups["groups"], "source": "admin-unban"}
-                joined = self._call("POST", GROUPS_PATH, json=body)["joined"]
-                changes.extend(f"rejoined {alias} (groups {', '.join(groups['groups']) or 'none'})" for alias in joined)
+            groups = list(self._call("GET", GROUPS_PATH, params={"user_id": user_id})["groups"])
+            body = {"user_id": user_id, "groups": groups, "source": "admin-unban"}
+            joined = self._call("POST", GROUPS_PATH, json=body)["joined"]
+            changes.extend(f"rejoined {alias} (groups: {', '.join(groups) or 'none'})" for alias in joined)
         return Outcome(user_id, changes, dry_run)
 
     def redact(self, user: str, since_ms: int | None, reason: str, dry_run: bool, wait_s: float = 60.0) -> Outcome:
