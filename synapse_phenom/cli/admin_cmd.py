@@ -34,24 +34,35 @@ def _common(p: argparse.ArgumentParser, reason: bool = True) -> None:
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     if reason:
         p.add_argument("--reason", default="", help="why (goes into the audit log)")
-        p.add_argument("--dry-run", action="store_true", help="show what would change; change nothing")
+        p.add_argument(
+            "--dry-run", action="store_true", help="show what would change; change nothing"
+        )
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = sub.add_parser("admin", help="admin actions: lockdown, slow mode, users, agents (audited)")
     a = p.add_subparsers(dest="admin_command", required=True, metavar="ACTION")
 
-    for name, helptext in (("lockdown", "make a room read-only below moderator"), ("unlock", "reopen a room")):
+    for name, helptext in (
+        ("lockdown", "make a room read-only below moderator"),
+        ("unlock", "reopen a room"),
+    ):
         r = a.add_parser(name, help=helptext)
         _common(r)
         where = r.add_mutually_exclusive_group(required=True)
-        where.add_argument("--room", help="room key (community, partners, internal), alias or room id")
+        where.add_argument(
+            "--room", help="room key (community, partners, internal), alias or room id"
+        )
         where.add_argument("--all", action="store_true", help="the three Phenom rooms")
         if name == "lockdown":
-            r.add_argument("--until", help="lift it by itself after 30s, 10m, 2h, 1d (survives restarts)")
+            r.add_argument(
+                "--until", help="lift it by itself after 30s, 10m, 2h, 1d (survives restarts)"
+            )
         r.set_defaults(func=run_room, lock=name == "lockdown")
 
-    s = a.add_parser("slow-mode", help="at most one message per interval per user (live moderation policy)")
+    s = a.add_parser(
+        "slow-mode", help="at most one message per interval per user (live moderation policy)"
+    )
     _common(s)
     s.add_argument("--room", required=True, help="room key, alias or room id")
     mode = s.add_mutually_exclusive_group(required=True)
@@ -80,16 +91,24 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
         if name in ("shadow-ban", "ban"):
             c.add_argument("--undo", action="store_true", help="lift it")
         if name == "redact":
-            c.add_argument("--since", help="only messages since 30m, 2h, 7d, an ISO time or epoch ms")
+            c.add_argument(
+                "--since", help="only messages since 30m, 2h, 7d, an ISO time or epoch ms"
+            )
         if name == "deactivate":
-            c.add_argument("--erase", action="store_true", help="also erase messages for new joiners, profile")
+            c.add_argument(
+                "--erase", action="store_true", help="also erase messages for new joiners, profile"
+            )
         c.set_defaults(func=run_user, action=name)
 
     ag = a.add_parser("agents", help="AI agents: list, revoke, enable")
     ags = ag.add_subparsers(dest="agents_command", required=True, metavar="ACTION")
     lst = ags.add_parser("list", help="agents with last activity and revocation state")
     _common(lst, reason=False)
-    lst.add_argument("--mcp-config", type=Path, help="mcp.yaml: also list configured agents (default DIR/mcp.yaml)")
+    lst.add_argument(
+        "--mcp-config",
+        type=Path,
+        help="mcp.yaml: also list configured agents (default DIR/mcp.yaml)",
+    )
     lst.set_defaults(func=run_agents_list)
     for name, helptext in (
         ("revoke", "MCP refuses its tokens; its Matrix user is suspended"),
@@ -141,7 +160,11 @@ def _run(args: argparse.Namespace, action: Callable[[AdminOps], Any]) -> int:
 def _print_outcomes(args: argparse.Namespace, outcomes: list[Outcome]) -> None:
     if args.json:
         for o in outcomes:
-            console.print_json(json.dumps({"target": o.target, "dry_run": o.dry_run, "changes": o.changes, **o.extra}))
+            console.print_json(
+                json.dumps(
+                    {"target": o.target, "dry_run": o.dry_run, "changes": o.changes, **o.extra}
+                )
+            )
         return
     for o in outcomes:
         if not o.changes:
@@ -164,7 +187,10 @@ def run_room(args: argparse.Namespace) -> int:
     except ValueError as err:
         return fail(f"--until: {err}")
     if args.lock:
-        return _run(args, lambda ops: [ops.lockdown(r, until, args.reason, args.dry_run) for r in _rooms(args)])
+        return _run(
+            args,
+            lambda ops: [ops.lockdown(r, until, args.reason, args.dry_run) for r in _rooms(args)],
+        )
     return _run(args, lambda ops: [ops.unlock(r, args.reason, args.dry_run) for r in _rooms(args)])
 
 
@@ -190,7 +216,13 @@ def run_status(args: argparse.Namespace) -> int:
         for col in ("room", "until (UTC)", "by", "reason", "since (UTC)"):
             table.add_column(col, overflow="fold")
         for r in rows:
-            table.add_row(r["room_id"], _when(r["until_ts"]) if r["until_ts"] else "until unlocked", r["locked_by"], r["reason"], _when(r["locked_ts"]))
+            table.add_row(
+                r["room_id"],
+                _when(r["until_ts"]) if r["until_ts"] else "until unlocked",
+                r["locked_by"],
+                r["reason"],
+                _when(r["locked_ts"]),
+            )
         console.print(table)
 
     return _run(args, show)
@@ -232,11 +264,19 @@ def _print_user(args: argparse.Namespace, info: dict[str, Any]) -> None:
     table.add_row("rooms", "\n".join(info["rooms"]) or "-")
     table.add_row(
         "devices",
-        "\n".join(f"{d['device_id']} {d.get('display_name') or ''} last {_when(d.get('last_seen_ts'))} {d.get('last_seen_ip') or ''}" for d in info["devices"]) or "-",
+        "\n".join(
+            f"{d['device_id']} {d.get('display_name') or ''} last {_when(d.get('last_seen_ts'))} "
+            f"{d.get('last_seen_ip') or ''}"
+            for d in info["devices"]
+        )
+        or "-",
     )
     table.add_row(
         "moderation (recent)",
-        "\n".join(f"{_when(e['ts'])} {e['action']} {e['rule']} {e['room_id']}" for e in info["moderation"]) or "-",
+        "\n".join(
+            f"{_when(e['ts'])} {e['action']} {e['rule']} {e['room_id']}" for e in info["moderation"]
+        )
+        or "-",
     )
     console.print(table)
 
@@ -249,7 +289,9 @@ def run_agents_list(args: argparse.Namespace) -> int:
             agents = (yaml.safe_load(path.read_text()) or {}).get("agents") or {}
         except (OSError, yaml.YAMLError) as err:
             return fail(f"--mcp-config: {err}")
-        configured = {str(p["localpart"]): str(cid) for cid, p in agents.items() if isinstance(p, dict)}
+        configured = {
+            str(p["localpart"]): str(cid) for cid, p in agents.items() if isinstance(p, dict)
+        }
 
     def show(ops: AdminOps) -> None:
         rows = ops.agents(configured)
@@ -263,11 +305,19 @@ def run_agents_list(args: argparse.Namespace) -> int:
             state = "REVOKED" if r["revoked"] else ("suspended" if r["suspended"] else "active")
             if not r["exists"]:
                 state += " (no Matrix user yet)"
-            table.add_row(r["user_id"], r["client_id"] or "-", r["displayname"] or "-", _when(r["last_seen_ts"]), state)
+            table.add_row(
+                r["user_id"],
+                r["client_id"] or "-",
+                r["displayname"] or "-",
+                _when(r["last_seen_ts"]),
+                state,
+            )
         console.print(table)
 
     return _run(args, show)
 
 
 def run_agent_revoke(args: argparse.Namespace) -> int:
-    return _run(args, lambda ops: ops.agent_revoke(args.agent, args.revoke, args.reason, args.dry_run))
+    return _run(
+        args, lambda ops: ops.agent_revoke(args.agent, args.revoke, args.reason, args.dry_run)
+    )

@@ -79,5 +79,7 @@ def with_revocations(verifier: TokenVerifier, config: McpConfig) -> TokenVerifie
         return verifier
     from synapse_phenom.mcp.appservice import read_as_token
 
-    revoked = RevokedAgents(config.synapse.homeserver_url, read_as_token(config.synapse.registration_file))
+    revoked = RevokedAgents(
+        config.synapse.homeserver_url, read_as_token(config.synapse.registration_file)
+    )
     return RevocationCheckingVerifier(verifier, config.agents, config.synapse.server_name, revoked)

@@ -18,22 +18,24 @@ from __future__ import annotations
 
 import logging
 import time
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from synapse.api.errors import Codes, SynapseError
-from synapse.module_api import DirectServeJsonResource, ModuleApi
+from synapse.module_api import ModuleApi
 
 from synapse_phenom.config import parse_module_config
 from synapse_phenom.moderation import store as moderation_store
-from synapse_phenom.moderation.config import POLICY_EVENT_TYPE
+from synapse_phenom.modules import ops_actions as actions
 from synapse_phenom.modules._guard import guarded
-from synapse_phenom.modules._health import LOADED, mark_loaded
+from synapse_phenom.modules._health import mark_loaded
+from synapse_phenom.modules.ops_resources import Endpoint, HealthResource, RevokedAgentsResource
 from synapse_phenom.modules.rooms import get_rooms_module
 from synapse_phenom.ops import admin_core as core
 from synapse_phenom.ops import store
 
 if TYPE_CHECKING:
-    from synapse.http.site import SynapseRequest as Request
+    pass
 
 logger = logging.getLogger(__name__)
 MODULE = "synapse_phenom.modules.ops.PhenomOps"
@@ -50,17 +52,34 @@ class PhenomOps:
         self.api = api
         self._schema_ready = False
         api.register_web_resource(core.HEALTH_PATH, HealthResource(api))
-        api.register_web_resource(core.LOCKDOWN_PATH, Endpoint(self, {"POST": self.lockdown, "GET": self.lockdowns}))
-        api.register_web_resource(core.SLOW_MODE_PATH, Endpoint(self, {"POST": self.slow_mode}))
-        api.register_web_resource(core.BAN_PATH, Endpoint(self, {"POST": self.ban}))
-        api.register_web_resource(core.ADMIN_AUDIT_PATH, Endpoint(self, {"POST": self.write_audit}))
         api.register_web_resource(
-            core.AGENT_REVOCATIONS_PATH, Endpoint(self, {"POST": self.revoke, "GET": self.revocations})
+            core.LOCKDOWN_PATH, Endpoint(self, {"POST": self.lockdown, "GET": self.lockdowns})
+        )
+        api.register_web_resource(
+            core.SLOW_MODE_PATH, Endpoint(self, {"POST": partial(actions.slow_mode, self)})
+        )
+        api.register_web_resource(
+            core.BAN_PATH, Endpoint(self, {"POST": partial(actions.ban, self)})
+        )
+        api.register_web_resource(
+            core.ADMIN_AUDIT_PATH, Endpoint(self, {"POST": partial(actions.write_audit, self)})
+        )
+        api.register_web_resource(
+            core.AGENT_REVOCATIONS_PATH,
+            Endpoint(
+                self,
+                {"POST": partial(actions.revoke, self), "GET": partial(actions.revocations, self)},
+            ),
         )
         api.register_web_resource(core.REVOKED_AGENTS_PATH, RevokedAgentsResource(self))
         if api.should_run_background_tasks():
             api.looping_background_call(
-                self.lift_expired, int(config.expiry_check_seconds * 1000), desc="phenom_ops_lockdown_expiry"
+                self.lift_expired,
+                int(config.expiry_check_seconds * 1000),
+                desc="phenom_ops_lockdown_expiry",
+            )
+            api.looping_background_call(
+                self.ensure_system_admin, 30_000, desc="phenom_ops_system_admin"
             )
         mark_loaded(MODULE)
 
@@ -73,7 +92,9 @@ class PhenomOps:
     async def db(self, desc: str, fn: Any, *args: Any) -> Any:
         if not self._schema_ready:
             await self.api.run_db_interaction("phenom_ops_schema", store.create_schema)
-            await self.api.run_db_interaction("phenom_moderation_schema", moderation_store.create_schema)
+            await self.api.run_db_interaction(
+                "phenom_moderation_schema", moderation_store.create_schema
+            )
             self._schema_ready = True
         return await self.api.run_db_interaction(desc, fn, *args)
 
@@ -86,7 +107,11 @@ class PhenomOps:
     async def room(self, value: Any) -> str:
         """A room id from a room id, an alias or a room key (community)."""
         if not isinstance(value, str) or not value:
-            raise SynapseError(400, "'room' must be a room id, alias or key such as 'community'", Codes.INVALID_PARAM)
+            raise SynapseError(
+                400,
+                "'room' must be a room id, alias or key such as 'community'",
+                Codes.INVALID_PARAM,
+            )
         if value.startswith("!"):
             return value
         if value.startswith("#"):
@@ -98,18 +123,33 @@ class PhenomOps:
         rooms = get_rooms_module()
         key_room = await rooms.room_id(value) if rooms and value in rooms.config.rooms else None
         if key_room is None:
-            raise SynapseError(404, f"{value!r} is not a Phenom room key (internal, partners, community)", Codes.NOT_FOUND)
+            raise SynapseError(
+                404,
+                f"{value!r} is not a Phenom room key (internal, partners, community)",
+                Codes.NOT_FOUND,
+            )
         return key_room
 
-    async def audit(self, room_id: str, user_id: str, command: str, action: str, detail: str) -> None:
+    async def audit(
+        self, room_id: str, user_id: str, command: str, action: str, detail: str
+    ) -> None:
         row = moderation_store.AuditRow(
-            _now_ms(), room_id, user_id, core.ADMIN_POLICY, f"admin:{command}", action, "admin", detail
+            _now_ms(),
+            room_id,
+            user_id,
+            core.ADMIN_POLICY,
+            f"admin:{command}",
+            action,
+            "admin",
+            detail,
         )
         await self.db("phenom_ops_audit", moderation_store.record, row)
 
     async def send(self, room_id: str, event: dict[str, Any]) -> None:
         try:
-            await self.api.create_and_send_event_into_room({"room_id": room_id, "sender": self.system_user(), **event})
+            await self.api.create_and_send_event_into_room(
+                {"room_id": room_id, "sender": self.system_user(), **event}
+            )
         except SynapseError as err:
             raise SynapseError(
                 409, f"The system user could not change {room_id}: {err.msg}", Codes.FORBIDDEN
@@ -119,7 +159,10 @@ class PhenomOps:
         if not self.config.room_notices:
             return
         try:
-            await self.send(room_id, {"type": "m.room.message", "content": {"msgtype": "m.notice", "body": text}})
+            await self.send(
+                room_id,
+                {"type": "m.room.message", "content": {"msgtype": "m.notice", "body": text}},
+            )
         except Exception:
             logger.exception("Could not post the notice in %s", room_id)
 
@@ -127,7 +170,11 @@ class PhenomOps:
         state = await self.api.get_room_state(room_id, [("m.room.power_levels", "")])
         event = state.get(("m.room.power_levels", ""))
         if event is None:
-            raise SynapseError(404, f"{room_id} has no power levels (is it a room of this server?)", Codes.NOT_FOUND)
+            raise SynapseError(
+                404,
+                f"{room_id} has no power levels (is it a room of this server?)",
+                Codes.NOT_FOUND,
+            )
         return dict(event.get_dict()["content"])
 
     # -- lockdown ----------------------------------------------------------------------
@@ -137,7 +184,9 @@ class PhenomOps:
         lock, dry_run = bool(body.get("lock", True)), bool(body.get("dry_run", False))
         until = body.get("until_ts")
         if until is not None and (not isinstance(until, int) or until <= _now_ms()):
-            raise SynapseError(400, "'until_ts' must be a future time in ms since the epoch", Codes.INVALID_PARAM)
+            raise SynapseError(
+                400, "'until_ts' must be a future time in ms since the epoch", Codes.INVALID_PARAM
+            )
         reason = str(body.get("reason") or "")
         if lock:
             changes = await self._lock(room_id, until, by, reason, dry_run)
@@ -152,15 +201,21 @@ class PhenomOps:
             "lockdown": existing.to_json() if existing else None,
         }
 
-    async def _lock(self, room_id: str, until: int | None, by: str, reason: str, dry_run: bool) -> list[str]:
+    async def _lock(
+        self, room_id: str, until: int | None, by: str, reason: str, dry_run: bool
+    ) -> list[str]:
         level = self.config.moderator_level
         pl = await self.power_levels(room_id)
         existing = await self.db("phenom_ops_get_lockdown", store.get_lockdown, room_id)
         plan = core.lock_power_levels(pl, level)
         changes: list[str] = []
         if plan.content is not None:
-            changes.append(f"power levels: events_default {plan.previous['events_default']} -> {level}")
-            changes.extend(f"power levels: {t} {old} -> {level}" for t, old in plan.previous["events"].items())
+            changes.append(
+                f"power levels: events_default {plan.previous['events_default']} -> {level}"
+            )
+            changes.extend(
+                f"power levels: {t} {old} -> {level}" for t, old in plan.previous["events"].items()
+            )
         elif existing is None:
             return []  # read-only already, not by a lockdown: nothing of ours to expire
         if existing is not None and not _same_expiry(existing.until_ts, until):
@@ -174,7 +229,10 @@ class PhenomOps:
         await self.db("phenom_ops_put_lockdown", store.put_lockdown, row)
         if plan.content is not None:
             try:
-                await self.send(room_id, {"type": "m.room.power_levels", "state_key": "", "content": plan.content})
+                await self.send(
+                    room_id,
+                    {"type": "m.room.power_levels", "state_key": "", "content": plan.content},
+                )
             except Exception:
                 if existing is None:  # nothing half-done: no row without the power levels
                     await self.db("phenom_ops_delete_lockdown", store.delete_lockdown, room_id)
@@ -192,15 +250,22 @@ class PhenomOps:
         content = core.unlock_power_levels(pl, existing.previous if existing else None, level)
         changes: list[str] = []
         if content is not None:
-            changes.append(f"power levels: events_default {pl.get('events_default', 0)} -> {content.get('events_default', 0)}")
+            changes.append(
+                f"power levels: events_default {pl.get('events_default', 0)} -> "
+                f"{content.get('events_default', 0)}"
+            )
         if existing is not None:
             changes.append("lockdown record removed")
         if not changes or dry_run:
             return changes
         if content is not None:
-            await self.send(room_id, {"type": "m.room.power_levels", "state_key": "", "content": content})
+            await self.send(
+                room_id, {"type": "m.room.power_levels", "state_key": "", "content": content}
+            )
         await self.db("phenom_ops_delete_lockdown", store.delete_lockdown, room_id)
-        await self.audit(room_id, by, "unlock", "unlock", core.audit_detail(by, reason, changes=changes))
+        await self.audit(
+            room_id, by, "unlock", "unlock", core.audit_detail(by, reason, changes=changes)
+        )
         await self.notice(room_id, core.UNLOCK_NOTICE)
         logger.info("Room %s unlocked by %s (%s)", room_id, by, reason)
         return changes
@@ -217,85 +282,16 @@ class PhenomOps:
             except Exception:
                 logger.exception("Could not lift the expired lockdown of %s", lock.room_id)
 
-    # -- slow mode, bans ------------------------------------------------------------------
-
-    async def slow_mode(self, by: str, body: dict[str, Any]) -> dict[str, Any]:
-        room_id = await self.room(body.get("room"))
-        seconds = body.get("seconds")
-        if not isinstance(seconds, int) or not 0 <= seconds <= 86400:
-            raise SynapseError(400, "'seconds' must be 0 (off) to 86400", Codes.INVALID_PARAM)
-        dry_run, reason = bool(body.get("dry_run", False)), str(body.get("reason") or "")
-        state = await self.api.get_room_state(room_id, [(POLICY_EVENT_TYPE, "")])
-        event = state.get((POLICY_EVENT_TYPE, ""))
-        live = dict(event.get_dict()["content"]) if event is not None else {}
-        content = core.slow_mode_content(live, seconds)
-        changes = []
-        if content != live:
-            before = live.get("flood", "configured")
-            changes.append(f"live policy flood: {before} -> {content.get('flood', 'configured')}")
-        if changes and not dry_run:
-            await self.send(room_id, {"type": POLICY_EVENT_TYPE, "state_key": "", "content": content})
-            await self.audit(room_id, by, "slow_mode", "slow_mode", core.audit_detail(by, reason, changes=changes))
-        return {"room_id": room_id, "dry_run": dry_run, "changes": changes}
-
-    async def ban(self, by: str, body: dict[str, Any]) -> dict[str, Any]:
-        user_id = body.get("user_id")
-        if not isinstance(user_id, str) or not user_id.startswith("@") or not self.api.is_mine(user_id):
-            raise SynapseError(400, "'user_id' must be a user of this server", Codes.INVALID_PARAM)
-        unban, dry_run = bool(body.get("unban", False)), bool(body.get("dry_run", False))
-        reason = str(body.get("reason") or "")
+    @guarded("ops", fallback=None)
+    async def ensure_system_admin(self) -> None:
+        """The system user (created by the rooms module) is a server admin: it acts for
+        ``phenom-chat admin`` and the doctor checks it."""
         rooms = get_rooms_module()
-        if rooms is None:
-            raise SynapseError(503, "The Phenom rooms module is not loaded", Codes.UNKNOWN)
-        system = self.system_user()
-        changes: list[str] = []
-        for key, room_id in (await rooms.room_ids()).items():
-            current = await rooms.membership_of(room_id, user_id)
-            if unban and current == "ban":
-                changes.append(f"{key}: unbanned")
-                if not dry_run:
-                    await self.api.update_room_membership(system, user_id, room_id, "leave")
-            elif not unban and current != "ban":
-                changes.append(f"{key}: banned (was {current or 'not a member'})")
-                if not dry_run:
-                    content = {"reason": reason} if reason else {}
-                    await self.api.update_room_membership(system, user_id, room_id, "ban", content=content)
-        if changes and not dry_run:
-            action = "unban" if unban else "ban"
-            await self.audit("", user_id, action, action, core.audit_detail(by, reason, changes=changes))
-        return {"user_id": user_id, "dry_run": dry_run, "changes": changes}
-
-    # -- audit, agents ---------------------------------------------------------------------
-
-    async def write_audit(self, by: str, body: dict[str, Any]) -> dict[str, Any]:
-        command, user_id, room_id = body.get("command"), body.get("user_id", ""), body.get("room_id", "")
-        if not isinstance(command, str) or not command.replace("_", "").isalpha() or len(command) > 40:
-            raise SynapseError(400, "'command' must be a word such as 'suspend'", Codes.INVALID_PARAM)
-        if not isinstance(user_id, str) or not isinstance(room_id, str):
-            raise SynapseError(400, "'user_id' and 'room_id' must be strings", Codes.INVALID_PARAM)
-        changes = body.get("changes") or []
-        if not isinstance(changes, list) or not all(isinstance(c, str) for c in changes):
-            raise SynapseError(400, "'changes' must be a list of strings", Codes.INVALID_PARAM)
-        detail = core.audit_detail(by, str(body.get("reason") or ""), changes=changes)
-        await self.audit(room_id, user_id or by, command, command, detail)
-        return {"written": True}
-
-    async def revocations(self, by: str, body: dict[str, Any]) -> dict[str, Any]:
-        return {"revoked": await self.db("phenom_ops_revoked", store.revoked_agents)}
-
-    async def revoke(self, by: str, body: dict[str, Any]) -> dict[str, Any]:
-        user_id, revoked = body.get("user_id"), body.get("revoked")
-        if not isinstance(user_id, str) or not user_id.startswith("@") or not isinstance(revoked, bool):
-            raise SynapseError(400, "'user_id' (an agent's Matrix ID) and 'revoked' (bool) are required", Codes.INVALID_PARAM)
-        reason, dry_run = str(body.get("reason") or ""), bool(body.get("dry_run", False))
-        rows = await self.db("phenom_ops_revoked", store.revoked_agents)
-        is_revoked = any(r["user_id"] == user_id for r in rows)
-        changes = [] if is_revoked == revoked else [f"MCP tokens {'refused' if revoked else 'accepted again'}"]
-        if changes and not dry_run:
-            await self.db("phenom_ops_set_revoked", store.set_revoked, user_id, revoked, by, reason, _now_ms())
-            action = "agent_revoke" if revoked else "agent_enable"
-            await self.audit("", user_id, action, action, core.audit_detail(by, reason, changes=changes))
-        return {"user_id": user_id, "dry_run": dry_run, "changes": changes}
+        if rooms is None or not await self.api.check_user_exists(rooms.system_user_id):
+            return
+        if not await self.api.is_user_admin(rooms.system_user_id):
+            await self.api.set_user_admin(rooms.system_user_id, True)
+            logger.info("Made the system user %s a server admin", rooms.system_user_id)
 
 
 def _same_expiry(a: int | None, b: int | None) -> bool:
@@ -307,62 +303,3 @@ def _same_expiry(a: int | None, b: int | None) -> bool:
 
 def _when(ts: int | None) -> str:
     return "none" if ts is None else time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(ts / 1000))
-
-
-class Endpoint(DirectServeJsonResource):
-    """Admin-only JSON endpoint: each method is ``handler(admin_user_id, body)``."""
-
-    def __init__(self, ops: PhenomOps, handlers: dict[str, Any]) -> None:
-        super().__init__()
-        self._ops = ops
-        self._handlers = handlers
-
-    async def _handle(self, method: str, request: Request) -> tuple[int, dict[str, Any]]:
-        from synapse.http.servlet import parse_json_object_from_request
-
-        requester = await self._ops.api.get_user_by_req(request)
-        by = requester.user.to_string()
-        if not await self._ops.api.is_user_admin(by):
-            raise SynapseError(403, "Only server administrators may do this", Codes.FORBIDDEN)
-        body = parse_json_object_from_request(request) if method == "POST" else {}
-        return 200, await self._handlers[method](by, body)
-
-    async def _async_render_POST(self, request: Request) -> tuple[int, dict[str, Any]]:
-        return await self._handle("POST", request)
-
-    async def _async_render_GET(self, request: Request) -> tuple[int, dict[str, Any]]:
-        if "GET" not in self._handlers:
-            raise SynapseError(405, "Use POST", Codes.UNRECOGNIZED)
-        return await self._handle("GET", request)
-
-
-class RevokedAgentsResource(DirectServeJsonResource):
-    """``GET``: revoked agents' user ids, for the MCP application service (its token) or admins."""
-
-    def __init__(self, ops: PhenomOps) -> None:
-        super().__init__()
-        self._ops = ops
-
-    async def _async_render_GET(self, request: Request) -> tuple[int, dict[str, Any]]:
-        requester = await self._ops.api.get_user_by_req(request)
-        allowed = requester.app_service_id in self._ops.config.appservice_ids
-        if not allowed and not await self._ops.api.is_user_admin(requester.user.to_string()):
-            raise SynapseError(403, "Only the Phenom MCP application service may read this", Codes.FORBIDDEN)
-        rows = await self._ops.db("phenom_ops_revoked", store.revoked_agents)
-        return 200, {"revoked": [r["user_id"] for r in rows]}
-
-
-class HealthResource(DirectServeJsonResource):
-    """``GET``: this process's loaded Phenom modules (no auth; nothing secret)."""
-
-    def __init__(self, api: ModuleApi) -> None:
-        super().__init__()
-        self._api = api
-
-    async def _async_render_GET(self, request: Request) -> tuple[int, dict[str, Any]]:
-        return 200, {
-            "status": "ok",
-            "modules": sorted(LOADED),
-            "worker": self._api.worker_name or "main",
-            "server_name": self._api.server_name,
-        }

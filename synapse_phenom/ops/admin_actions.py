@@ -38,7 +38,9 @@ class AdminOps:
         self.http = httpx2.Client(
             base_url=self.base_url, headers={"Authorization": f"Bearer {token}"}, timeout=timeout
         )
-        self.me = str(raise_for_matrix(self.http.get("/_matrix/client/v3/account/whoami"))["user_id"])
+        self.me = str(
+            raise_for_matrix(self.http.get("/_matrix/client/v3/account/whoami"))["user_id"]
+        )
         self.server_name = self.me.split(":", 1)[1]
 
     def close(self) -> None:
@@ -62,8 +64,16 @@ class AdminOps:
             raise MatrixError(404, "M_NOT_FOUND", f"{user_id} does not exist")
         return raise_for_matrix(resp)
 
-    def audit(self, command: str, user_id: str, changes: list[str], reason: str, room_id: str = "") -> None:
-        body = {"command": command, "user_id": user_id, "room_id": room_id, "changes": changes, "reason": reason}
+    def audit(
+        self, command: str, user_id: str, changes: list[str], reason: str, room_id: str = ""
+    ) -> None:
+        body = {
+            "command": command,
+            "user_id": user_id,
+            "room_id": room_id,
+            "changes": changes,
+            "reason": reason,
+        }
         self._call("POST", core.ADMIN_AUDIT_PATH, json=body)
 
     # -- rooms ----------------------------------------------------------------------------
@@ -72,7 +82,9 @@ class AdminOps:
         until = int((time.time() + until_s) * 1000) if until_s else None
         body = {"room": room, "lock": True, "until_ts": until, "reason": reason, "dry_run": dry_run}
         result = self._call("POST", core.LOCKDOWN_PATH, json=body)
-        return Outcome(result["room_id"], list(result["changes"]), dry_run, {"lockdown": result["lockdown"]})
+        return Outcome(
+            result["room_id"], list(result["changes"]), dry_run, {"lockdown": result["lockdown"]}
+        )
 
     def unlock(self, room: str, reason: str, dry_run: bool) -> Outcome:
         body = {"room": room, "lock": False, "reason": reason, "dry_run": dry_run}
@@ -94,7 +106,9 @@ class AdminOps:
         current = bool(self.get_user(user_id).get("suspended"))
         changes = [] if current == suspend else [f"suspended: {current} -> {suspend}"]
         if changes and not dry_run:
-            self._call("PUT", f"/_synapse/admin/v1/suspend/{quote(user_id)}", json={"suspend": suspend})
+            self._call(
+                "PUT", f"/_synapse/admin/v1/suspend/{quote(user_id)}", json={"suspend": suspend}
+            )
             self.audit("suspend" if suspend else "unsuspend", user_id, changes, reason)
         return Outcome(user_id, changes, dry_run)
 
@@ -103,7 +117,11 @@ class AdminOps:
         current = bool(self.get_user(user_id).get("shadow_banned"))
         changes = [] if current == on else [f"shadow_banned: {current} -> {on}"]
         if changes and not dry_run:
-            self._call("POST" if on else "DELETE", f"/_synapse/admin/v1/users/{quote(user_id)}/shadow_ban", json={})
+            self._call(
+                "POST" if on else "DELETE",
+                f"/_synapse/admin/v1/users/{quote(user_id)}/shadow_ban",
+                json={},
+            )
             self.audit("shadow_ban" if on else "unshadow_ban", user_id, changes, reason)
         return Outcome(user_id, changes, dry_run)
 
@@ -117,17 +135,30 @@ class AdminOps:
             groups = list(self._call("GET", GROUPS_PATH, params={"user_id": user_id})["groups"])
             body = {"user_id": user_id, "groups": groups, "source": "admin-unban"}
             joined = self._call("POST", GROUPS_PATH, json=body)["joined"]
-            changes.extend(f"rejoined {alias} (groups: {', '.join(groups) or 'none'})" for alias in joined)
+            changes.extend(
+                f"rejoined {alias} (groups: {', '.join(groups) or 'none'})" for alias in joined
+            )
         return Outcome(user_id, changes, dry_run)
 
-    def redact(self, user: str, since_ms: int | None, reason: str, dry_run: bool, wait_s: float = 60.0) -> Outcome:
+    def redact(
+        self, user: str, since_ms: int | None, reason: str, dry_run: bool, wait_s: float = 60.0
+    ) -> Outcome:
         """Synapse's user-redaction task (messages and joins, in every room of the user;
         already-redacted events are skipped, so it is safe to repeat)."""
         user_id = self.user_id(user)
         self.get_user(user_id)
-        rooms = self._call("GET", f"/_synapse/admin/v1/users/{quote(user_id)}/joined_rooms")["joined_rooms"]
-        since = "the beginning" if since_ms is None else time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(since_ms / 1000))
-        plan = [f"redact messages since {since} in {len(rooms)} joined rooms (and rooms they are banned from)"]
+        rooms = self._call("GET", f"/_synapse/admin/v1/users/{quote(user_id)}/joined_rooms")[
+            "joined_rooms"
+        ]
+        since = (
+            "the beginning"
+            if since_ms is None
+            else time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(since_ms / 1000))
+        )
+        plan = [
+            f"redact messages since {since} in {len(rooms)} joined rooms (and rooms they are "
+            "banned from)"
+        ]
         if dry_run:
             return Outcome(user_id, plan, True)
         body: dict[str, Any] = {"rooms": [], "use_admin": False}
@@ -135,7 +166,9 @@ class AdminOps:
             body["reason"] = reason
         if since_ms is not None:
             body["after_ts"] = since_ms
-        redact_id = self._call("POST", f"/_synapse/admin/v1/user/{quote(user_id)}/redact", json=body)["redact_id"]
+        redact_id = self._call(
+            "POST", f"/_synapse/admin/v1/user/{quote(user_id)}/redact", json=body
+        )["redact_id"]
         status: dict[str, Any] = {"status": "scheduled"}
         deadline = time.monotonic() + wait_s
         while time.monotonic() < deadline:
@@ -151,9 +184,15 @@ class AdminOps:
     def deactivate(self, user: str, erase: bool, reason: str, dry_run: bool) -> Outcome:
         user_id = self.user_id(user)
         current = bool(self.get_user(user_id).get("deactivated"))
-        changes = [] if current else [f"deactivated{' and erased' if erase else ''} (logged out, left every room)"]
+        changes = (
+            []
+            if current
+            else [f"deactivated{' and erased' if erase else ''} (logged out, left every room)"]
+        )
         if changes and not dry_run:
-            self._call("POST", f"/_synapse/admin/v1/deactivate/{quote(user_id)}", json={"erase": erase})
+            self._call(
+                "POST", f"/_synapse/admin/v1/deactivate/{quote(user_id)}", json={"erase": erase}
+            )
             self.audit("deactivate", user_id, changes, reason)
         return Outcome(user_id, changes, dry_run)
 
@@ -161,9 +200,13 @@ class AdminOps:
         user_id = self.user_id(user)
         info = self.get_user(user_id)
         groups = self._call("GET", GROUPS_PATH, params={"user_id": user_id})
-        rooms = self._call("GET", f"/_synapse/admin/v1/users/{quote(user_id)}/joined_rooms")["joined_rooms"]
+        rooms = self._call("GET", f"/_synapse/admin/v1/users/{quote(user_id)}/joined_rooms")[
+            "joined_rooms"
+        ]
         devices = self._call("GET", f"/_synapse/admin/v2/users/{quote(user_id)}/devices")["devices"]
-        audit = self._call("GET", AUDIT_PATH, params={"user_id": user_id, "limit": actions})["entries"]
+        audit = self._call("GET", AUDIT_PATH, params={"user_id": user_id, "limit": actions})[
+            "entries"
+        ]
         last_seen = max((d.get("last_seen_ts") or 0 for d in devices), default=0) or None
         return {
             "user_id": user_id,
@@ -172,7 +215,9 @@ class AdminOps:
             "deactivated": bool(info.get("deactivated")),
             "suspended": bool(info.get("suspended")),
             "shadow_banned": bool(info.get("shadow_banned")),
-            "created_ts": int(info["creation_ts"]) * 1000 if info.get("creation_ts") else None,  # API: seconds
+            "created_ts": int(info["creation_ts"]) * 1000
+            if info.get("creation_ts")
+            else None,  # API: seconds
             "external_ids": info.get("external_ids") or [],
             "groups": groups.get("groups", []),
             "rooms": rooms,
@@ -183,20 +228,28 @@ class AdminOps:
 
     # -- agents ---------------------------------------------------------------------------
 
-    def agents(self, configured: dict[str, str] | None = None, prefix: str = "agent-") -> list[dict[str, Any]]:
+    def agents(
+        self, configured: dict[str, str] | None = None, prefix: str = "agent-"
+    ) -> list[dict[str, Any]]:
         """Agent users (``@agent-*``, plus ``configured`` localpart -> client id from the MCP
         config, even before their first call) with last activity and revocation state."""
         users = self._call(
-            "GET", "/_synapse/admin/v2/users", params={"name": prefix, "limit": 1000, "deactivated": "true"}
+            "GET",
+            "/_synapse/admin/v2/users",
+            params={"name": prefix, "limit": 1000, "deactivated": "true"},
         )["users"]
-        revoked = {r["user_id"]: r for r in self._call("GET", core.AGENT_REVOCATIONS_PATH)["revoked"]}
+        revoked = {
+            r["user_id"]: r for r in self._call("GET", core.AGENT_REVOCATIONS_PATH)["revoked"]
+        }
         clients = {self.user_id(lp): cid for lp, cid in (configured or {}).items()}
         known = {str(u["name"]): u for u in users if str(u["name"]).startswith(f"@{prefix}")}
         out = []
         for name in sorted(set(known) | set(clients) | set(revoked)):
             exists = name in known
             devices = (
-                self._call("GET", f"/_synapse/admin/v2/users/{quote(name)}/devices")["devices"] if exists else []
+                self._call("GET", f"/_synapse/admin/v2/users/{quote(name)}/devices")["devices"]
+                if exists
+                else []
             )
             last = max((d.get("last_seen_ts") or 0 for d in devices), default=0)
             out.append(
@@ -222,11 +275,18 @@ class AdminOps:
         body = {"user_id": user_id, "revoked": revoke, "reason": reason, "dry_run": dry_run}
         changes = list(self._call("POST", core.AGENT_REVOCATIONS_PATH, json=body)["changes"])
         if info is None:
-            return Outcome(user_id, changes, dry_run, {"note": "no Matrix user yet (created on its first call)"})
+            return Outcome(
+                user_id,
+                changes,
+                dry_run,
+                {"note": "no Matrix user yet (created on its first call)"},
+            )
         suspended = bool(info.get("suspended"))
         if suspended != revoke:
             changes.append(f"Matrix user suspended: {suspended} -> {revoke}")
             if not dry_run:
-                self._call("PUT", f"/_synapse/admin/v1/suspend/{quote(user_id)}", json={"suspend": revoke})
+                self._call(
+                    "PUT", f"/_synapse/admin/v1/suspend/{quote(user_id)}", json={"suspend": revoke}
+                )
                 self.audit("suspend" if revoke else "unsuspend", user_id, [changes[-1]], reason)
         return Outcome(user_id, changes, dry_run)

@@ -61,7 +61,8 @@ class OpsConfig(FrozenModel):
 
 
 def parse_duration(value: str) -> int:
-    """``--until``/``--interval``: ``90s``, ``10m``, ``2h``, ``1d`` -> seconds (ValueError otherwise)."""
+    """``--until``/``--interval``: ``90s``, ``10m``, ``2h``, ``1d`` -> seconds (ValueError "
+    "otherwise)."""
     match = _DURATION.match(value.strip())
     if not match or int(match.group(1)) <= 0:
         raise ValueError(f"{value!r} is not a duration: use e.g. 30s, 10m, 2h or 1d")

@@ -60,7 +60,9 @@ _COLUMNS = "room_id, until_ts, level, previous, locked_by, reason, locked_ts"
 
 def _lockdown(row: tuple[Any, ...]) -> Lockdown:
     until = None if row[1] is None else int(row[1])
-    return Lockdown(str(row[0]), until, int(row[2]), json.loads(row[3]), str(row[4]), str(row[5]), int(row[6]))
+    return Lockdown(
+        str(row[0]), until, int(row[2]), json.loads(row[3]), str(row[4]), str(row[5]), int(row[6])
+    )
 
 
 def get_lockdown(txn: Txn, room_id: str) -> Lockdown | None:
@@ -95,7 +97,8 @@ def delete_lockdown(txn: Txn, room_id: str) -> None:
 
 def expired_lockdowns(txn: Txn, now_ms: int) -> list[Lockdown]:
     txn.execute(
-        f"SELECT {_COLUMNS} FROM phenom_room_lockdowns WHERE until_ts IS NOT NULL AND until_ts <= ?",
+        f"SELECT {_COLUMNS} FROM phenom_room_lockdowns WHERE until_ts IS NOT NULL AND until_ts <= "
+        "?",
         (now_ms,),
     )
     return [_lockdown(r) for r in txn.fetchall()]
@@ -107,9 +110,17 @@ def list_lockdowns(txn: Txn) -> list[Lockdown]:
 
 
 def revoked_agents(txn: Txn) -> list[dict[str, Any]]:
-    txn.execute("SELECT user_id, revoked_by, reason, revoked_ts FROM phenom_agent_revocations ORDER BY user_id")
+    txn.execute(
+        "SELECT user_id, revoked_by, reason, revoked_ts FROM phenom_agent_revocations ORDER BY "
+        "user_id"
+    )
     return [
-        {"user_id": str(r[0]), "revoked_by": str(r[1]), "reason": str(r[2]), "revoked_ts": int(r[3])}
+        {
+            "user_id": str(r[0]),
+            "revoked_by": str(r[1]),
+            "reason": str(r[2]),
+            "revoked_ts": int(r[3]),
+        }
         for r in txn.fetchall()
     ]
 
@@ -122,7 +133,8 @@ def set_revoked(txn: Txn, user_id: str, revoked: bool, by: str, reason: str, now
         return False
     if revoked:
         txn.execute(
-            "INSERT INTO phenom_agent_revocations (user_id, revoked_by, reason, revoked_ts) VALUES (?, ?, ?, ?)",
+            "INSERT INTO phenom_agent_revocations (user_id, revoked_by, reason, revoked_ts) "
+            "VALUES (?, ?, ?, ?)",
             (user_id, by, reason, now_ms),
         )
     else:

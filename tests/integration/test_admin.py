@@ -28,7 +28,9 @@ from synapse_phenom.moderation.config import AUDIT_PATH
 pytestmark = pytest.mark.synapse
 
 
-def admin(synapse: SynapseStack, capsys: pytest.CaptureFixture[str], *args: str) -> list[dict[str, Any]]:
+def admin(
+    synapse: SynapseStack, capsys: pytest.CaptureFixture[str], *args: str
+) -> list[dict[str, Any]]:
     """Run ``phenom-chat admin ARGS --json``; return the printed JSON objects."""
     capsys.readouterr()
     code = cli_main(["admin", *args, "--data-dir", str(synapse.data_dir), "--json"])
@@ -63,7 +65,9 @@ def notices(client: MatrixClient, room: str, since_ts: int) -> list[str]:
     return [
         e["content"].get("body", "")
         for e in client.messages(room, limit=30)
-        if e["type"] == "m.room.message" and e["content"].get("msgtype") == "m.notice" and e["origin_server_ts"] >= since_ts
+        if e["type"] == "m.room.message"
+        and e["content"].get("msgtype") == "m.notice"
+        and e["origin_server_ts"] >= since_ts
     ]
 
 
@@ -83,7 +87,9 @@ def test_lockdown_refuses_members_and_unlock_reopens(
     before = power_levels(watcher, community)
     audit_before = len(audit(synapse, room_id=community))
 
-    [dry] = admin(synapse, capsys, "lockdown", "--room", "community", "--dry-run", "--reason", "test")
+    [dry] = admin(
+        synapse, capsys, "lockdown", "--room", "community", "--dry-run", "--reason", "test"
+    )
     assert dry["dry_run"] and any("events_default 0 -> 50" in c for c in dry["changes"])
     assert power_levels(watcher, community) == before  # --dry-run changes nothing
     assert len(audit(synapse, room_id=community)) == audit_before
@@ -122,7 +128,11 @@ def test_lockdown_all_closes_the_three_rooms(
                 headers={"Authorization": f"Bearer {api.token}"},
             )
         state = resp.json()["state"]
-        return int(next(e for e in state if e["type"] == "m.room.power_levels")["content"].get("events_default", 0))
+        return int(
+            next(e for e in state if e["type"] == "m.room.power_levels")["content"].get(
+                "events_default", 0
+            )
+        )
 
     try:
         results = admin(synapse, capsys, "lockdown", "--all", "--reason", "incident")
@@ -144,7 +154,10 @@ def test_lockdown_expires_by_itself_even_across_a_restart(
     if until - time.time() * 1000 > 3000:
         assert member.send_raw(community, {"msgtype": "m.text", "body": "x"}).status_code == 403
     eventually(
-        lambda: member.send_raw(community, {"msgtype": "m.text", "body": "open again"}).status_code == 200,
+        lambda: (
+            member.send_raw(community, {"msgtype": "m.text", "body": "open again"}).status_code
+            == 200
+        ),
         timeout=60,
         interval=1,
     )
@@ -161,10 +174,17 @@ def test_slow_mode_through_the_live_policy(
     assert on["changes"]
     member.send(community, "first")
     resp = member.send_raw(community, {"msgtype": "m.text", "body": "second"})
-    assert resp.status_code in (403, 429) and resp.json()["errcode"] == "M_LIMIT_EXCEEDED", resp.text
+    assert resp.status_code in (403, 429) and resp.json()["errcode"] == "M_LIMIT_EXCEEDED", (
+        resp.text
+    )
     [off] = admin(synapse, capsys, "slow-mode", "--room", "community", "--off")
     assert off["changes"]
-    eventually(lambda: member.send_raw(community, {"msgtype": "m.text", "body": "third"}).status_code == 200, timeout=15)
+    eventually(
+        lambda: (
+            member.send_raw(community, {"msgtype": "m.text", "body": "third"}).status_code == 200
+        ),
+        timeout=15,
+    )
 
 
 def test_suspend_blocks_sends_and_dry_run_changes_nothing(
@@ -197,17 +217,23 @@ def test_redact_since_hides_recent_messages_from_others(
     time.sleep(1.5)
     since = str(int(time.time() * 1000))
     recent = [spammer.send(room, f"spam {i}") for i in range(2)]
-    [dry] = admin(synapse, capsys, "user", "redact", spammer.localpart, "--since", since, "--dry-run")
+    [dry] = admin(
+        synapse, capsys, "user", "redact", spammer.localpart, "--since", since, "--dry-run"
+    )
     assert dry["dry_run"]
     assert watcher.event(room, recent[0])["content"]["body"] == "spam 0"
-    admin(synapse, capsys, "user", "redact", spammer.localpart, "--since", since, "--reason", "spam")
+    admin(
+        synapse, capsys, "user", "redact", spammer.localpart, "--since", since, "--reason", "spam"
+    )
     for event_id in recent:
         event = watcher.event(room, event_id)
         assert event["content"] == {} and "redacted_because" in event["unsigned"], event
     assert watcher.event(room, older)["content"]["body"] == "an older message"
 
 
-def test_ban_from_phenom_rooms_and_undo(synapse: SynapseStack, capsys: pytest.CaptureFixture[str]) -> None:
+def test_ban_from_phenom_rooms_and_undo(
+    synapse: SynapseStack, capsys: pytest.CaptureFixture[str]
+) -> None:
     user = synapse.register()
     room = synapse.rooms["community"]
     assert admin(synapse, capsys, "user", "ban", user.localpart, "--dry-run")[0]["dry_run"]
@@ -222,12 +248,17 @@ def test_ban_from_phenom_rooms_and_undo(synapse: SynapseStack, capsys: pytest.Ca
     assert room in user.joined_rooms()
 
 
-def test_shadow_ban_and_deactivate(synapse: SynapseStack, capsys: pytest.CaptureFixture[str]) -> None:
+def test_shadow_ban_and_deactivate(
+    synapse: SynapseStack, capsys: pytest.CaptureFixture[str]
+) -> None:
     user, watcher = synapse.register(), synapse.register()
     room = synapse.rooms["community"]
     admin(synapse, capsys, "user", "shadow-ban", user.localpart)
     event_id = user.send(room, "nobody sees this")  # looks sent to the shadow-banned user
-    assert watcher.request("GET", f"/_matrix/client/v3/rooms/{room}/event/{event_id}").status_code == 404
+    assert (
+        watcher.request("GET", f"/_matrix/client/v3/rooms/{room}/event/{event_id}").status_code
+        == 404
+    )
     admin(synapse, capsys, "user", "shadow-ban", user.localpart, "--undo")
     [done] = admin(synapse, capsys, "user", "deactivate", user.localpart, "--reason", "abuse")
     assert done["changes"]
@@ -240,7 +271,12 @@ def test_agent_revoke_refuses_tokens_until_enabled(
 ) -> None:
     synapse = mcp_stack.synapse
     token = mcp_stack.token(COMMUNITY)
-    call = {"jsonrpc": "2.0", "id": 3, "method": "tools/call", "params": {"name": "list_rooms", "arguments": {}}}
+    call = {
+        "jsonrpc": "2.0",
+        "id": 3,
+        "method": "tools/call",
+        "params": {"name": "list_rooms", "arguments": {}},
+    }
     assert post(mcp_stack, token, call).status_code == 200  # creates the agent's Matrix user
     agent = mcp_stack.agent_user_id(COMMUNITY)
     as_token = _as_token(mcp_stack)

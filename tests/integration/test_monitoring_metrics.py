@@ -24,9 +24,16 @@ def test_rules_and_dashboard_use_only_exposed_metrics(mcp_stack: McpStack) -> No
     synapse_text = httpx2.get(f"{mcp_stack.synapse.base_url}/_synapse/metrics", timeout=30).text
     mcp_text = httpx2.get(f"{mcp_stack.base_url}/metrics", timeout=30).text
     exposed = exposed_names(synapse_text) | exposed_names(mcp_text)
-    assert "phenom_module_callback_errors_total" in exposed and "phenom_mcp_tool_calls_total" in exposed
+    assert (
+        "phenom_module_callback_errors_total" in exposed
+        and "phenom_mcp_tool_calls_total" in exposed
+    )
     rules = used_names(rule_exprs(MONITORING / "prometheus" / "phenom-alerts.yml"))
     panels = used_names(dashboard_exprs(MONITORING / "grafana" / "phenom-chat.json"))
     assert len(rules) >= 12 and len(panels) >= 15
-    assert not rules - exposed, f"alert rules use metrics no target exposes: {sorted(rules - exposed)}"
-    assert not panels - exposed, f"dashboard panels use metrics no target exposes: {sorted(panels - exposed)}"
+    assert not rules - exposed, (
+        f"alert rules use metrics no target exposes: {sorted(rules - exposed)}"
+    )
+    assert not panels - exposed, (
+        f"dashboard panels use metrics no target exposes: {sorted(panels - exposed)}"
+    )

@@ -36,7 +36,9 @@ def promtool() -> str:
         return path
     if os.environ.get("CI"):
         pytest.fail("CI must run promtool: install Debian's prometheus package (.ci/run does)")
-    pytest.skip("promtool not installed: apt-get install --no-install-recommends prometheus (CI does)")
+    pytest.skip(
+        "promtool not installed: apt-get install --no-install-recommends prometheus (CI does)"
+    )
 
 
 def run(promtool: str, *args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
@@ -53,7 +55,11 @@ def test_rules_are_valid_and_their_unit_tests_pass(promtool: str) -> None:
 
 def test_every_alert_has_a_unit_test_and_a_runbook_section() -> None:
     alerts = {r["alert"] for g in yaml.safe_load(RULES.read_text())["groups"] for r in g["rules"]}
-    tested = {c["alertname"] for t in yaml.safe_load(RULE_TESTS.read_text())["tests"] for c in t["alert_rule_test"]}
+    tested = {
+        c["alertname"]
+        for t in yaml.safe_load(RULE_TESTS.read_text())["tests"]
+        for c in t["alert_rule_test"]
+    }
     assert alerts == tested
     runbook = (ROOT / "docs" / "operations.md").read_text()
     missing = [a for a in sorted(alerts) if f"### {a}" not in runbook]
@@ -79,15 +85,28 @@ def test_a_broken_expression_fails_promtool(promtool: str, tmp_path: Path) -> No
 
 
 def test_an_alert_that_no_longer_fires_fails_the_unit_tests(promtool: str, tmp_path: Path) -> None:
-    _copy_with(tmp_path, "synapse_replication_tcp_command_queue) > 100", "synapse_replication_tcp_command_queue) > 1000")
+    _copy_with(
+        tmp_path,
+        "synapse_replication_tcp_command_queue) > 100",
+        "synapse_replication_tcp_command_queue) > 1000",
+    )
     tested = run(promtool, "test", "rules", RULE_TESTS.name, cwd=tmp_path)
-    assert tested.returncode != 0 and "SynapseWorkerReplicationBehind" in tested.stdout + tested.stderr
+    assert (
+        tested.returncode != 0 and "SynapseWorkerReplicationBehind" in tested.stdout + tested.stderr
+    )
 
 
 def test_dashboard_queries_are_valid_promql(promtool: str, tmp_path: Path) -> None:
     exprs = list(dashboard_exprs(DASHBOARD))
     assert len(exprs) >= 15
-    rules = {"groups": [{"name": "dashboard", "rules": [{"record": f"dashboard:q{i}", "expr": e} for i, e in enumerate(exprs)]}]}
+    rules = {
+        "groups": [
+            {
+                "name": "dashboard",
+                "rules": [{"record": f"dashboard:q{i}", "expr": e} for i, e in enumerate(exprs)],
+            }
+        ]
+    }
     (tmp_path / "dashboard-rules.yml").write_text(yaml.safe_dump(rules))
     check = run(promtool, "check", "rules", "dashboard-rules.yml", cwd=tmp_path)
     assert check.returncode == 0, check.stdout + check.stderr
@@ -95,23 +114,35 @@ def test_dashboard_queries_are_valid_promql(promtool: str, tmp_path: Path) -> No
 
 def test_metric_names_of_expressions() -> None:
     expr = (
-        'histogram_quantile(0.95, sum by (le, tool) (rate(phenom_mcp_tool_duration_seconds_bucket{tool!="x"}[10m]))) > 5'
-        " and on (instance) max_over_time(up[5m]) - ignoring (name) synapse_event_persisted_position offset 5m"
+        "histogram_quantile(0.95, sum by (le, tool) "
+        '(rate(phenom_mcp_tool_duration_seconds_bucket{tool!="x"}[10m]))) > '
+        "5"
+        " and on (instance) max_over_time(up[5m]) - ignoring (name) "
+        "synapse_event_persisted_position offset 5m"
     )
-    assert names_in_expr(expr) == {"phenom_mcp_tool_duration_seconds_bucket", "up", "synapse_event_persisted_position"}
+    assert names_in_expr(expr) == {
+        "phenom_mcp_tool_duration_seconds_bucket",
+        "up",
+        "synapse_event_persisted_position",
+    }
     assert "up" not in used_names(["up == 0"])
 
 
 def test_a_renamed_metric_is_missing_from_the_exposed_names() -> None:
     exposition = (
-        "# HELP phenom_preview_fetches_total x\n# TYPE phenom_preview_fetches_total counter\n"
-        "# HELP phenom_preview_fetch_seconds x\n# TYPE phenom_preview_fetch_seconds histogram\n"
-        'phenom_preview_fetch_seconds_bucket{le="+Inf"} 0.0\nphenom_preview_fetch_seconds_count 0.0\n'
+        "# HELP phenom_preview_fetches_total x\n# TYPE phenom_preview_fetches_total "
+        "counter\n"
+        "# HELP phenom_preview_fetch_seconds x\n# TYPE phenom_preview_fetch_seconds "
+        "histogram\n"
+        'phenom_preview_fetch_seconds_bucket{le="+Inf"} 0.0\nphenom_preview_fetch_seconds_count '
+        "0.0\n"
         "phenom_preview_fetch_seconds_sum 0.0\n"
     )
     exposed = exposed_names(exposition)
     assert {"phenom_preview_fetches_total", "phenom_preview_fetch_seconds_bucket"} <= exposed
-    renamed = exposition.replace("phenom_preview_fetches_total", "phenom_preview_fetch_results_total")
+    renamed = exposition.replace(
+        "phenom_preview_fetches_total", "phenom_preview_fetch_results_total"
+    )
     assert "phenom_preview_fetches_total" not in exposed_names(renamed)
     used = used_names(rule_exprs(RULES)) | used_names(dashboard_exprs(DASHBOARD))
     assert "phenom_preview_fetches_total" in used
