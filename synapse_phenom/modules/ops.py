@@ -51,6 +51,7 @@ class PhenomOps:
         self.config = config
         self.api = api
         self._schema_ready = False
+        self._system_admin_ok = False
         api.register_web_resource(core.HEALTH_PATH, HealthResource(api))
         api.register_web_resource(
             core.LOCKDOWN_PATH, Endpoint(self, {"POST": self.lockdown, "GET": self.lockdowns})
@@ -77,9 +78,6 @@ class PhenomOps:
                 self.lift_expired,
                 int(config.expiry_check_seconds * 1000),
                 desc="phenom_ops_lockdown_expiry",
-            )
-            api.looping_background_call(
-                self.ensure_system_admin, 30_000, desc="phenom_ops_system_admin"
             )
         mark_loaded(MODULE)
 
@@ -276,6 +274,8 @@ class PhenomOps:
 
     @guarded("ops", fallback=None)
     async def lift_expired(self) -> None:
+        if not self._system_admin_ok:
+            await self.ensure_system_admin()
         for lock in await self.db("phenom_ops_expired", store.expired_lockdowns, _now_ms()):
             try:
                 await self._unlock(lock.room_id, "expiry", "lockdown expired", dry_run=False)
@@ -292,6 +292,7 @@ class PhenomOps:
         if not await self.api.is_user_admin(rooms.system_user_id):
             await self.api.set_user_admin(rooms.system_user_id, True)
             logger.info("Made the system user %s a server admin", rooms.system_user_id)
+        self._system_admin_ok = True  # once per start; the doctor watches it afterwards
 
 
 def _same_expiry(a: int | None, b: int | None) -> bool:

@@ -34,52 +34,54 @@ def check_mcp(t: Target) -> Check:
     return Check("MCP /health", PASS, f"{t.mcp_url}/health: {resp.json().get('status')}")
 
 
+def _oidc_sources(t: Target) -> dict[str, tuple[str | None, str | None]]:
+    """name -> (discovery URL or None, explicit JWKS URL or None) of every OIDC trust."""
+    sources: dict[str, tuple[str | None, str | None]] = {}
+    for p in t.config.get("oidc_providers") or []:
+        issuer = str(p.get("issuer", "")).rstrip("/")
+        discovery = (
+            f"{issuer}/.well-known/openid-configuration" if p.get("discover", True) else None
+        )
+        sources[f"Synapse OIDC {p.get('idp_id', '?')}"] = (discovery, p.get("jwks_uri"))
+    auth = (t.mcp_config or {}).get("auth") or {}
+    if auth.get("issuer") and not auth.get("jwks_file"):
+        jwks = auth.get("jwks_url") or f"{str(auth['issuer']).rstrip('/')}/.well-known/jwks.json"
+        sources["MCP JWKS"] = (None, jwks)
+    return sources
+
+
+def _jwks_keys(t: Target, discovery: str | None, jwks: str | None) -> int:
+    if discovery is not None:
+        disco = t.get(discovery)
+        disco.raise_for_status()
+        jwks = jwks or disco.json()["jwks_uri"]
+    if not jwks:
+        raise ValueError("no jwks_uri configured and discovery is off")
+    resp = t.get(jwks)
+    resp.raise_for_status()
+    return len(resp.json().get("keys", []))
+
+
 def check_oidc(t: Target) -> list[Check]:
-    issuers = [p.get("issuer") for p in t.config.get("oidc_providers") or [] if p.get("issuer")]
     auth = (t.mcp_config or {}).get("auth") or {}
     out: list[Check] = []
     if auth.get("jwks_file"):
         try:
             keys = json.loads(Path(auth["jwks_file"]).read_text()).get("keys", [])
-            out.append(
-                Check(
-                    "MCP JWKS",
-                    PASS if keys else FAIL,
-                    f"dev JWKS file, {len(keys)} keys",
-                    "re-run phenom-chat dev",
-                )
-            )
+            status, detail = (PASS if keys else FAIL), f"dev JWKS file, {len(keys)} keys"
         except (OSError, ValueError) as err:
-            out.append(Check("MCP JWKS", FAIL, str(err), "re-run phenom-chat dev"))
-    elif auth.get("issuer"):
-        issuers.append(auth["issuer"])
-    if not issuers:
-        return out or [Check("Cognito OIDC", SKIP, "no OIDC provider configured", "")]
-    for issuer in dict.fromkeys(issuers):
+            status, detail = FAIL, str(err)
+        out.append(Check("MCP JWKS", status, detail, "re-run phenom-chat dev"))
+    for name, (discovery, jwks) in _oidc_sources(t).items():
+        what = " + ".join(x for x, url in (("discovery", discovery), ("JWKS", True)) if url)
         try:
-            disco = t.get(f"{issuer.rstrip('/')}/.well-known/openid-configuration")
-            disco.raise_for_status()
-            jwks = t.get(disco.json()["jwks_uri"])
-            jwks.raise_for_status()
-            n = len(jwks.json().get("keys", []))
-            out.append(
-                Check(
-                    "Cognito OIDC",
-                    PASS if n else FAIL,
-                    f"{issuer}: discovery + JWKS ({n} keys)",
-                    "check the user pool id and region",
-                )
-            )
+            n = _jwks_keys(t, discovery, jwks)
+            fix = "the JWKS has no keys: check the user pool id and region"
+            out.append(Check(name, PASS if n else FAIL, f"{what} fetched ({n} keys)", fix))
         except (httpx2.HTTPError, ValueError, KeyError) as err:
-            out.append(
-                Check(
-                    "Cognito OIDC",
-                    FAIL,
-                    f"{issuer}: {err}",
-                    "check the pool id/region and outbound HTTPS (NAT) from the task",
-                )
-            )
-    return out
+            fix = "check the pool id/region and outbound HTTPS (NAT) from the task"
+            out.append(Check(name, FAIL, f"{discovery or jwks}: {err}", fix))
+    return out or [Check("Cognito OIDC", SKIP, "no OIDC provider configured", "")]
 
 
 def check_origin(t: Target) -> list[Check]:
