@@ -81,6 +81,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
         ("unsuspend", "lift a suspension"),
         ("shadow-ban", "user's messages silently reach nobody (--undo lifts it)"),
         ("ban", "ban from the three Phenom rooms (--undo unbans)"),
+        ("unmute", "lift moderation mutes now (--room R: one room)"),
         ("redact", "redact the user's messages (--since 2h)"),
         ("deactivate", "log out and deactivate for good (--erase: also erase their data)"),
         ("show", "groups, rooms, devices, last seen, recent moderation actions"),
@@ -90,6 +91,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
         c.add_argument("user", help="localpart or full Matrix ID")
         if name in ("shadow-ban", "ban"):
             c.add_argument("--undo", action="store_true", help="lift it")
+        if name == "unmute":
+            c.add_argument("--room", help="room key, alias or id (default: every room)")
         if name == "redact":
             c.add_argument(
                 "--since", help="only messages since 30m, 2h, 7d, an ISO time or epoch ms"
@@ -243,6 +246,7 @@ def run_user(args: argparse.Namespace) -> int:
         "unsuspend": lambda ops: ops.suspend(user, False, args.reason, args.dry_run),
         "shadow-ban": lambda ops: ops.shadow_ban(user, not args.undo, args.reason, args.dry_run),
         "ban": lambda ops: ops.ban(user, args.undo, args.reason, args.dry_run),
+        "unmute": lambda ops: ops.unmute(user, args.room, args.reason, args.dry_run),
         "deactivate": lambda ops: ops.deactivate(user, args.erase, args.reason, args.dry_run),
     }
     return _run(args, calls[action])

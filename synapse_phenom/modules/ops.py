@@ -63,6 +63,9 @@ class PhenomOps:
             core.BAN_PATH, Endpoint(self, {"POST": partial(actions.ban, self)})
         )
         api.register_web_resource(
+            core.UNMUTE_PATH, Endpoint(self, {"POST": partial(actions.unmute, self)})
+        )
+        api.register_web_resource(
             core.ADMIN_AUDIT_PATH, Endpoint(self, {"POST": partial(actions.write_audit, self)})
         )
         api.register_web_resource(

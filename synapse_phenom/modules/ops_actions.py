@@ -131,3 +131,24 @@ async def revoke(ops: PhenomOps, by: str, body: dict[str, Any]) -> dict[str, Any
         action = "agent_revoke" if revoked else "agent_enable"
         await ops.audit("", user_id, action, action, core.audit_detail(by, reason, changes=changes))
     return {"user_id": user_id, "dry_run": dry_run, "changes": changes}
+
+
+async def unmute(ops: PhenomOps, by: str, body: dict[str, Any]) -> dict[str, Any]:
+    """Lift the moderation module's mutes of a user (all rooms, or ``room``) now."""
+    user_id = body.get("user_id")
+    if not isinstance(user_id, str) or not user_id.startswith("@"):
+        raise SynapseError(400, "'user_id' must be a Matrix user ID", Codes.INVALID_PARAM)
+    room_id = await ops.room(body["room"]) if body.get("room") else None
+    dry_run, reason = bool(body.get("dry_run", False)), str(body.get("reason") or "")
+    now = _now_ms()
+    mutes = await ops.db("phenom_ops_mutes", store.active_mutes, user_id, now)
+    changes = [
+        f"mute in {room} lifted ({(until - now) // 1000} s early)"
+        for room, until in mutes
+        if room_id is None or room == room_id
+    ]
+    if changes and not dry_run:
+        await ops.db("phenom_ops_unmute", store.lift_mutes, user_id, room_id, now)
+        detail = core.audit_detail(by, reason, changes=changes)
+        await ops.audit(room_id or "", user_id, "unmute", "unmute", detail)
+    return {"user_id": user_id, "dry_run": dry_run, "changes": changes}

@@ -140,6 +140,13 @@ class AdminOps:
             )
         return Outcome(user_id, changes, dry_run)
 
+    def unmute(self, user: str, room: str | None, reason: str, dry_run: bool) -> Outcome:
+        """Lift moderation mutes now (an appeal granted); they otherwise end by themselves."""
+        user_id = self.user_id(user)
+        body = {"user_id": user_id, "room": room, "reason": reason, "dry_run": dry_run}
+        changes = list(self._call("POST", core.UNMUTE_PATH, json=body)["changes"])
+        return Outcome(user_id, changes, dry_run)
+
     def redact(
         self, user: str, since_ms: int | None, reason: str, dry_run: bool, wait_s: float = 60.0
     ) -> Outcome:

@@ -21,6 +21,7 @@ HEALTH_PATH = f"{PREFIX}/health"
 LOCKDOWN_PATH = f"{PREFIX}/admin/rooms/lockdown"
 SLOW_MODE_PATH = f"{PREFIX}/admin/rooms/slow_mode"
 BAN_PATH = f"{PREFIX}/admin/users/ban"
+UNMUTE_PATH = f"{PREFIX}/admin/users/unmute"
 ADMIN_AUDIT_PATH = f"{PREFIX}/admin/audit"
 AGENT_REVOCATIONS_PATH = f"{PREFIX}/admin/agents/revoked"
 # The MCP application service reads the revoked agents here (its own token).

@@ -140,3 +140,22 @@ def set_revoked(txn: Txn, user_id: str, revoked: bool, by: str, reason: str, now
     else:
         txn.execute("DELETE FROM phenom_agent_revocations WHERE user_id = ?", (user_id,))
     return True
+
+
+def active_mutes(txn: Txn, user_id: str, now_ms: int) -> list[tuple[str, int]]:
+    """(room_id, until_ts) of the moderation module's mutes still running for ``user_id``."""
+    txn.execute(
+        "SELECT room_id, until_ts FROM phenom_moderation_mutes WHERE user_id = ? AND until_ts > ?",
+        (user_id, now_ms),
+    )
+    return [(str(r[0]), int(r[1])) for r in txn.fetchall()]
+
+
+def lift_mutes(txn: Txn, user_id: str, room_id: str | None, now_ms: int) -> None:
+    """End the user's running mutes (in one room, or everywhere) now: an appeal granted."""
+    sql = "UPDATE phenom_moderation_mutes SET until_ts = ? WHERE user_id = ? AND until_ts > ?"
+    args: tuple[object, ...] = (now_ms, user_id, now_ms)
+    if room_id is not None:
+        sql += " AND room_id = ?"
+        args = (*args, room_id)
+    txn.execute(sql, args)

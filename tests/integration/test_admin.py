@@ -208,6 +208,40 @@ def test_suspend_blocks_sends_and_dry_run_changes_nothing(
     user.send(room, "back")
 
 
+def test_unmute_lifts_a_moderation_mute(
+    synapse: SynapseStack, capsys: pytest.CaptureFixture[str]
+) -> None:
+    user = synapse.register()
+    room = synapse.rooms["community"]
+    for _ in range(
+        5
+    ):  # the shipped Community escalation: 5 blocks in 10 minutes mute for 5 minutes
+        user.send_raw(room, {"msgtype": "m.text", "body": "badword"})
+    resp = user.send_raw(room, {"msgtype": "m.text", "body": "hello"})
+    assert resp.status_code == 403 and resp.json().get("app.phenom.moderation.rule") == "mute", (
+        resp.text
+    )
+    [dry] = admin(synapse, capsys, "user", "unmute", user.localpart, "--dry-run")
+    assert (
+        dry["changes"]
+        and user.send_raw(room, {"msgtype": "m.text", "body": "x"}).status_code == 403
+    )
+    [done] = admin(
+        synapse,
+        capsys,
+        "user",
+        "unmute",
+        user.localpart,
+        "--room",
+        "community",
+        "--reason",
+        "appeal",
+    )
+    assert len(done["changes"]) == 1 and "lifted" in done["changes"][0]
+    user.send(room, "thanks")
+    assert admin(synapse, capsys, "user", "unmute", user.localpart)[0]["changes"] == []
+
+
 def test_redact_since_hides_recent_messages_from_others(
     synapse: SynapseStack, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -162,12 +162,14 @@ def test_doctor_fails_a_database_without_c_collation() -> None:
     name = f"phenom_doctor_{os.getpid()}"
     with conn.cursor() as cur:
         cur.execute(
-            "SELECT collname FROM pg_collation WHERE collname IN ('C.utf8', 'C.UTF-8', 'en_US.utf8')"
+            "SELECT collname FROM pg_collation"
+            " WHERE collname IN ('C.utf8', 'C.UTF-8', 'en_US.utf8')"
         )
         locales = [r[0] for r in cur.fetchall()]
         assert locales, "no non-C locale to test with"
         cur.execute(
-            f"CREATE DATABASE {name} TEMPLATE template0 LC_COLLATE '{locales[0]}' LC_CTYPE '{locales[0]}'"
+            f"CREATE DATABASE {name} TEMPLATE template0"
+            f" LC_COLLATE '{locales[0]}' LC_CTYPE '{locales[0]}'"
         )
     try:
         parts = urlsplit(dsn)

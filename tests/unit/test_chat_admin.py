@@ -1,4 +1,4 @@
-"""The Synapse Admin UI config (deploy/chat-admin): written at container start, pinned to this homeserver."""
+"""Synapse Admin UI config (deploy/chat-admin): written at container start, pinned to this HS."""
 
 from __future__ import annotations
 
