@@ -327,7 +327,8 @@ def test_agent_revoke_refuses_tokens_until_enabled(
             json={"msgtype": "m.text", "body": "still here?"},
         )
         assert resp.status_code == 403 and resp.json()["errcode"] == "M_USER_SUSPENDED", resp.text
-        listed = {a["user_id"]: a for a in admin(synapse, capsys, "agents", "list")[0]}
+        agents: list[dict[str, Any]] = admin(synapse, capsys, "agents", "list")[0]  # type: ignore[assignment]
+        listed = {a["user_id"]: a for a in agents}
         assert listed[agent]["revoked"] and listed[agent]["suspended"]
     finally:
         admin(synapse, capsys, "agents", "enable", agent)
