@@ -21,12 +21,13 @@ import psycopg2
 import pytest
 import yaml
 from fixtures_mcp import McpStack
-from harness import eventually, free_port, require_postgres_dsn, start_dev_command
+from harness import eventually, free_port, require_postgres_dsn, require_redis, start_dev_command
 
 from synapse_phenom import devstack
 from synapse_phenom.cli import main as cli_main
 from synapse_phenom.ops.doctor import Target
 from synapse_phenom.ops.doctor_core import check_database
+from synapse_phenom.ops.doctor_services import check_workers
 
 pytestmark = pytest.mark.synapse
 
@@ -195,3 +196,23 @@ def test_doctor_fails_a_database_without_c_collation() -> None:
         with conn.cursor() as cur:
             cur.execute(f"DROP DATABASE IF EXISTS {name}")
         conn.close()
+
+
+def test_doctor_checks_redis_and_the_replication_listener() -> None:
+    require_redis("the workers check talks to Redis")
+    closed = free_port()
+    config = {
+        "server_name": "x",
+        "redis": {"enabled": True, "host": "127.0.0.1", "port": 6379},
+        "instance_map": {"main": {"host": "127.0.0.1", "port": closed}},
+    }
+    target = Target(config=config, base_url="http://127.0.0.1:1", admin_token=None, production=True)
+    rows = {c.name: c for c in check_workers(target)}
+    assert rows["redis"].status == "pass" and "PONG" in rows["redis"].detail
+    assert rows["instance main"].status == "fail" and rows["instance main"].fix
+    config["redis"] = {"enabled": True, "host": "127.0.0.1", "port": closed}
+    assert {c.name: c for c in check_workers(target)}["redis"].status == "fail"
+    assert (
+        check_workers(Target(config={}, base_url="", admin_token=None, production=False))[0].status
+        == "skip"
+    )
