@@ -43,7 +43,7 @@ class PhenomAgents:
         self._config = config
         self._api = api
         api.register_web_resource(AGENT_ROOMS_PATH, AgentRoomsResource(config, api))
-        mark_loaded("synapse_phenom.modules.agents.PhenomAgents")  # health endpoint (modules.ops)
+        mark_loaded(api, "synapse_phenom.modules.agents.PhenomAgents")  # modules.ops health
 
     @staticmethod
     def parse_config(config: dict[str, Any]) -> AgentsConfig:

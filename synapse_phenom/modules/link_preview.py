@@ -87,7 +87,7 @@ class PhenomLinkPreviews:
             on_new_event=self.on_new_event if self._resolves_messages else None,
         )
         api.register_web_resource(PREVIEW_PATH, PreviewResource(self, api))
-        mark_loaded("synapse_phenom.modules.link_preview.PhenomLinkPreviews")  # health endpoint (modules.ops)
+        mark_loaded(api, "synapse_phenom.modules.link_preview.PhenomLinkPreviews")  # modules.ops health
         if self._resolves_messages:
             api.looping_background_call(
                 self.prune, _PRUNE_INTERVAL_MS, desc="phenom_link_preview_prune"

@@ -130,7 +130,7 @@ class PhenomModeration:
         )
         api.register_third_party_rules_callbacks(check_event_allowed=self.check_event_allowed)
         api.register_web_resource(AUDIT_PATH, AuditResource(self, api))
-        mark_loaded("synapse_phenom.modules.moderation.PhenomModeration")  # health endpoint (modules.ops)
+        mark_loaded(api, "synapse_phenom.modules.moderation.PhenomModeration")  # modules.ops health
         if api.should_run_background_tasks():
             api.looping_background_call(self._cleanup, 600_000, desc="phenom_moderation_cleanup")
 

@@ -82,7 +82,7 @@ class PhenomOps:
                 int(config.expiry_check_seconds * 1000),
                 desc="phenom_ops_lockdown_expiry",
             )
-        mark_loaded(MODULE)
+        mark_loaded(api, MODULE)
 
     @staticmethod
     def parse_config(config: dict[str, Any]) -> core.OpsConfig:

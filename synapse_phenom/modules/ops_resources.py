@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 from synapse.api.errors import Codes, SynapseError
 from synapse.module_api import DirectServeJsonResource, ModuleApi
 
-from synapse_phenom.modules._health import LOADED
+from synapse_phenom.modules._health import loaded_modules
 from synapse_phenom.ops import store
 
 if TYPE_CHECKING:
@@ -71,7 +71,7 @@ class HealthResource(DirectServeJsonResource):
     async def _async_render_GET(self, request: Request) -> tuple[int, dict[str, Any]]:
         return 200, {
             "status": "ok",
-            "modules": sorted(LOADED),
+            "modules": loaded_modules(self._api),
             "worker": self._api.worker_name or "main",
             "server_name": self._api.server_name,
         }

@@ -81,7 +81,7 @@ class PhenomRooms:
         # The system user invites and kicks on behalf of group sync: never throttle it.
         api.register_ratelimit_callbacks(get_ratelimit_override_for_user=self.ratelimit_override)
         api.register_web_resource(GROUPS_PATH, GroupsResource(self, api))
-        mark_loaded("synapse_phenom.modules.rooms.PhenomRooms")  # health endpoint (modules.ops)
+        mark_loaded(api, "synapse_phenom.modules.rooms.PhenomRooms")  # modules.ops health
         if api.should_run_background_tasks():
             api.delayed_background_call(100, self.ensure_rooms, desc="phenom_ensure_rooms")
             # Self-healing: cheap when every alias resolves.
