@@ -26,8 +26,8 @@ from harness import SynapseStack, unique
 from rich.console import Console
 from rich.table import Table
 
-from synapse_phenom import hsconfig
 from synapse_phenom.lambdas import user_provisioner
+from synapse_phenom.ops import hsconfig
 
 console = Console()
 
@@ -65,7 +65,9 @@ def main() -> int:
             cognito.allow_callback(
                 f"http://localhost:{stack.base_url.rsplit(':', 1)[1]}/_synapse/client/oidc/callback"
             )
-            arn = cognito.create_secret("phenom/admin", json.dumps({"access_token": stack.admin_token}))
+            arn = cognito.create_secret(
+                "phenom/admin", json.dumps({"access_token": stack.admin_token})
+            )
             os.environ.update(
                 {
                     "AWS_ENDPOINT_URL": cognito.endpoint,
@@ -125,11 +127,16 @@ def main() -> int:
         table.add_column(col, justify="right" if col != "path" else "left")
     for key, values in results.items():
         ms = [v * 1000 for v in values]
-        table.add_row(key, f"{percentile(ms, 50):.0f}", f"{percentile(ms, 95):.0f}", f"{max(ms):.0f}")
+        table.add_row(
+            key, f"{percentile(ms, 50):.0f}", f"{percentile(ms, 95):.0f}", f"{max(ms):.0f}"
+        )
     console.print(table)
     p95 = percentile(results[keys[1]], 95)
     ok = p95 < 1.0
-    console.print(f"Lambda p95 {p95 * 1000:.0f} ms: {'meets' if ok else 'MISSES'} the < 1 s target (Cognito limit 5 s)")
+    console.print(
+        f"Lambda p95 {p95 * 1000:.0f} ms: {'meets' if ok else 'MISSES'} the < 1 s target "
+        "(Cognito limit 5 s)"
+    )
     return 0 if ok else 1
 
 

@@ -39,10 +39,10 @@ from harness import SynapseStack, free_port
 from rich.console import Console
 from rich.table import Table
 
-from synapse_phenom import devstack, hsconfig
 from synapse_phenom.mcp import dev as mcp_dev
 from synapse_phenom.mcp.appservice import read_as_token
 from synapse_phenom.mcp.devkeys import DEV_CLIENT_ID
+from synapse_phenom.ops import devstack, hsconfig
 
 FILTER = '{"types":["m.room.message"],"lazy_load_members":true}'
 
@@ -64,7 +64,12 @@ class Baseline:
         resp = await self.http.put(
             f"/_matrix/client/v3/rooms/{self.room}/send/m.room.message/b{uuid.uuid4().hex}",
             params=self.params,
-            json={"msgtype": "m.text", "body": body, "format": "org.matrix.custom.html", "formatted_body": body},
+            json={
+                "msgtype": "m.text",
+                "body": body,
+                "format": "org.matrix.custom.html",
+                "formatted_body": body,
+            },
         )
         resp.raise_for_status()
 
@@ -98,9 +103,17 @@ class RawMcp:
         self.ids += 1
         resp = await self.http.post(
             self.url,
-            headers={"Accept": "application/json, text/event-stream", "Content-Type": "application/json"},
+            headers={
+                "Accept": "application/json, text/event-stream",
+                "Content-Type": "application/json",
+            },
             content=json.dumps(
-                {"jsonrpc": "2.0", "id": self.ids, "method": "tools/call", "params": {"name": tool, "arguments": args}}
+                {
+                    "jsonrpc": "2.0",
+                    "id": self.ids,
+                    "method": "tools/call",
+                    "params": {"name": tool, "arguments": args},
+                }
             ),
         )
         resp.raise_for_status()
@@ -118,7 +131,9 @@ async def timed(fn: Callable[[], Awaitable[None]], n: int) -> list[float]:
     return out
 
 
-async def throughput(make: Callable[[int], Callable[[], Awaitable[None]]], ops: int, concurrency: int) -> float:
+async def throughput(
+    make: Callable[[int], Callable[[], Awaitable[None]]], ops: int, concurrency: int
+) -> float:
     per_worker = ops // concurrency
     start = time.perf_counter()
     async with anyio.create_task_group() as tg:
@@ -140,14 +155,23 @@ def cpu_seconds(pid: int) -> float:
 
 
 async def run(
-    stack: SynapseStack, mcp_url: str, token: str, as_token: str, args: argparse.Namespace, mcp_pid: int
+    stack: SynapseStack,
+    mcp_url: str,
+    token: str,
+    as_token: str,
+    args: argparse.Namespace,
+    mcp_pid: int,
 ) -> tuple[list[list[str]], list[list[str]]]:
     room_id = stack.rooms["community"]
     agent = stack.user_id("agent-dev")
     limits = httpx2.Limits(max_connections=64, max_keepalive_connections=64)
     async with (
-        httpx2.AsyncClient(base_url=stack.base_url, headers={"Authorization": f"Bearer {as_token}"}, limits=limits) as http,
-        httpx2.AsyncClient(headers={"Authorization": f"Bearer {token}"}, timeout=60, limits=limits) as mcp_http,
+        httpx2.AsyncClient(
+            base_url=stack.base_url, headers={"Authorization": f"Bearer {as_token}"}, limits=limits
+        ) as http,
+        httpx2.AsyncClient(
+            headers={"Authorization": f"Bearer {token}"}, timeout=60, limits=limits
+        ) as mcp_http,
         Client(streamable_http_client(mcp_url, http_client=mcp_http)) as client,
     ):
         base = Baseline(http, room_id, agent)
@@ -171,7 +195,9 @@ async def run(
                     await fn()
         rounds = 10
         per = max(1, args.calls // rounds)
-        lat: dict[tuple[str, str], list[float]] = {(op, k): [] for op in paths for k in ("api", "raw", "sdk")}
+        lat: dict[tuple[str, str], list[float]] = {
+            (op, k): [] for op in paths for k in ("api", "raw", "sdk")
+        }
         tput: dict[tuple[str, str], list[float]] = {key: [] for key in lat}
         # CPU per operation of each server process: load-independent, unlike wall-clock numbers.
         cpu: dict[tuple[str, str], list[tuple[float, float]]] = {key: [] for key in lat}
@@ -221,8 +247,12 @@ async def run(
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--calls", type=int, default=300, help="sequential calls per path and operation")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--calls", type=int, default=300, help="sequential calls per path and operation"
+    )
     parser.add_argument("--ops", type=int, default=600, help="operations per throughput run")
     parser.add_argument("--concurrency", type=int, default=8)
     args = parser.parse_args()
@@ -241,12 +271,21 @@ def main() -> int:
             devstack.wait_http(f"http://127.0.0.1:{port}/health", [mcp], timeout=60)
             token = files.signer.token(DEV_CLIENT_ID, ["read", "write"])
             rows, cpu_rows = anyio.run(
-                run, stack, f"http://127.0.0.1:{port}/mcp", token, read_as_token(registration), args, mcp.popen.pid
+                run,
+                stack,
+                f"http://127.0.0.1:{port}/mcp",
+                token,
+                read_as_token(registration),
+                args,
+                mcp.popen.pid,
             )
         finally:
             mcp.stop()
             stack.stop()
-    table = Table(title=f"MCP vs Matrix client API ({args.calls} sequential calls, {args.concurrency} concurrent for throughput)")
+    table = Table(
+        title=f"MCP vs Matrix client API ({args.calls} sequential calls, "
+        f"{args.concurrency} concurrent for throughput)"
+    )
     columns = (
         "operation",
         "API p50/p95 ms",

@@ -29,9 +29,9 @@ from harness import MatrixClient, SynapseStack, create_postgres_database, drop_p
 from rich.console import Console
 from rich.table import Table
 
-from synapse_phenom import hsconfig
 from synapse_phenom.moderation.config import POLICY_EVENT_TYPE, RoomPolicy
 from synapse_phenom.moderation.rules import CompiledPolicy
+from synapse_phenom.ops import hsconfig
 
 console = Console(width=130)
 REGEXES = [
@@ -70,7 +70,59 @@ def keywords(n: int, rng: random.Random) -> list[str]:
 
 def message_1k(rng: random.Random) -> str:
     """About 1 KiB of ordinary chat: common words, a Phenom link, punctuation."""
-    words = ["the", "a", "to", "and", "of", "in", "is", "it", "you", "that", "for", "on", "this", "with", "are", "be", "have", "we", "was", "but", "not", "what", "all", "just", "can", "like", "so", "about", "out", "up", "time", "if", "get", "one", "your", "my", "do", "how", "when", "game", "tonight", "team", "score", "season", "phenom", "match", "great", "play", "watch", "friends", "later"]
+    words = [
+        "the",
+        "a",
+        "to",
+        "and",
+        "of",
+        "in",
+        "is",
+        "it",
+        "you",
+        "that",
+        "for",
+        "on",
+        "this",
+        "with",
+        "are",
+        "be",
+        "have",
+        "we",
+        "was",
+        "but",
+        "not",
+        "what",
+        "all",
+        "just",
+        "can",
+        "like",
+        "so",
+        "about",
+        "out",
+        "up",
+        "time",
+        "if",
+        "get",
+        "one",
+        "your",
+        "my",
+        "do",
+        "how",
+        "when",
+        "game",
+        "tonight",
+        "team",
+        "score",
+        "season",
+        "phenom",
+        "match",
+        "great",
+        "play",
+        "watch",
+        "friends",
+        "later",
+    ]
     parts: list[str] = []
     size = 0
     while size < 1000:
@@ -83,7 +135,9 @@ def message_1k(rng: random.Random) -> str:
 
 def heavy_policy(rng: random.Random) -> dict[str, Any]:
     return {
-        "keywords": [{"name": "bench words", "keywords": keywords(10_000, rng), "allow": ["scampi"]}],
+        "keywords": [
+            {"name": "bench words", "keywords": keywords(10_000, rng), "allow": ["scampi"]}
+        ],
         "regexes": [{"name": f"r{i}", "pattern": p} for i, p in enumerate(REGEXES)],
         "links": {"mode": "allow", "domains": ["thephenom.app"], "block_room_links": True},
         "mentions": {"max_user_mentions": 5, "allow_room_mention": False},
@@ -100,7 +154,11 @@ def bench_check(policy: dict[str, Any], rng: random.Random, n: int) -> dict[str,
     html = {**plain, "format": "org.matrix.custom.html", "formatted_body": f"<p>{body}</p>"}
     emoji = {"msgtype": "m.text", "body": body[:1010] + " \U0001f389\u00e9"}
     results = {}
-    cases = (("1 KiB plain text", plain), ("1 KiB text + emoji/accent", emoji), ("1 KiB text + HTML body", html))
+    cases = (
+        ("1 KiB plain text", plain),
+        ("1 KiB text + emoji/accent", emoji),
+        ("1 KiB text + HTML body", html),
+    )
     for name, content in cases:
         assert compiled.check("m.room.message", content) is None
         timings = []
@@ -139,7 +197,9 @@ def start_pair(policy: dict[str, Any], dsn: str | None) -> tuple[SynapseStack, S
     with_dir = Path(tempfile.mkdtemp(prefix="bench-moderation-on-"))
     bare_dir = Path(tempfile.mkdtemp(prefix="bench-moderation-off-"))
     overrides = {hsconfig.MODERATION_MODULE: {"policies": {"default": policy}}}
-    bare_modules = [m for m in hsconfig.default_modules() if m["module"] != hsconfig.MODERATION_MODULE]
+    bare_modules = [
+        m for m in hsconfig.default_modules() if m["module"] != hsconfig.MODERATION_MODULE
+    ]
     on = SynapseStack.start(with_dir, database(dsn), module_overrides=overrides)
     try:
         off = SynapseStack.start(bare_dir, database(dsn), extra_values={"modules": bare_modules})
@@ -153,7 +213,11 @@ def setup_room(
     stack: SynapseStack, concurrency: int, live: dict[str, Any] | None = None
 ) -> tuple[list[MatrixClient], str]:
     owner = stack.register()
-    room_id = str(owner.call("POST", "/_matrix/client/v3/createRoom", json={"preset": "public_chat"})["room_id"])
+    room_id = str(
+        owner.call("POST", "/_matrix/client/v3/createRoom", json={"preset": "public_chat"})[
+            "room_id"
+        ]
+    )
     if live is not None:
         owner.send_state(room_id, POLICY_EVENT_TYPE, live).raise_for_status()
     senders = [stack.register() for _ in range(concurrency)]
@@ -169,7 +233,9 @@ def main() -> int:
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--checks", type=int, default=20_000, help="iterations of the check alone")
     parser.add_argument("--skip-synapse", action="store_true", help="only (b)")
-    parser.add_argument("--postgres", metavar="DSN", help="run both Synapses on PostgreSQL (fresh databases)")
+    parser.add_argument(
+        "--postgres", metavar="DSN", help="run both Synapses on PostgreSQL (fresh databases)"
+    )
     args = parser.parse_args()
     rng = random.Random(42)
     policy = heavy_policy(rng)
@@ -179,7 +245,12 @@ def main() -> int:
     for column in ("message", "median", "p95", "target"):
         table.add_column(column)
     for name in ("1 KiB plain text", "1 KiB text + emoji/accent", "1 KiB text + HTML body"):
-        table.add_row(name, f"{check[name]:.1f}", f"{check[name + ' p95']:.1f}", "median <= 50" if "plain" in name else "-")
+        table.add_row(
+            name,
+            f"{check[name]:.1f}",
+            f"{check[name + ' p95']:.1f}",
+            "median <= 50" if "plain" in name else "-",
+        )
     console.print(table)
     if args.skip_synapse:
         return 0
@@ -192,7 +263,13 @@ def main() -> int:
         # message); the same plus flood control (one database transaction per message); and
         # the module with an empty policy (separates process-to-process noise from rule cost).
         flood = {"flood": {"messages": 1_000_000, "per_seconds": 10}}
-        empty: dict[str, Any] = {"keywords": [], "regexes": [], "links": {"mode": "off"}, "mentions": {}, "escalation": None}
+        empty: dict[str, Any] = {
+            "keywords": [],
+            "regexes": [],
+            "links": {"mode": "off"},
+            "mentions": {},
+            "escalation": None,
+        }
         stack_of = {"bare": off}
         rooms = {
             "bare": setup_room(off, args.concurrency),
@@ -202,8 +279,12 @@ def main() -> int:
         }
         # Confirm the module is really checking: a blocked link where it is loaded.
         for name, (clients, room_id) in rooms.items():
-            resp = clients[0].send_raw(room_id, {"msgtype": "m.text", "body": "see https://example.com"})
-            assert (resp.status_code == 403) == (name not in ("bare", "with moderation, empty policy")), (
+            resp = clients[0].send_raw(
+                room_id, {"msgtype": "m.text", "body": "see https://example.com"}
+            )
+            assert (resp.status_code == 403) == (
+                name not in ("bare", "with moderation, empty policy")
+            ), (
                 name,
                 resp.text,
             )
@@ -223,7 +304,8 @@ def main() -> int:
         rate = {name: sent / s for name, s in seconds.items()}
         engine = "PostgreSQL" if args.postgres else "SQLite"
         table = Table(
-            title=f"(a) send throughput ({engine}), {sent} x 1 KiB messages per room, {args.concurrency} clients"
+            title=f"(a) send throughput ({engine}), {sent} x 1 KiB messages per room, "
+            f"{args.concurrency} clients"
         )
         for column in ("room", "msgs/s", "of bare", "Synapse CPU ms/msg", "capacity of bare (CPU)"):
             table.add_column(column)
@@ -237,7 +319,10 @@ def main() -> int:
                 f"{per_msg['bare'] / per_msg[name] * 100:.1f} %",
             )
         console.print(table)
-        console.print("target: >= 95 % of bare;", f"check median plain: {check['1 KiB plain text']:.1f} µs (target <= 50 µs)")
+        console.print(
+            "target: >= 95 % of bare;",
+            f"check median plain: {check['1 KiB plain text']:.1f} µs (target <= 50 µs)",
+        )
     finally:
         on.stop()
         off.stop()

@@ -37,7 +37,7 @@ from previews_site import PhenomSite
 from rich.console import Console
 from rich.table import Table
 
-from synapse_phenom import hsconfig
+from synapse_phenom.ops import hsconfig
 
 console = Console()
 

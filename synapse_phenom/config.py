@@ -1,7 +1,8 @@
 """Config parsing shared by every module: pydantic models in, clear errors out.
 
 Synapse shows a ``ConfigError`` at startup; its message must name the offending key
-(``modules[rooms].rooms.internal.join_rule``) and what is wrong with it.
+(``modules[rooms].rooms.internal.join_rule``) and what is wrong with it. Pure: the
+Synapse-facing ``parse_module_config`` is in ``synapse_phenom.modules._config``.
 """
 
 from __future__ import annotations
@@ -48,13 +49,3 @@ def parse_model(model: type[M], raw: Mapping[str, Any] | None, prefix: str) -> M
         return model.model_validate(dict(raw))
     except ValidationError as err:
         raise InvalidConfig(describe_validation_error(err, prefix), (prefix,)) from None
-
-
-def parse_module_config(model: type[M], raw: Mapping[str, Any] | None, module: str) -> M:
-    """``parse_config`` body for a Synapse module: same as parse_model, Synapse's error type."""
-    from synapse.module_api.errors import ConfigError
-
-    try:
-        return parse_model(model, raw, f"modules[{module}].config")
-    except InvalidConfig as err:
-        raise ConfigError(str(err)) from None

@@ -20,7 +20,7 @@ from harness import (
     require_postgres_dsn,
 )
 
-from synapse_phenom import hsconfig
+from synapse_phenom.ops import hsconfig
 
 # Each area keeps its session fixtures in its own file; each provides
 # `<area>_synapse_config`, merged into the shared Synapse's config below.
@@ -55,7 +55,12 @@ def synapse_config(
     mcp_synapse_config: SynapseConfigPart,
 ) -> SynapseConfigPart:
     return merge_parts(
-        [cognito_synapse_config, moderation_synapse_config, previews_synapse_config, mcp_synapse_config]
+        [
+            cognito_synapse_config,
+            moderation_synapse_config,
+            previews_synapse_config,
+            mcp_synapse_config,
+        ]
     )
 
 

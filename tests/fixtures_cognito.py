@@ -31,9 +31,9 @@ import pytest
 from bs4 import BeautifulSoup
 from harness import MatrixClient, SynapseConfigPart, SynapseStack, free_port, unique
 
-from synapse_phenom import devstack
-from synapse_phenom.admin_client import raise_for_matrix
-from synapse_phenom.cognito_config import CognitoOidcSettings, oidc_provider
+from synapse_phenom.cognito.config import CognitoOidcSettings, oidc_provider
+from synapse_phenom.ops import devstack
+from synapse_phenom.ops.admin_client import raise_for_matrix
 
 REGION = "eu-west-1"
 APP_REDIRECT = "phenom://auth"  # the mobile app's redirect; whitelisted in the test Synapse
@@ -286,7 +286,9 @@ def ministack_hosted_ui(
     assert page.status_code == 200, f"authorize: {page.status_code} {page.text[:300]}"
     form = BeautifulSoup(page.text, "html.parser").find("form")
     assert form is not None, "no sign-in form on the hosted UI"
-    fields = {i["name"]: i.get("value", "") for i in form.find_all("input") if i.get("name")}
+    fields = {
+        str(i["name"]): str(i.get("value", "")) for i in form.find_all("input") if i.get("name")
+    }
     fields.update(username=username, password=password)
     resp = http.post(urljoin(authorize_url, str(form.get("action"))), data=fields)
     if resp.status_code != 302:

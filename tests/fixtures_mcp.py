@@ -18,9 +18,9 @@ from harness import SynapseConfigPart, SynapseStack, free_port
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 
-from synapse_phenom import devstack
 from synapse_phenom.mcp import dev as mcp_dev
 from synapse_phenom.mcp.devkeys import DevSigner
+from synapse_phenom.ops import devstack
 
 FULL = "test-agent-full"  # every room, every scope it is given
 COMMUNITY = "test-agent-community"  # community only
@@ -34,7 +34,11 @@ TEST_AGENTS = {
         "rooms": ["internal", "partners", "community"],
         "rate_limit_per_minute": 100_000,
     },
-    COMMUNITY: {"localpart": "agent-community", "rooms": ["community"], "rate_limit_per_minute": 100_000},
+    COMMUNITY: {
+        "localpart": "agent-community",
+        "rooms": ["community"],
+        "rate_limit_per_minute": 100_000,
+    },
     SLOW: {"localpart": "agent-slow", "rooms": ["community"], "rate_limit_per_minute": 3},
 }
 
@@ -60,7 +64,9 @@ class McpStack:
     process: devstack.ManagedProcess
     config_path: Path
 
-    def token(self, client_id: str = FULL, scopes: tuple[str, ...] = ALL_SCOPES, lifetime: int = 600) -> str:
+    def token(
+        self, client_id: str = FULL, scopes: tuple[str, ...] = ALL_SCOPES, lifetime: int = 600
+    ) -> str:
         return self.signer.token(client_id, scopes, lifetime=lifetime)
 
     def agent_user_id(self, client_id: str = FULL) -> str:

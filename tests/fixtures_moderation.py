@@ -11,7 +11,7 @@ from __future__ import annotations
 import pytest
 from harness import SynapseConfigPart
 
-from synapse_phenom.hsconfig import MODERATION_MODULE
+from synapse_phenom.ops.hsconfig import MODERATION_MODULE
 
 # Created by the ban-list test; until then the module skips it.
 BAN_LIST_ALIAS_LOCALPART = "moderation-test-bans"
@@ -21,5 +21,7 @@ BAN_LIST_ALIAS_LOCALPART = "moderation-test-bans"
 def moderation_synapse_config(tmp_path_factory: pytest.TempPathFactory) -> SynapseConfigPart:
     """Extra template values / module config the shared test Synapse needs for moderation."""
     return SynapseConfigPart(
-        module_overrides={MODERATION_MODULE: {"ban_lists": [f"#{BAN_LIST_ALIAS_LOCALPART}:localhost"]}}
+        module_overrides={
+            MODERATION_MODULE: {"ban_lists": [f"#{BAN_LIST_ALIAS_LOCALPART}:localhost"]}
+        }
     )

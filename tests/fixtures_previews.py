@@ -13,7 +13,7 @@ import pytest
 from harness import SynapseConfigPart
 from previews_site import PhenomSite
 
-from synapse_phenom import hsconfig
+from synapse_phenom.ops import hsconfig
 
 PREVIEW_BUDGET_MS = 250
 

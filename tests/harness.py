@@ -21,8 +21,8 @@ import attrs
 import httpx2
 import psycopg2
 
-from synapse_phenom import devstack, hsconfig
-from synapse_phenom.admin_client import SynapseAdmin, raise_for_matrix
+from synapse_phenom.ops import devstack, hsconfig
+from synapse_phenom.ops.admin_client import SynapseAdmin, raise_for_matrix
 
 POSTGRES_ENV = "PHENOM_TEST_POSTGRES_DSN"
 
@@ -282,7 +282,9 @@ class MatrixClient:
     def leave(self, room_id: str) -> dict[str, Any]:
         return self.call("POST", f"/_matrix/client/v3/rooms/{quote(room_id)}/leave", json={})
 
-    def send_raw(self, room_id: str, content: dict[str, Any], event_type: str = "m.room.message") -> httpx2.Response:
+    def send_raw(
+        self, room_id: str, content: dict[str, Any], event_type: str = "m.room.message"
+    ) -> httpx2.Response:
         self._txn += 1
         txn = f"t{time.time_ns()}{self._txn}"
         return self.request(
@@ -295,7 +297,9 @@ class MatrixClient:
         content = {"msgtype": "m.text", "body": body, **extra}
         return str(raise_for_matrix(self.send_raw(room_id, content))["event_id"])
 
-    def send_state(self, room_id: str, event_type: str, content: dict[str, Any], state_key: str = "") -> httpx2.Response:
+    def send_state(
+        self, room_id: str, event_type: str, content: dict[str, Any], state_key: str = ""
+    ) -> httpx2.Response:
         return self.request(
             "PUT",
             f"/_matrix/client/v3/rooms/{quote(room_id)}/state/{event_type}/{quote(state_key)}",
@@ -306,7 +310,9 @@ class MatrixClient:
         return set(self.call("GET", "/_matrix/client/v3/joined_rooms")["joined_rooms"])
 
     def event(self, room_id: str, event_id: str) -> dict[str, Any]:
-        return self.call("GET", f"/_matrix/client/v3/rooms/{quote(room_id)}/event/{quote(event_id)}")
+        return self.call(
+            "GET", f"/_matrix/client/v3/rooms/{quote(room_id)}/event/{quote(event_id)}"
+        )
 
     def messages(self, room_id: str, limit: int = 20) -> list[dict[str, Any]]:
         return list(
@@ -319,14 +325,17 @@ class MatrixClient:
 
     def state(self, room_id: str, event_type: str, state_key: str = "") -> httpx2.Response:
         return self.request(
-            "GET", f"/_matrix/client/v3/rooms/{quote(room_id)}/state/{event_type}/{quote(state_key)}"
+            "GET",
+            f"/_matrix/client/v3/rooms/{quote(room_id)}/state/{event_type}/{quote(state_key)}",
         )
 
     def sync(self, since: str | None = None, timeout_ms: int = 0) -> dict[str, Any]:
         params: dict[str, Any] = {"timeout": timeout_ms}
         if since:
             params["since"] = since
-        return self.call("GET", "/_matrix/client/v3/sync", params=params, timeout=timeout_ms / 1000 + 30)
+        return self.call(
+            "GET", "/_matrix/client/v3/sync", params=params, timeout=timeout_ms / 1000 + 30
+        )
 
 
 def eventually(check: Callable[[], Any], timeout: float = 10.0, interval: float = 0.1) -> Any:
@@ -395,7 +404,17 @@ def start_dev_command(
     binary = Path(sys.executable).parent / "phenom-chat"
     proc = subprocess.Popen(
         # Every port free-chosen: the dev stack also serves MCP (default port 3001).
-        [str(binary), "dev", "--data-dir", str(data_dir), "--port", str(port), "--mcp-port", str(free_port()), *extra_args],
+        [
+            str(binary),
+            "dev",
+            "--data-dir",
+            str(data_dir),
+            "--port",
+            str(port),
+            "--mcp-port",
+            str(free_port()),
+            *extra_args,
+        ],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,

@@ -42,7 +42,7 @@ FULL = """<!doctype html><html><head>
 <meta name="twitter:label1" content="Author"><meta name="twitter:data1" content="Ada Lovelace">
 <meta name="twitter:label2" content="Reading time"><meta name="twitter:data2" content="4 min">
 <meta name="theme-color" content="#1E90FF">
-</head><body><h1>Aurora</h1><p>Body text that should not be used.</p></body></html>"""
+</head><body><h1>Aurora</h1><p>Body text that should not be used.</p></body></html>"""  # noqa: E501 (page data)
 
 OEMBED_ONLY = """<!doctype html><html><head>
 <link rel="alternate" type="application/json+oembed" href="/oembed.json?url=x" title="oEmbed">
@@ -62,7 +62,8 @@ JSONLD = """<!doctype html><html><head>
 <script type="application/ld+json">{"@context": "https://schema.org", "@type": "NewsArticle",
  "headline": "Comet visible tonight", "description": "Look north-west after sunset.",
  "author": {"@type": "Person", "name": "Carl Sagan"}, "datePublished": "2026-05-01T20:00:00Z",
- "image": {"@type": "ImageObject", "url": "/img/comet.png"}, "publisher": {"@type": "Organization", "name": "Phenom News"}}</script>
+ "image": {"@type": "ImageObject", "url": "/img/comet.png"},
+ "publisher": {"@type": "Organization", "name": "Phenom News"}}</script>
 </head><body></body></html>"""
 
 PLAIN = """<!doctype html><html><body><div>nothing</div>

@@ -19,7 +19,16 @@ from synapse_phenom.cli import (
 )
 
 # Each command module offers add_parser(subparsers) and sets func on its parser.
-COMMANDS = [dev_cmd, config_cmd, provision_cmd, moderation_cmd, admin_cmd, doctor_cmd, mcp_cmd, dev_token_cmd]
+COMMANDS = [
+    dev_cmd,
+    config_cmd,
+    provision_cmd,
+    moderation_cmd,
+    admin_cmd,
+    doctor_cmd,
+    mcp_cmd,
+    dev_token_cmd,
+]
 
 
 def build_parser() -> argparse.ArgumentParser:

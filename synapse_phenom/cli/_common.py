@@ -51,7 +51,7 @@ def admin_target(args: argparse.Namespace) -> tuple[str, str]:
     """
     import os
 
-    from synapse_phenom import devstack
+    from synapse_phenom.ops import devstack
 
     config_path = args.data_dir / "homeserver.yaml"
     if args.homeserver:
@@ -59,7 +59,9 @@ def admin_target(args: argparse.Namespace) -> tuple[str, str]:
     elif config_path.exists():
         base_url = devstack.base_url_of(config_path)
     else:
-        raise CliError(f"{config_path} not found: pass --data-dir of a dev stack or --homeserver URL")
+        raise CliError(
+            f"{config_path} not found: pass --data-dir of a dev stack or --homeserver URL"
+        )
     token = os.environ.get(args.admin_token_env)
     if token:
         return base_url, token
@@ -69,4 +71,3 @@ def admin_target(args: argparse.Namespace) -> tuple[str, str]:
         return base_url, devstack.ensure_admin_token(args.data_dir.resolve(), base_url)
     except (OSError, devstack.StackError) as err:
         raise CliError(f"cannot reach the homeserver at {base_url}: {err}") from None
-

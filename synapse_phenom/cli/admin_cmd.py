@@ -19,11 +19,11 @@ import httpx2
 import yaml
 from rich.table import Table
 
-from synapse_phenom.admin_client import MatrixError
+from synapse_phenom.admin.core import parse_duration
 from synapse_phenom.cli._common import CliError, add_admin_target, admin_target, console, fail
 from synapse_phenom.cli.moderation_cmd import parse_since
 from synapse_phenom.ops.admin_actions import SCOPE_NOTE, AdminOps, Outcome
-from synapse_phenom.ops.admin_core import parse_duration
+from synapse_phenom.ops.admin_client import MatrixError
 
 ROOM_KEYS = ("internal", "partners", "community")
 
@@ -39,7 +39,7 @@ def _common(p: argparse.ArgumentParser, reason: bool = True) -> None:
         )
 
 
-def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("admin", help="admin actions: lockdown, slow mode, users, agents (audited)")
     a = p.add_subparsers(dest="admin_command", required=True, metavar="ACTION")
 
@@ -136,7 +136,7 @@ def _ops(args: argparse.Namespace) -> AdminOps:
     if args.homeserver:
         return AdminOps(str(args.homeserver), token)
     if config_path.exists():
-        from synapse_phenom import devstack
+        from synapse_phenom.ops import devstack
 
         return AdminOps(devstack.base_url_of(config_path), token)
     raise CliError("pass --homeserver URL with --token-file")

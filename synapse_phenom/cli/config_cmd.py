@@ -6,12 +6,12 @@ import argparse
 import os
 from pathlib import Path
 
-from synapse_phenom import hsconfig
 from synapse_phenom.cli._common import console, fail
-from synapse_phenom.files import write_private
+from synapse_phenom.ops import hsconfig
+from synapse_phenom.ops.files import write_private
 
 
-def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "render-config",
         help="render homeserver.yaml (and log.yaml) from PHENOM_* environment variables",
@@ -27,10 +27,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     p.add_argument(
         "--worker",
         metavar="NAME",
-        help="render the config file of generic worker NAME instead (run it with -c homeserver.yaml "
-        "-c NAME.yaml; needs PHENOM_REDIS_HOST and PHENOM_MAIN_HOST, see docs/deployment.md#workers)",
+        help="render the config file of generic worker NAME instead (run it with "
+        "-c homeserver.yaml -c NAME.yaml; needs PHENOM_REDIS_HOST and PHENOM_MAIN_HOST, see "
+        "docs/deployment.md#workers)",
     )
-    p.add_argument("--worker-port", type=int, help="the worker's client listener port (default: PHENOM_PORT)")
+    p.add_argument(
+        "--worker-port", type=int, help="the worker's client listener port (default: PHENOM_PORT)"
+    )
     p.set_defaults(func=run)
 
 
@@ -39,13 +42,18 @@ def run(args: argparse.Namespace) -> int:
         values = hsconfig.values_from_env(os.environ)
         if args.worker:
             if not values["replication"]:
-                return fail("--worker needs PHENOM_REDIS_HOST and PHENOM_MAIN_HOST (workers replicate through Redis)")
+                return fail(
+                    "--worker needs PHENOM_REDIS_HOST and PHENOM_MAIN_HOST (workers replicate "
+                    "through Redis)"
+                )
             hs_text, log_text = hsconfig.render_worker(
                 args.worker,
                 args.worker_port or values["port"],
                 str(args.log_config or values["log_config_path"]),
                 bind_address=values["bind_address"],
-                resources=("client", "metrics") if values["metrics_on_main_listener"] else ("client",),
+                resources=("client", "metrics")
+                if values["metrics_on_main_listener"]
+                else ("client",),
                 x_forwarded=values["x_forwarded"],
                 log_file=values["log_file"],
                 console_log_level=values["console_log_level"],

@@ -12,14 +12,16 @@ from types import FrameType
 
 from rich.table import Table
 
-from synapse_phenom import devstack, hsconfig
 from synapse_phenom.cli._common import add_data_dir, console, fail
 from synapse_phenom.mcp import dev as mcp_dev
-from synapse_phenom.membership import RoomsConfig
+from synapse_phenom.ops import devstack, hsconfig
+from synapse_phenom.rooms.config import RoomsConfig
 
 
-def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    p = sub.add_parser("dev", help="run the dev stack (Synapse with all Phenom modules) until Ctrl-C")
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "dev", help="run the dev stack (Synapse with all Phenom modules) until Ctrl-C"
+    )
     add_data_dir(p)
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     p.add_argument("--port", type=int, default=8008, help="Synapse client port (default 8008)")
@@ -71,9 +73,13 @@ def run(args: argparse.Namespace) -> int:
         with console.status("starting the MCP server…"):
             mcp_files = mcp_dev.prepare_mcp(data_dir, base_url, host=args.host, port=args.mcp_port)
             procs.append(mcp_dev.start_mcp(mcp_files.config, args.host, args.mcp_port))
-            mcp_url = f"http://{'127.0.0.1' if args.host in ('0.0.0.0', '::') else args.host}:{args.mcp_port}"
+            mcp_host = "127.0.0.1" if args.host in ("0.0.0.0", "::") else args.host
+            mcp_url = f"http://{mcp_host}:{args.mcp_port}"
             devstack.wait_http(f"{mcp_url}/health", procs, timeout=60)
-        extra_rows = [("MCP server (agents)", f"{mcp_url}/mcp"), ("Agent token", str(mcp_files.token))]
+        extra_rows = [
+            ("MCP server (agents)", f"{mcp_url}/mcp"),
+            ("Agent token", str(mcp_files.token)),
+        ]
         if args.content_origin:
             extra_rows.append(("Link previews fetched from", args.content_origin))
         _print_welcome(data_dir, base_url, rooms, first_run, extra_rows)
@@ -104,7 +110,10 @@ def _print_welcome(
     first_run: bool,
     extra_rows: list[tuple[str, str]],
 ) -> None:
-    console.print(f"[bold green]Phenom chat dev stack is up[/] ({'new' if first_run else 'existing'} data in {data_dir})")
+    console.print(
+        f"[bold green]Phenom chat dev stack is up[/] ({'new' if first_run else 'existing'} data "
+        f"in {data_dir})"
+    )
     table = Table(show_header=False, box=None)
     table.add_row("Homeserver (client URL)", base_url)
     table.add_row("Server name", "localhost")

@@ -17,8 +17,8 @@ from typing import Any
 import yaml
 from rich.table import Table
 
-from synapse_phenom import devstack, hsconfig
 from synapse_phenom.cli._common import add_data_dir, console, fail
+from synapse_phenom.ops import devstack, hsconfig
 from synapse_phenom.ops.doctor import FAIL, Target, run_checks
 
 _STYLE = {
@@ -29,7 +29,7 @@ _STYLE = {
 }
 
 
-def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("doctor", help="check a deployment (dev or production) and say what to fix")
     add_data_dir(p)
     p.add_argument(

@@ -10,7 +10,7 @@ from synapse_phenom.cli._common import console, fail
 from synapse_phenom.config import InvalidConfig
 
 
-def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("mcp", help="run the MCP server for AI agents (see docs/mcp.md)")
     p.add_argument(
         "--config",
@@ -26,9 +26,15 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
         "mcp-registration",
         help="write the application service registration Synapse loads for the MCP server",
     )
-    r.add_argument("--output", type=Path, required=True, help="registration YAML to create (kept if it exists)")
-    r.add_argument("--server-name", required=True, help="Matrix server name, e.g. chat.thephenom.app")
-    r.add_argument("--agent-prefix", default="agent-", help="localpart prefix of agent users (default agent-)")
+    r.add_argument(
+        "--output", type=Path, required=True, help="registration YAML to create (kept if it exists)"
+    )
+    r.add_argument(
+        "--server-name", required=True, help="Matrix server name, e.g. chat.thephenom.app"
+    )
+    r.add_argument(
+        "--agent-prefix", default="agent-", help="localpart prefix of agent users (default agent-)"
+    )
     r.set_defaults(func=run_registration)
 
 
@@ -55,7 +61,10 @@ def run_registration(args: argparse.Namespace) -> int:
     from synapse_phenom.mcp.appservice import write_registration
 
     if write_registration(args.output, args.server_name, args.agent_prefix):
-        console.print(f"wrote {args.output}; add it to Synapse's app_service_config_files (PHENOM_APPSERVICE_FILES)")
+        console.print(
+            f"wrote {args.output}; add it to Synapse's app_service_config_files "
+            "(PHENOM_APPSERVICE_FILES)"
+        )
     else:
         console.print(f"{args.output} exists; kept it (its tokens are in use)")
     return 0

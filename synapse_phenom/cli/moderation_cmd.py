@@ -19,9 +19,9 @@ from urllib.parse import quote
 import httpx2
 from rich.table import Table
 
-from synapse_phenom.admin_client import MatrixError, raise_for_matrix
 from synapse_phenom.cli._common import CliError, add_admin_target, admin_target, console, fail
-from synapse_phenom.moderation.config import AUDIT_PATH
+from synapse_phenom.endpoints import AUDIT_PATH
+from synapse_phenom.ops.admin_client import MatrixError, raise_for_matrix
 
 _RELATIVE = re.compile(r"^(\d+)\s*([smhdw])$")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
@@ -48,7 +48,7 @@ def parse_since(value: str, now: float | None = None) -> int:
     return int(parsed.timestamp() * 1000)
 
 
-def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("moderation", help="moderation tools (audit log)")
     msub = p.add_subparsers(dest="moderation_command", required=True, metavar="SUBCOMMAND")
     log = msub.add_parser("log", help="list moderation actions, newest first")
@@ -93,7 +93,9 @@ def run_log(args: argparse.Namespace) -> int:
             if args.room:
                 params["room_id"] = _resolve_room(http, args.room, server_name)
             if args.user:
-                params["user_id"] = args.user if args.user.startswith("@") else f"@{args.user}:{server_name}"
+                params["user_id"] = (
+                    args.user if args.user.startswith("@") else f"@{args.user}:{server_name}"
+                )
             if since is not None:
                 params["since"] = since
             entries = raise_for_matrix(http.get(AUDIT_PATH, params=params))["entries"]
@@ -110,7 +112,14 @@ def run_log(args: argparse.Namespace) -> int:
         table.add_column(column, overflow="fold")
     for e in entries:
         table.add_row(
-            _when(e["ts"]), e["action"], e["rule"], e["user_id"], e["room_id"], e["policy"], e["event_type"], e["detail"]
+            _when(e["ts"]),
+            e["action"],
+            e["rule"],
+            e["user_id"],
+            e["room_id"],
+            e["policy"],
+            e["event_type"],
+            e["detail"],
         )
     console.print(table)
     return 0

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import argparse
 
-from synapse_phenom import devstack
-from synapse_phenom.admin_client import MatrixError, SynapseAdmin
 from synapse_phenom.cli._common import CliError, add_admin_target, admin_target, console, fail
+from synapse_phenom.ops import devstack
+from synapse_phenom.ops.admin_client import MatrixError, SynapseAdmin
 
 
-def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "provision-user",
         help="create or update a user, store their groups and fix their room memberships now",
@@ -30,7 +30,11 @@ def run(args: argparse.Namespace) -> int:
     try:
         with SynapseAdmin(base_url, token) as admin:
             server_name = admin.whoami().split(":", 1)[1]
-            user_id = args.username if args.username.startswith("@") else f"@{args.username}:{server_name}"
+            user_id = (
+                args.username
+                if args.username.startswith("@")
+                else f"@{args.username}:{server_name}"
+            )
             groups = [g for g in args.groups.split(",") if g.strip()]
             result = admin.provision(
                 user_id, groups, displayname=args.display_name, source="cli", password=args.password

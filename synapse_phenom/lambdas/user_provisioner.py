@@ -34,9 +34,9 @@ from botocore.config import Config as BotoConfig
 from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from synapse_phenom import cognito_claims
-from synapse_phenom.admin_client import MatrixError, ProvisionResult, SynapseAdmin
-from synapse_phenom.cognito_config import CognitoMappingConfig
+from synapse_phenom.cognito import claims as cognito_claims
+from synapse_phenom.cognito.config import CognitoMappingConfig
+from synapse_phenom.ops.admin_client import MatrixError, ProvisionResult, SynapseAdmin
 
 logger = logging.getLogger("synapse_phenom.user_provisioner")
 logger.setLevel(logging.INFO)

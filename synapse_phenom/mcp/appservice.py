@@ -15,7 +15,7 @@ from typing import Any
 import yaml
 
 from synapse_phenom.config import InvalidConfig
-from synapse_phenom.files import write_private
+from synapse_phenom.ops.files import write_private
 
 APPSERVICE_ID = "phenom-mcp"
 SENDER_LOCALPART = "phenom-mcp"
@@ -40,7 +40,12 @@ def registration(
         "sender_localpart": sender_localpart,
         "rate_limited": False,
         "namespaces": {
-            "users": [{"exclusive": True, "regex": f"@{re.escape(agent_prefix)}.*:{re.escape(server_name)}"}],
+            "users": [
+                {
+                    "exclusive": True,
+                    "regex": f"@{re.escape(agent_prefix)}.*:{re.escape(server_name)}",
+                }
+            ],
             "aliases": [],
             "rooms": [],
         },

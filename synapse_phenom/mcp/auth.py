@@ -87,7 +87,9 @@ class StaticKeys:
 def key_source(config: AuthConfig) -> KeySource:
     if config.jwks_file is not None:
         return StaticKeys.from_file(config.jwks_file)
-    return JwksUrlKeys(config.effective_jwks_url, config.jwks_cooldown_seconds, config.jwks_cache_seconds)
+    return JwksUrlKeys(
+        config.effective_jwks_url, config.jwks_cooldown_seconds, config.jwks_cache_seconds
+    )
 
 
 def scopes_of(claims: Mapping[str, Any], resource_server: str) -> frozenset[str]:
@@ -96,7 +98,11 @@ def scopes_of(claims: Mapping[str, Any], resource_server: str) -> frozenset[str]
     if not isinstance(raw, str):
         return frozenset()
     prefix = f"{resource_server}/"
-    return frozenset(s[len(prefix) :] for s in raw.split() if s.startswith(prefix) and s[len(prefix) :] in SCOPE_NAMES)
+    return frozenset(
+        s[len(prefix) :]
+        for s in raw.split()
+        if s.startswith(prefix) and s[len(prefix) :] in SCOPE_NAMES
+    )
 
 
 def check_claims(

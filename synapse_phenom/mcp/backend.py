@@ -79,14 +79,22 @@ class ChatBackend(Protocol):
         self, agent: AgentProfile, query: str, room: str | None, limit: int, cursor: str | None
     ) -> MessagePage: ...
 
-    async def send_message(self, agent: AgentProfile, room: str, message: OutgoingMessage) -> SentMessage: ...
+    async def send_message(
+        self, agent: AgentProfile, room: str, message: OutgoingMessage
+    ) -> SentMessage: ...
 
-    async def react(self, agent: AgentProfile, room: str, event_id: str, emoji: str) -> Reaction: ...
+    async def react(
+        self, agent: AgentProfile, room: str, event_id: str, emoji: str
+    ) -> Reaction: ...
 
     async def list_members(self, agent: AgentProfile, room: str) -> MemberList: ...
 
     async def wait_for_messages(
-        self, agent: AgentProfile, rooms: Sequence[str] | None, since: str | None, timeout_seconds: int
+        self,
+        agent: AgentProfile,
+        rooms: Sequence[str] | None,
+        since: str | None,
+        timeout_seconds: int,
     ) -> WaitResult: ...
 
     async def delete_message(

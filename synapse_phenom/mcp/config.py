@@ -61,7 +61,9 @@ class AuthConfig(FrozenModel):
     @classmethod
     def _issuer(cls, v: str) -> str:
         if not v.startswith(("https://", "http://")):
-            raise ValueError("must be the token issuer URL, e.g. https://cognito-idp.<region>.amazonaws.com/<pool>")
+            raise ValueError(
+                "must be the token issuer URL, e.g. https://cognito-idp.<region>.amazonaws.com/<pool>"
+            )
         return v.rstrip("/")
 
     @property
@@ -112,11 +114,15 @@ class McpConfig(FrozenModel):
     @model_validator(mode="after")
     def _consistent(self) -> McpConfig:
         if self.backend == "synapse" and self.synapse is None:
-            raise ValueError("backend 'synapse' needs a 'synapse' section (homeserver_url, registration_file)")
+            raise ValueError(
+                "backend 'synapse' needs a 'synapse' section (homeserver_url, registration_file)"
+            )
         seen: dict[str, str] = {}
         for client_id, profile in self.agents.items():
             if profile.localpart in seen:
-                raise ValueError(f"agents.{client_id} and agents.{seen[profile.localpart]} share one localpart")
+                raise ValueError(
+                    f"agents.{client_id} and agents.{seen[profile.localpart]} share one localpart"
+                )
             seen[profile.localpart] = client_id
         return self
 

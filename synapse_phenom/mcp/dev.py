@@ -14,10 +14,10 @@ from typing import Any
 import attrs
 import yaml
 
-from synapse_phenom import devstack
-from synapse_phenom.files import write_private
 from synapse_phenom.mcp.appservice import write_registration
 from synapse_phenom.mcp.devkeys import DEV_CLIENT_ID, JWKS_FILE, DevSigner
+from synapse_phenom.ops import devstack
+from synapse_phenom.ops.files import write_private
 
 REGISTRATION_FILE = "mcp-appservice.yaml"
 CONFIG_FILE = "mcp.yaml"
@@ -77,8 +77,13 @@ def prepare_mcp(
     config_path = data_dir / CONFIG_FILE
     devstack.write_managed(config_path, yaml.safe_dump(config, sort_keys=False))
     token_path = data_dir / TOKEN_FILE
-    write_private(token_path, signer.token(DEV_CLIENT_ID, ["read", "write", "moderate"], lifetime=30 * 24 * 3600) + "\n")
-    return McpDevFiles(registration=registration, config=config_path, token=token_path, signer=signer)
+    write_private(
+        token_path,
+        signer.token(DEV_CLIENT_ID, ["read", "write", "moderate"], lifetime=30 * 24 * 3600) + "\n",
+    )
+    return McpDevFiles(
+        registration=registration, config=config_path, token=token_path, signer=signer
+    )
 
 
 def start_mcp(config_path: Path, host: str, port: int) -> devstack.ManagedProcess:

@@ -18,7 +18,7 @@ import jwt
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from synapse_phenom.files import write_private
+from synapse_phenom.ops.files import write_private
 
 DEV_ISSUER = "http://localhost/phenom-dev-issuer"
 DEV_CLIENT_ID = "phenom-dev-agent"
@@ -43,7 +43,9 @@ class DevSigner:
             write_private(
                 key_path,
                 key.private_bytes(
-                    serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+                    serialization.Encoding.PEM,
+                    serialization.PrivateFormat.PKCS8,
+                    serialization.NoEncryption(),
                 ),
             )
         signer = cls(key, kid=_thumbprint(key), issuer=issuer)
@@ -61,7 +63,11 @@ class DevSigner:
         return {"keys": [jwk]}
 
     def claims(
-        self, client_id: str, scopes: Iterable[str], resource_server: str = "chat-mcp", lifetime: int = 3600
+        self,
+        client_id: str,
+        scopes: Iterable[str],
+        resource_server: str = "chat-mcp",
+        lifetime: int = 3600,
     ) -> dict[str, Any]:
         """Claims as Cognito puts them in a client-credentials access token."""
         now = int(time.time())
@@ -79,10 +85,16 @@ class DevSigner:
         }
 
     def sign(self, claims: dict[str, Any], kid: str | None = None) -> str:
-        return jwt.encode(claims, self.private_key, algorithm="RS256", headers={"kid": kid or self.kid})
+        return jwt.encode(
+            claims, self.private_key, algorithm="RS256", headers={"kid": kid or self.kid}
+        )
 
     def token(
-        self, client_id: str, scopes: Iterable[str], resource_server: str = "chat-mcp", lifetime: int = 3600
+        self,
+        client_id: str,
+        scopes: Iterable[str],
+        resource_server: str = "chat-mcp",
+        lifetime: int = 3600,
     ) -> str:
         return self.sign(self.claims(client_id, scopes, resource_server, lifetime))
 

@@ -14,7 +14,11 @@ PREVIEW_KEYS = ("m.url_previews", "com.beeper.linkpreviews")
 
 
 def iso_timestamp(ms: int) -> str:
-    return datetime.fromtimestamp(ms / 1000, tz=UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return (
+        datetime.fromtimestamp(ms / 1000, tz=UTC)
+        .isoformat(timespec="milliseconds")
+        .replace("+00:00", "Z")
+    )
 
 
 def preview_card(raw: Mapping[str, Any]) -> PreviewCard | None:
@@ -36,8 +40,11 @@ def preview_card(raw: Mapping[str, Any]) -> PreviewCard | None:
     )
 
 
-def message_from_event(event: Mapping[str, Any], room_id: str, display_names: Mapping[str, str]) -> Message | None:
-    """A readable message, or None for what agents should not see as one (redacted, edits, non-text)."""
+def message_from_event(
+    event: Mapping[str, Any], room_id: str, display_names: Mapping[str, str]
+) -> Message | None:
+    """A readable message, or None for what agents should not see as one (redacted, edits,
+    non-text)."""
     if event.get("type") != "m.room.message":
         return None
     content = event.get("content") or {}
@@ -54,7 +61,9 @@ def message_from_event(event: Mapping[str, Any], room_id: str, display_names: Ma
     previews = []
     for key in PREVIEW_KEYS:
         if isinstance(content.get(key), list):
-            previews = [c for c in (preview_card(p) for p in content[key] if isinstance(p, dict)) if c]
+            previews = [
+                c for c in (preview_card(p) for p in content[key] if isinstance(p, dict)) if c
+            ]
             break
     sender = str(event.get("sender", ""))
     return Message(

@@ -48,7 +48,9 @@ class Message(BaseModel):
 
 class MessagePage(BaseModel):
     messages: list[Message] = Field(description="Newest first")
-    next_cursor: str | None = Field(None, description="Pass as `before`/`cursor` for older messages; null at the end")
+    next_cursor: str | None = Field(
+        None, description="Pass as `before`/`cursor` for older messages; null at the end"
+    )
     notice: str = UNTRUSTED_NOTICE
 
 
@@ -76,7 +78,9 @@ class Member(BaseModel):
     user_id: str
     display_name: str | None = None
     role: Literal["admin", "moderator", "member"]
-    power_level: int | None = Field(description="null for room creators, who outrank every level (room v12+)")
+    power_level: int | None = Field(
+        description="null for room creators, who outrank every level (room v12+)"
+    )
 
 
 class MemberList(BaseModel):

@@ -17,8 +17,8 @@ import attrs
 import httpx2
 from mcp.server.auth.provider import AccessToken, TokenVerifier
 
+from synapse_phenom.endpoints import REVOKED_AGENTS_PATH
 from synapse_phenom.mcp.config import AgentProfile, McpConfig
-from synapse_phenom.ops.admin_core import REVOKED_AGENTS_PATH
 
 logger = logging.getLogger(__name__)
 

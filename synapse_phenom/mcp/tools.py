@@ -49,7 +49,10 @@ TOOL_SCOPES: dict[str, str] = {
 WRITE_TOOLS = frozenset({"send_message", "react_to_message", "delete_message"})
 MAX_LIMIT = 100
 MAX_BODY_CHARS = 30_000  # Matrix events are capped at 64 KiB; leave room for HTML and JSON.
-_ROOM_HELP = "Use internal, partners or community, an alias like #community:server, or a room ID like !abc:server"
+_ROOM_HELP = (
+    "Use internal, partners or community, an alias like #community:server, or a room ID like "
+    "!abc:server"
+)
 _IDEMPOTENCY_KEY = re.compile(r"^[A-Za-z0-9._:~-]{1,128}$")
 _MARKDOWN = MarkdownIt("commonmark", {"html": False}).enable("strikethrough").enable("table")
 
@@ -78,15 +81,28 @@ def check_room_ref(room: str) -> str:
         return value.lower()
     if value.startswith("#") and ":" in value and " " not in value and len(value) <= 255:
         return value
-    if value.startswith("!") and len(value) > 1 and not any(c.isspace() for c in value) and len(value) <= 255:
+    if (
+        value.startswith("!")
+        and len(value) > 1
+        and not any(c.isspace() for c in value)
+        and len(value) <= 255
+    ):
         return value
     raise ToolFailure(f"Invalid room {room!r}. {_ROOM_HELP}.")
 
 
 def check_event_id(event_id: str) -> str:
     value = event_id.strip()
-    if not value.startswith("$") or len(value) < 2 or len(value) > 255 or any(c.isspace() for c in value):
-        raise ToolFailure(f"Invalid event ID {event_id!r}: event IDs look like $abc123 (take them from get_messages).")
+    if (
+        not value.startswith("$")
+        or len(value) < 2
+        or len(value) > 255
+        or any(c.isspace() for c in value)
+    ):
+        raise ToolFailure(
+            f"Invalid event ID {event_id!r}: event IDs look like $abc123 (take them from "
+            "get_messages)."
+        )
     return value
 
 
@@ -94,7 +110,9 @@ def check_cursor(cursor: str | None, name: str) -> str | None:
     if cursor is None or cursor == "":
         return None
     if len(cursor) > 2000 or any(c.isspace() for c in cursor):
-        raise ToolFailure(f"Invalid {name}: pass back a cursor exactly as a previous result returned it.")
+        raise ToolFailure(
+            f"Invalid {name}: pass back a cursor exactly as a previous result returned it."
+        )
     return cursor
 
 
@@ -151,15 +169,20 @@ class ChatTools:
             )
         bucket = self._buckets.get(who.client_id)
         if bucket is None or bucket.rate_per_minute != who.agent.rate_limit_per_minute:
-            bucket = self._buckets[who.client_id] = TokenBucket(who.agent.rate_limit_per_minute, self.clock)
+            bucket = self._buckets[who.client_id] = TokenBucket(
+                who.agent.rate_limit_per_minute, self.clock
+            )
         wait = bucket.take()
         if wait > 0:
             raise ToolFailure(
-                f"Rate limited: this agent may make {who.agent.rate_limit_per_minute} calls per minute; "
+                f"Rate limited: this agent may make {who.agent.rate_limit_per_minute} calls per "
+                "minute; "
                 f"retry in {wait:.1f} s."
             )
 
-    async def _run(self, who: Principal, tool: str, room: str | None, call: Callable[[], Awaitable[T]]) -> T:
+    async def _run(
+        self, who: Principal, tool: str, room: str | None, call: Callable[[], Awaitable[T]]
+    ) -> T:
         self._admit(who, tool)
         try:
             result = await call()
@@ -177,7 +200,9 @@ class ChatTools:
         self._audit(who, tool, room or getattr(result, "room_id", None), event_id, "ok")
         return result
 
-    def _audit(self, who: Principal, tool: str, room: str | None, event_id: str | None, outcome: str) -> None:
+    def _audit(
+        self, who: Principal, tool: str, room: str | None, event_id: str | None, outcome: str
+    ) -> None:
         if tool not in WRITE_TOOLS:
             return
         record: dict[str, Any] = {
@@ -197,18 +222,31 @@ class ChatTools:
         return await self._run(who, "list_rooms", None, lambda: self.backend.list_rooms(who.agent))
 
     async def get_messages(
-        self, who: Principal, room: str, limit: int = 20, before: str | None = None, thread_id: str | None = None
+        self,
+        who: Principal,
+        room: str,
+        limit: int = 20,
+        before: str | None = None,
+        thread_id: str | None = None,
     ) -> MessagePage:
         ref = check_room_ref(room)
         limit = _bounded(limit)
         cursor = check_cursor(before, "before")
         thread = check_event_id(thread_id) if thread_id else None
         return await self._run(
-            who, "get_messages", ref, lambda: self.backend.get_messages(who.agent, ref, limit, cursor, thread)
+            who,
+            "get_messages",
+            ref,
+            lambda: self.backend.get_messages(who.agent, ref, limit, cursor, thread),
         )
 
     async def search_messages(
-        self, who: Principal, query: str, room: str | None = None, limit: int = 20, cursor: str | None = None
+        self,
+        who: Principal,
+        query: str,
+        room: str | None = None,
+        limit: int = 20,
+        cursor: str | None = None,
     ) -> MessagePage:
         query = query.strip()
         if not query or len(query) > 500:
@@ -217,7 +255,10 @@ class ChatTools:
         limit = _bounded(limit)
         token = check_cursor(cursor, "cursor")
         return await self._run(
-            who, "search_messages", ref, lambda: self.backend.search_messages(who.agent, query, ref, limit, token)
+            who,
+            "search_messages",
+            ref,
+            lambda: self.backend.search_messages(who.agent, query, ref, limit, token),
         )
 
     async def send_message(
@@ -233,9 +274,14 @@ class ChatTools:
         if not body.strip():
             raise ToolFailure("body is empty: write the message text (Markdown allowed).")
         if len(body) > MAX_BODY_CHARS:
-            raise ToolFailure(f"body is {len(body)} characters; the limit is {MAX_BODY_CHARS}. Shorten or split it.")
+            raise ToolFailure(
+                f"body is {len(body)} characters; the limit is {MAX_BODY_CHARS}. Shorten or "
+                "split it."
+            )
         if idempotency_key is not None and not _IDEMPOTENCY_KEY.match(idempotency_key):
-            raise ToolFailure("idempotency_key must be 1-128 characters of letters, digits and . _ : ~ -")
+            raise ToolFailure(
+                "idempotency_key must be 1-128 characters of letters, digits and . _ : ~ -"
+            )
         message = b.OutgoingMessage(
             body=body,
             formatted_body=render_markdown(body),
@@ -243,22 +289,34 @@ class ChatTools:
             thread_id=check_event_id(thread_id) if thread_id else None,
             idempotency_key=idempotency_key,
         )
-        return await self._run(who, "send_message", ref, lambda: self.backend.send_message(who.agent, ref, message))
+        return await self._run(
+            who, "send_message", ref, lambda: self.backend.send_message(who.agent, ref, message)
+        )
 
-    async def react_to_message(self, who: Principal, room: str, event_id: str, emoji: str) -> Reaction:
+    async def react_to_message(
+        self, who: Principal, room: str, event_id: str, emoji: str
+    ) -> Reaction:
         ref = check_room_ref(room)
         target = check_event_id(event_id)
         emoji = emoji.strip()
         if not emoji or len(emoji) > 32:
             raise ToolFailure("emoji must be one reaction such as 👍 (at most 32 characters).")
-        return await self._run(who, "react_to_message", ref, lambda: self.backend.react(who.agent, ref, target, emoji))
+        return await self._run(
+            who, "react_to_message", ref, lambda: self.backend.react(who.agent, ref, target, emoji)
+        )
 
     async def list_room_members(self, who: Principal, room: str) -> MemberList:
         ref = check_room_ref(room)
-        return await self._run(who, "list_room_members", ref, lambda: self.backend.list_members(who.agent, ref))
+        return await self._run(
+            who, "list_room_members", ref, lambda: self.backend.list_members(who.agent, ref)
+        )
 
     async def wait_for_messages(
-        self, who: Principal, room: str | None = None, since: str | None = None, timeout_seconds: int = 30
+        self,
+        who: Principal,
+        room: str | None = None,
+        since: str | None = None,
+        timeout_seconds: int = 30,
     ) -> WaitResult:
         rooms = [check_room_ref(room)] if room else None
         token = check_cursor(since, "since")
@@ -271,20 +329,27 @@ class ChatTools:
             lambda: self.backend.wait_for_messages(who.agent, rooms, token, timeout_seconds),
         )
 
-    async def delete_message(self, who: Principal, room: str, event_id: str, reason: str | None = None) -> Deletion:
+    async def delete_message(
+        self, who: Principal, room: str, event_id: str, reason: str | None = None
+    ) -> Deletion:
         ref = check_room_ref(room)
         target = check_event_id(event_id)
         if reason is not None and len(reason) > 500:
             raise ToolFailure("reason is limited to 500 characters.")
         return await self._run(
-            who, "delete_message", ref, lambda: self.backend.delete_message(who.agent, ref, target, reason)
+            who,
+            "delete_message",
+            ref,
+            lambda: self.backend.delete_message(who.agent, ref, target, reason),
         )
 
     async def get_link_preview(self, who: Principal, url: str) -> LinkPreview:
         url = url.strip()
         if not url.lower().startswith(("https://", "http://")) or len(url) > 2000 or " " in url:
             raise ToolFailure("url must be an http:// or https:// link of at most 2000 characters.")
-        return await self._run(who, "get_link_preview", None, lambda: self.backend.link_preview(who.agent, url))
+        return await self._run(
+            who, "get_link_preview", None, lambda: self.backend.link_preview(who.agent, url)
+        )
 
 
 def _bounded(limit: int) -> int:

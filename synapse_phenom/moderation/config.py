@@ -15,7 +15,6 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 from synapse_phenom.config import FrozenModel, InvalidConfig, describe_validation_error
 
 POLICY_EVENT_TYPE = "app.phenom.moderation.policy"
-AUDIT_PATH = "/_synapse/client/phenom/v1/moderation/audit"
 DEFAULT_POLICY = "default"
 # Keys a live policy may not change: they decide who may change the policy at all, and
 # where the system user posts notices (any user tops the power levels of rooms they create).
@@ -70,7 +69,8 @@ class RegexRule(FrozenModel):
 
 
 class LinkPolicy(FrozenModel):
-    # off: no domain rule; allow: only ``domains`` (and their subdomains); block: all but ``domains``
+    # off: no domain rule; allow: only ``domains`` (and their subdomains);
+    # block: all but ``domains``
     mode: Literal["off", "allow", "block"] = "off"
     domains: list[str] = Field(default_factory=list)
     # matrix.to / matrix: links to rooms, room aliases and events (room invites)
@@ -224,7 +224,9 @@ def default_module_config() -> dict[str, Any]:
     return {
         "policies": {
             "community": {
-                "keywords": [{"name": "blocked words", "keywords": DEMO_KEYWORDS, "allow": DEMO_ALLOW}],
+                "keywords": [
+                    {"name": "blocked words", "keywords": DEMO_KEYWORDS, "allow": DEMO_ALLOW}
+                ],
                 "links": {"mode": "allow", "domains": ["thephenom.app"], "block_room_links": True},
                 "mentions": {"max_user_mentions": 5, "allow_room_mention": False},
                 "flood": {"messages": 10, "per_seconds": 10},

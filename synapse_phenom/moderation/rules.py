@@ -227,7 +227,8 @@ class CompiledPolicy:
                 return Violation(
                     "mentions:users",
                     _blocked(
-                        f"it mentions {len(users)} people; at most {mentions.max_user_mentions} are allowed",
+                        f"it mentions {len(users)} people; at most {mentions.max_user_mentions} "
+                        "are allowed",
                         "mentions",
                         "Mention fewer people.",
                     ),
@@ -319,7 +320,8 @@ class CompiledPolicy:
                     f"keywords:{rule.name}",
                     rule.message
                     or _blocked(
-                        f"your {'display name' if what == 'display name' else 'message'} contains a word or phrase that is not allowed here",
+                        f"your {'display name' if what == 'display name' else 'message'} "
+                        "contains a word or phrase that is not allowed here",
                         rule.name,
                         "Please rephrase it.",
                     ),
@@ -379,7 +381,8 @@ def flood_violation(decision: FloodDecision, messages: int, per_seconds: float) 
     return Violation(
         "flood",
         _blocked(
-            f"you are sending messages too fast (at most {messages} per {_duration(per_seconds)} here)",
+            f"you are sending messages too fast (at most {messages} per {_duration(per_seconds)} "
+            "here)",
             "flood",
             f"Wait {wait} s and send again.",
         ),
@@ -451,4 +454,7 @@ class BanList:
 
 def ban_message(rule: BanRule) -> str:
     reason = f" Reason: {rule.reason}." if rule.reason else ""
-    return f"You are banned by the moderation policy list {rule.source}.{reason} Contact the moderators if this is a mistake."
+    return (
+        f"You are banned by the moderation policy list {rule.source}.{reason} "
+        "Contact the moderators if this is a mistake."
+    )

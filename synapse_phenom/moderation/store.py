@@ -10,8 +10,8 @@ from typing import Any
 
 import attrs
 
+from synapse_phenom.db import Txn
 from synapse_phenom.moderation.rules import FloodDecision, flood_decision
-from synapse_phenom.store import Txn
 
 SCHEMA = (
     """
@@ -45,7 +45,8 @@ SCHEMA = (
     )
     """,
     "CREATE INDEX IF NOT EXISTS phenom_moderation_audit_ts ON phenom_moderation_audit (ts)",
-    "CREATE INDEX IF NOT EXISTS phenom_moderation_audit_user ON phenom_moderation_audit (user_id, room_id, ts)",
+    "CREATE INDEX IF NOT EXISTS phenom_moderation_audit_user ON phenom_moderation_audit "
+    "(user_id, room_id, ts)",
 )
 
 
@@ -70,7 +71,8 @@ def gate(
     """Hot path, one transaction: is the user muted here; if not and ``flood`` is
     (window_ms, limit), count this message and decide. A refused message is not counted."""
     txn.execute(
-        "SELECT until_ts FROM phenom_moderation_mutes WHERE user_id = ? AND room_id = ? AND until_ts > ?",
+        "SELECT until_ts FROM phenom_moderation_mutes WHERE user_id = ? AND room_id = ? AND "
+        "until_ts > ?",
         (user_id, room_id, now_ms),
     )
     row = txn.fetchone()
@@ -125,7 +127,8 @@ class AuditRow:
 
 def _insert(txn: Txn, row: AuditRow) -> None:
     txn.execute(
-        "INSERT INTO phenom_moderation_audit (ts, room_id, user_id, policy, rule, action, event_type, detail)"
+        "INSERT INTO phenom_moderation_audit (ts, room_id, user_id, policy, rule, action, "
+        "event_type, detail)"
         " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
         attrs.astuple(row),
     )
@@ -193,7 +196,10 @@ def list_audit(
     if since_ms is not None:
         where.append("ts >= ?")
         args.append(since_ms)
-    sql = "SELECT ts, room_id, user_id, policy, rule, action, event_type, detail FROM phenom_moderation_audit"
+    sql = (
+        "SELECT ts, room_id, user_id, policy, rule, action, event_type, detail "
+        "FROM phenom_moderation_audit"
+    )
     if where:
         sql += " WHERE " + " AND ".join(where)
     sql += " ORDER BY ts DESC LIMIT ?"

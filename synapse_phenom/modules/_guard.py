@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, ParamSpec, TypeVar
 
 from prometheus_client import Counter
@@ -26,7 +26,7 @@ CALLBACK_ERRORS = Counter(
 
 def guarded(
     module: str, fallback: Any, logger: logging.Logger | None = None
-) -> Callable[[Callable[P, Awaitable[R]]], Callable[P, Awaitable[R]]]:
+) -> Callable[[Callable[P, Awaitable[R]]], Callable[P, Coroutine[Any, Any, R]]]:
     """Wrap an async callback: on any exception log, count and return ``fallback``.
 
     ``fallback`` may be a zero-argument callable, evaluated at failure time (so a
@@ -34,7 +34,7 @@ def guarded(
     """
     log = logger or logging.getLogger(f"synapse_phenom.modules.{module}")
 
-    def decorate(fn: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
+    def decorate(fn: Callable[P, Awaitable[R]]) -> Callable[P, Coroutine[Any, Any, R]]:
         name = fn.__name__
 
         @functools.wraps(fn)
@@ -44,7 +44,7 @@ def guarded(
             except Exception:
                 CALLBACK_ERRORS.labels(module=module, callback=name).inc()
                 log.exception("%s callback %s failed; falling back", module, name)
-                return fallback() if callable(fallback) else fallback  # type: ignore[no-any-return]
+                return fallback() if callable(fallback) else fallback
 
         return wrapper
 

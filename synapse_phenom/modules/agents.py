@@ -21,16 +21,12 @@ from typing import TYPE_CHECKING, Any
 from synapse.api.errors import Codes, SynapseError
 from synapse.module_api import DirectServeJsonResource, ModuleApi
 
-from synapse_phenom.agent_rooms import (
-    AGENT_ROOMS_PATH,
-    AgentsConfig,
-    check_wanted,
-    groups_for_rooms,
-    plan_agent_rooms,
-)
-from synapse_phenom.config import parse_module_config
+from synapse_phenom.endpoints import AGENT_ROOMS_PATH
+from synapse_phenom.modules._config import parse_module_config
 from synapse_phenom.modules._health import mark_loaded
-from synapse_phenom.modules.rooms import get_rooms_module
+from synapse_phenom.modules._registry import rooms_module
+from synapse_phenom.rooms.config import AgentsConfig
+from synapse_phenom.rooms.membership import check_wanted, groups_for_rooms, plan_agent_rooms
 
 if TYPE_CHECKING:
     from synapse.http.site import SynapseRequest as Request
@@ -47,7 +43,9 @@ class PhenomAgents:
 
     @staticmethod
     def parse_config(config: dict[str, Any]) -> AgentsConfig:
-        return parse_module_config(AgentsConfig, config, "synapse_phenom.modules.agents.PhenomAgents")
+        return parse_module_config(
+            AgentsConfig, config, "synapse_phenom.modules.agents.PhenomAgents"
+        )
 
 
 class AgentRoomsResource(DirectServeJsonResource):
@@ -62,15 +60,21 @@ class AgentRoomsResource(DirectServeJsonResource):
         requester = await self._api.get_user_by_req(request)
         if requester.app_service_id not in self._config.appservice_ids:
             raise SynapseError(
-                403, "Only the Phenom MCP application service may manage agent rooms", Codes.FORBIDDEN
+                403,
+                "Only the Phenom MCP application service may manage agent rooms",
+                Codes.FORBIDDEN,
             )
-        rooms = get_rooms_module()
+        rooms = rooms_module(self._api)
         if rooms is None:
             raise SynapseError(503, "The Phenom rooms module is not loaded", Codes.UNKNOWN)
         body = parse_json_object_from_request(request)
         raw = body.get("rooms")
         if not isinstance(raw, list) or not all(isinstance(k, str) for k in raw):
-            raise SynapseError(400, "'rooms' must be a list of room keys such as ['community']", Codes.INVALID_PARAM)
+            raise SynapseError(
+                400,
+                "'rooms' must be a list of room keys such as ['community']",
+                Codes.INVALID_PARAM,
+            )
         try:
             wanted = check_wanted(rooms.config, self._config, raw)
             groups = groups_for_rooms(rooms.config, wanted)
@@ -92,7 +96,9 @@ class AgentRoomsResource(DirectServeJsonResource):
         for key in plan.remove:
             await self._api.update_room_membership(user_id, user_id, room_ids[key], "leave")
         if not plan.empty:
-            logger.info("Agent %s rooms %s: joined %s, left %s", user_id, wanted, plan.join, plan.remove)
+            logger.info(
+                "Agent %s rooms %s: joined %s, left %s", user_id, wanted, plan.join, plan.remove
+            )
         return 200, {
             "user_id": user_id,
             "groups": groups,

@@ -14,11 +14,9 @@ How groups from the ID token reach rooms, once per SSO login:
 
 1. ``CognitoMappingProvider.get_extra_attributes`` (every login, before a first
    login registers the user) stores ``cognito:groups`` keyed by ``sub``;
-2. the rooms module's ``on_user_login`` calls ``on_login`` here: for the
-   ``m.login.sso`` half it takes those groups (user → sub via Synapse's external
-   ids), stores them for the user, reconciles rooms and leaves a mark;
-3. the ``m.login.token`` half of the same login (maybe another worker) consumes the
-   mark instead of reconciling again.
+2. the rooms module's ``on_user_login`` hands the login to
+   ``synapse_phenom.cognito.login.sync_sso_login``, which gives those groups to the
+   rooms module (it reconciles) once per login.
 
 Everything crosses through the database: the provider and the ``modules:``
 instances are separate objects, possibly in separate processes.
@@ -27,49 +25,19 @@ instances are separate objects, possibly in separate processes.
 from __future__ import annotations
 
 import logging
-import time
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from prometheus_client import Counter
 from synapse.handlers.sso import MappingException
 from synapse.module_api import ModuleApi
 from synapse.module_api.errors import ConfigError
 
-from synapse_phenom import cognito_claims, cognito_store
-from synapse_phenom.cognito_config import MAPPING_PROVIDER, CognitoMappingConfig
+from synapse_phenom.cognito import claims as cognito_claims
+from synapse_phenom.cognito.config import MAPPING_PROVIDER, CognitoMappingConfig
+from synapse_phenom.cognito.login import ensure_schema, put_and_purge
 from synapse_phenom.config import InvalidConfig, parse_model
-
-if TYPE_CHECKING:
-    from synapse_phenom.modules.rooms import PhenomRooms
+from synapse_phenom.db import now_ms
 
 logger = logging.getLogger(__name__)
-
-SSO_LOGIN = "m.login.sso"
-TOKEN_LOGIN = "m.login.token"
-# The provider stores groups moments before the login callback, in the same request.
-PENDING_MAX_AGE_MS = 10 * 60 * 1000
-# Login tokens live 2 minutes by default; the token half follows within that.
-MARK_MAX_AGE_MS = 5 * 60 * 1000
-
-SSO_LOGIN_SYNCS = Counter(
-    "phenom_sso_login_syncs_total",
-    "Group syncs at SSO login: 'reconciled' (m.login.sso half), 'deduplicated' (m.login.token "
-    "half skipped), 'no_groups' (SSO login without groups from the mapping provider)",
-    ["outcome"],
-)
-
-_schema_ready = False
-
-
-def _now_ms() -> int:
-    return int(time.time() * 1000)
-
-
-async def _ensure_schema(api: ModuleApi) -> None:
-    global _schema_ready
-    if not _schema_ready:
-        await api.run_db_interaction("phenom_cognito_schema", cognito_store.create_schema)
-        _schema_ready = True
 
 
 class CognitoMappingProvider:
@@ -118,12 +86,12 @@ class CognitoMappingProvider:
         be stored: signing in with stale groups could keep someone in a room they lost.
         """
         identity = cognito_claims.identity_from_claims(userinfo)
-        now = _now_ms()
+        now = now_ms()
         try:
-            await _ensure_schema(self._api)
+            await ensure_schema(self._api)
             await self._api.run_db_interaction(
                 "phenom_cognito_put_groups",
-                _put_and_purge,
+                put_and_purge,
                 identity.sub,
                 list(identity.groups),
                 str(userinfo.get("iss", "")),
@@ -133,51 +101,3 @@ class CognitoMappingProvider:
             logger.exception("Could not store Cognito groups of %s", identity.sub)
             raise MappingException("Could not record your groups; please try again.") from err
         return {}  # nothing extra for the client's login response
-
-
-def _put_and_purge(
-    txn: cognito_store.Txn, sub: str, groups: list[str], issuer: str, now: int
-) -> None:
-    cognito_store.purge_stale_pending(txn, now - PENDING_MAX_AGE_MS)
-    cognito_store.put_pending_groups(txn, sub, groups, issuer, now)
-
-
-async def on_login(
-    rooms: PhenomRooms,
-    api: ModuleApi,
-    user_id: str,
-    auth_provider_type: str | None,
-    auth_provider_id: str | None,
-) -> bool:
-    """Group sync for an SSO login; False when this login is not one (caller reconciles).
-
-    Called by the rooms module's ``on_user_login`` (already guarded).
-    """
-    if not auth_provider_id or auth_provider_type not in (SSO_LOGIN, TOKEN_LOGIN):
-        return False
-    await _ensure_schema(api)
-    now = _now_ms()
-    if auth_provider_type == TOKEN_LOGIN:
-        if await api.run_db_interaction(
-            "phenom_cognito_take_mark", cognito_store.take_sso_mark, user_id, now - MARK_MAX_AGE_MS
-        ):
-            SSO_LOGIN_SYNCS.labels(outcome="deduplicated").inc()
-            return True
-        return False  # the SSO half did not reconcile (failed?): the caller does it now
-    groups = await api.run_db_interaction(
-        "phenom_cognito_take_groups",
-        cognito_store.take_pending_groups,
-        auth_provider_id,
-        user_id,
-        now - PENDING_MAX_AGE_MS,
-    )
-    if groups is None:
-        SSO_LOGIN_SYNCS.labels(outcome="no_groups").inc()
-        await rooms.reconcile(user_id)
-    else:
-        await rooms.set_groups_and_reconcile(user_id, groups, f"sso:{auth_provider_id}")
-        SSO_LOGIN_SYNCS.labels(outcome="reconciled").inc()
-    await api.run_db_interaction(
-        "phenom_cognito_mark", cognito_store.mark_sso_reconciled, user_id, now
-    )
-    return True

@@ -36,17 +36,17 @@ from synapse.types import UserID
 from twisted.internet import defer
 from twisted.internet import reactor as _reactor
 
-from synapse_phenom import store
-from synapse_phenom.config import parse_module_config
+from synapse_phenom import db, endpoints
+from synapse_phenom.memo import TtlMemo
+from synapse_phenom.modules._config import parse_module_config
 from synapse_phenom.modules._guard import guarded
 from synapse_phenom.modules._health import mark_loaded
+from synapse_phenom.modules._preview_fetch_twisted import TwistedFetcher
 from synapse_phenom.modules.preview_metrics import InstrumentedFetcher
 from synapse_phenom.previews import msc4095
 from synapse_phenom.previews import store as preview_store
 from synapse_phenom.previews.card import Card, CardImage
 from synapse_phenom.previews.config import LinkPreviewConfig
-from synapse_phenom.previews.fetch_twisted import TwistedFetcher
-from synapse_phenom.previews.memo import TtlMemo
 from synapse_phenom.previews.policy import Refused, normalise_url
 from synapse_phenom.previews.resolver import PreviewResolver
 
@@ -58,7 +58,7 @@ logger = logging.getLogger(__name__)
 reactor: Any = _reactor
 
 MODULE_PATH = "synapse_phenom.modules.link_preview.PhenomLinkPreviews"
-PREVIEW_PATH = "/_synapse/client/phenom/preview"
+PREVIEW_PATH = endpoints.PREVIEW_PATH
 _PRUNE_INTERVAL_MS = 60_000
 _MEMO_SIZE = 2048
 _MEMO_SECONDS = 30.0
@@ -86,8 +86,9 @@ class PhenomLinkPreviews:
             check_event_allowed=self.check_event_allowed,
             on_new_event=self.on_new_event if self._resolves_messages else None,
         )
-        api.register_web_resource(PREVIEW_PATH, PreviewResource(self, api))
-        mark_loaded(api, "synapse_phenom.modules.link_preview.PhenomLinkPreviews")  # modules.ops health
+        for path in endpoints.PREVIEW_PATHS:  # versioned, and the documented legacy path
+            api.register_web_resource(path, PreviewResource(self, api))
+        mark_loaded(api, MODULE_PATH)  # modules.ops health
         if self._resolves_messages:
             api.looping_background_call(
                 self.prune, _PRUNE_INTERVAL_MS, desc="phenom_link_preview_prune"
@@ -106,7 +107,7 @@ class PhenomLinkPreviews:
     async def _ensure_schema(self) -> None:
         if not self._schema_ready:
             await self._api.run_db_interaction(
-                "phenom_link_preview_schema", store.create_schema, preview_store.SCHEMA
+                "phenom_link_preview_schema", db.create_schema, preview_store.SCHEMA
             )
             self._schema_ready = True
 

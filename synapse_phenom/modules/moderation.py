@@ -18,50 +18,48 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 import attrs
 from prometheus_client import Counter, Histogram
-from synapse.api.errors import Codes, SynapseError
-from synapse.module_api import NOT_SPAM, DirectServeJsonResource, ModuleApi
+from synapse.api.errors import Codes
+from synapse.module_api import NOT_SPAM, ModuleApi
 from synapse.types import UserID
 
-from synapse_phenom.config import parse_module_config
+from synapse_phenom.db import now_ms
+from synapse_phenom.endpoints import AUDIT_PATH
+from synapse_phenom.memo import TtlMemo
 from synapse_phenom.moderation import store
 from synapse_phenom.moderation.config import (
-    AUDIT_PATH,
-    DEFAULT_POLICY,
     POLICY_EVENT_TYPE,
     ModerationConfig,
-    RoomPolicy,
     merge_live_policy,
 )
 from synapse_phenom.moderation.rules import (
-    BAN_RULE_TYPES,
     FLOOD_COUNTED_TYPES,
-    BanList,
-    CompiledPolicy,
     Violation,
     ban_message,
     flood_violation,
     is_checked,
     mute_violation,
 )
+from synapse_phenom.modules._config import parse_module_config
 from synapse_phenom.modules._guard import guarded
 from synapse_phenom.modules._health import mark_loaded
-from synapse_phenom.modules.rooms import get_rooms_module
+from synapse_phenom.modules._moderation_audit import AuditResource
+from synapse_phenom.modules._moderation_notices import ModeratorNotices, kind_of
+from synapse_phenom.modules._moderation_state import MAX_CACHED, RoomState, RoomView
 
 if TYPE_CHECKING:
     from synapse.events import EventBase
-    from synapse.http.site import SynapseRequest as Request
 
 logger = logging.getLogger(__name__)
 MODULE = "synapse_phenom.modules.moderation.PhenomModeration"
 
 ACTIONS = Counter(
     "phenom_moderation_actions_total",
-    "Moderation actions taken (block, mute, rename, ban, policy_change, policy_refused) by rule kind",
+    "Moderation actions taken (block, mute, rename, ban, policy_change, policy_refused) by rule "
+    "kind",
     ["policy", "rule", "action"],
 )
 CHECKS = Counter(
@@ -74,45 +72,19 @@ CHECK_SECONDS = Histogram(
     "Time spent in the pure rule check of one event",
     buckets=(0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.01, 0.05, 0.25),
 )
-_NOTICE_DEDUPE_MS = 60_000
-_MAX_CACHED_USERS = 50_000
 
 
-def kind_of(rule: str) -> str:
-    """``keywords:blocked words`` -> ``keywords``."""
-    return rule.split(":", 1)[0]
-
-
-def _now_ms() -> int:
-    return int(time.time() * 1000)
-
-
-@attrs.frozen
-class RoomView:
-    """What a worker knows about a room for ``cache_seconds``."""
-
-    policy_name: str
-    compiled: CompiledPolicy
-    power_levels: Mapping[str, Any]
-    creators: frozenset[str]  # room v12+: creators outrank every power level
-    expires: float
-
-
-class PhenomModeration:
+class PhenomModeration(RoomState, ModeratorNotices):
     def __init__(self, config: ModerationConfig, api: ModuleApi) -> None:
         self._config = config
         self._api = api
         self._compiled = {
             name: self._compile(name, policy) for name, policy in config.policies.items()
         }
-        self._rooms: dict[str, RoomView] = {}
-        self._live: dict[tuple[str, str], CompiledPolicy] = {}  # (policy name, event id)
-        self._groups: dict[str, tuple[float, frozenset[str]]] = {}
-        self._created_s: dict[str, float] = {}
-        self._managed: dict[str, bool] = {}
-        self._bans: tuple[float, BanList] = (0.0, BanList([]))
-        self._notified: dict[tuple[str, str, str], int] = {}
-        self._unmuted: dict[tuple[str, str], float] = {}  # (user, room) -> seen unmuted until
+        self._init_state()
+        self._init_notices()
+        # (user, room) seen unmuted: the flood/mute gate is skipped for cache_seconds.
+        self._unmuted: TtlMemo[bool] = TtlMemo(MAX_CACHED, config.cache_seconds)
         self._schema_ready = False
 
         # Guarded per instance: the fallback (fail-open or fail-closed) comes from config.
@@ -130,7 +102,7 @@ class PhenomModeration:
         )
         api.register_third_party_rules_callbacks(check_event_allowed=self.check_event_allowed)
         api.register_web_resource(AUDIT_PATH, AuditResource(self, api))
-        mark_loaded(api, "synapse_phenom.modules.moderation.PhenomModeration")  # modules.ops health
+        mark_loaded(api, MODULE)  # modules.ops health
         if api.should_run_background_tasks():
             api.looping_background_call(self._cleanup, 600_000, desc="phenom_moderation_cleanup")
 
@@ -138,15 +110,13 @@ class PhenomModeration:
     def parse_config(config: dict[str, Any]) -> ModerationConfig:
         return parse_module_config(ModerationConfig, config, MODULE)
 
-    def _compile(self, name: str, policy: RoomPolicy) -> CompiledPolicy:
-        return CompiledPolicy(name, policy, self._config.max_scan_chars, self._config.regex_max_mem)
-
     def _fallback_spam(self) -> Any:
         if self._config.fail_closed:
             return (
                 Codes.FORBIDDEN,
                 {
-                    "error": "Moderation is unavailable right now; your message was not sent. Try again shortly."
+                    "error": "Moderation is unavailable right now; your message was not sent. "
+                    "Try again shortly."
                 },
             )
         return NOT_SPAM
@@ -160,147 +130,6 @@ class PhenomModeration:
         if not self._schema_ready:
             await self._api.run_db_interaction("phenom_moderation_schema", store.create_schema)
             self._schema_ready = True
-
-    @property
-    def _system_user(self) -> str | None:
-        rooms = get_rooms_module()
-        return rooms.system_user_id if rooms else None
-
-    async def _policy_name(self, room_id: str) -> str:
-        rooms = get_rooms_module()
-        key = await rooms.room_key(room_id) if rooms else None
-        return key if key in self._config.policies else DEFAULT_POLICY
-
-    async def room_view(self, room_id: str, refresh: bool = False) -> RoomView:
-        now = time.monotonic()
-        view = self._rooms.get(room_id)
-        if view is not None and view.expires > now and not refresh:
-            return view
-        name = await self._policy_name(room_id)
-        base = self._config.policies[name]
-        state = await self._api.get_room_state(
-            room_id, [(POLICY_EVENT_TYPE, ""), ("m.room.power_levels", ""), ("m.room.create", "")]
-        )
-        compiled = self._compiled[name]
-        live = state.get((POLICY_EVENT_TYPE, ""))
-        if live is not None and base.allow_live_policy and live.content:
-            compiled = (
-                self._live_policy(name, base, live.event_id, live.get_dict()["content"]) or compiled
-            )
-        pl = state.get(("m.room.power_levels", ""))
-        create = state.get(("m.room.create", ""))
-        creators: frozenset[str] = frozenset()
-        if create is not None and create.room_version.msc4289_creator_power_enabled:
-            extra = create.content.get("additional_creators") or []
-            creators = frozenset([create.sender, *[c for c in extra if isinstance(c, str)]])
-        view = RoomView(
-            name,
-            compiled,
-            pl.get_dict()["content"] if pl is not None else {},
-            creators,
-            now + self._config.cache_seconds,
-        )
-        if len(self._rooms) > _MAX_CACHED_USERS:
-            self._rooms.clear()
-        self._rooms[room_id] = view
-        return view
-
-    def _live_policy(
-        self, name: str, base: RoomPolicy, event_id: str, content: Mapping[str, Any]
-    ) -> CompiledPolicy | None:
-        key = (name, event_id)
-        if key not in self._live:
-            try:
-                self._live[key] = self._compile(name, merge_live_policy(base, content))
-            except Exception as err:
-                # Accepted once, invalid now (e.g. the module config changed): use config.
-                logger.warning("Ignoring live moderation policy %s: %s", event_id, err)
-                return None
-            if len(self._live) > 1000:
-                self._live.pop(next(iter(self._live)))
-        return self._live[key]
-
-    def power_level(self, view: RoomView, user_id: str) -> float:
-        if user_id in view.creators:
-            return float("inf")
-        users = view.power_levels.get("users") or {}
-        level = users.get(user_id, view.power_levels.get("users_default", 0))
-        return float(level) if isinstance(level, int | float) else 0.0
-
-    async def _user_groups(self, user_id: str) -> frozenset[str]:
-        now = time.monotonic()
-        cached = self._groups.get(user_id)
-        if cached and cached[0] > now:
-            return cached[1]
-        rooms = get_rooms_module()
-        groups = frozenset(await rooms.get_groups(user_id) or ()) if rooms else frozenset()
-        if len(self._groups) > _MAX_CACHED_USERS:
-            self._groups.clear()
-        self._groups[user_id] = (now + max(self._config.cache_seconds, 1.0), groups)
-        return groups
-
-    async def is_exempt(self, view: RoomView, user_id: str) -> bool:
-        if user_id == self._system_user:
-            return True
-        ex = view.compiled.policy.exemptions
-        if ex.power_level is not None and self.power_level(view, user_id) >= ex.power_level:
-            return True
-        if not ex.groups:
-            return False
-        # Groups exempt people (staff). Users the rooms module leaves alone (agents, whose
-        # groups only exist to let them into their rooms) never inherit an exemption.
-        if not self._is_managed(user_id):
-            return False
-        return not (await self._user_groups(user_id)).isdisjoint(ex.groups)
-
-    def _is_managed(self, user_id: str) -> bool:
-        """``is_managed_user``, remembered (it depends only on config): spares every gated
-        message two RE2 searches of the ``unmanaged_users`` patterns."""
-        managed = self._managed.get(user_id)
-        if managed is None:
-            rooms = get_rooms_module()
-            if rooms is None:
-                return False
-            managed = rooms.is_managed_user(user_id)
-            if len(self._managed) > _MAX_CACHED_USERS:
-                self._managed.clear()
-            self._managed[user_id] = managed
-        return managed
-
-    async def _new_account_until(self, policy: RoomPolicy, user_id: str) -> float | None:
-        if policy.new_accounts is None or policy.new_accounts.min_age_seconds == 0:
-            return None
-        created = self._created_s.get(user_id)
-        if created is None:
-            info = await self._api.get_userinfo_by_id(user_id)
-            created = float(info.creation_ts) if info and info.creation_ts else 0.0
-            if len(self._created_s) > _MAX_CACHED_USERS:
-                self._created_s.clear()
-            self._created_s[user_id] = created
-        until = created + policy.new_accounts.min_age_seconds
-        return until if until > time.time() else None
-
-    async def ban_list(self) -> BanList:
-        expires, bans = self._bans
-        if not self._config.ban_lists or expires > time.monotonic():
-            return bans
-        rules = []
-        for room in self._config.ban_lists:
-            room_id = room
-            if room.startswith("#"):
-                try:
-                    room_id, _ = await self._api.lookup_room_alias(room)
-                except SynapseError:
-                    continue  # not created yet
-            state = await self._api.get_room_state(room_id)
-            rules.extend(
-                BanList.from_state(
-                    room, ((t, e.content) for (t, _), e in state.items() if t in BAN_RULE_TYPES)
-                )
-            )
-        bans = BanList(rules)
-        self._bans = (time.monotonic() + self._config.cache_seconds, bans)
-        return bans
 
     # -- actions -------------------------------------------------------------------
 
@@ -318,7 +147,7 @@ class PhenomModeration:
         policy = view.compiled.policy
         esc = policy.escalation
         row = store.AuditRow(
-            _now_ms(), room_id, user_id, view.policy_name, v.rule, action, event_type, v.detail
+            now_ms(), room_id, user_id, view.policy_name, v.rule, action, event_type, v.detail
         )
         escalation = (
             (esc.violations, esc.window_seconds * 1000, esc.mute_seconds * 1000) if esc else None
@@ -329,7 +158,7 @@ class PhenomModeration:
         # Label by rule kind only: rule names can come from live policies (unbounded).
         kind = kind_of(v.rule)
         ACTIONS.labels(view.policy_name, kind, action).inc()
-        self._unmuted.pop((user_id, room_id), None)
+        self._unmuted.pop((user_id, room_id))
         if muted_until is not None:
             ACTIONS.labels(view.policy_name, kind, "mute").inc()
         logger.info(
@@ -350,65 +179,6 @@ class PhenomModeration:
             live,
         )
         return muted_until
-
-    async def _notify(
-        self,
-        policy: RoomPolicy,
-        room_id: str,
-        user_id: str,
-        v: Violation,
-        action: str,
-        muted_until: int | None,
-        live: bool = False,
-    ) -> None:
-        try:
-            target, system = policy.notify_room, self._system_user
-            if not target or not system:
-                return
-            now = _now_ms()
-            rule = f"{kind_of(v.rule)} (room's live policy)" if live else v.rule
-            key = (user_id, room_id, rule)
-            if muted_until is None and now - self._notified.get(key, 0) < _NOTICE_DEDUPE_MS:
-                return  # one notice per user, room and rule a minute (floods would spam)
-            self._notified[key] = now
-            if len(self._notified) > _MAX_CACHED_USERS:
-                self._notified.clear()
-            notify_room_id = await self._resolve_room(target)
-            if notify_room_id is None:
-                return
-            text = f"Moderation: {action} — {user_id} in {room_id}, rule '{rule}'"
-            if v.detail and not live:
-                text += f" ({v.detail})"
-            if muted_until is not None:
-                text += f"; muted until {time.strftime('%H:%M:%S UTC', time.gmtime(muted_until / 1000))}"
-            await self._api.create_and_send_event_into_room(
-                {
-                    "type": "m.room.message",
-                    "room_id": notify_room_id,
-                    "sender": system,
-                    "content": {
-                        "msgtype": "m.notice",
-                        "body": text,
-                        "app.phenom.moderation": {
-                            "action": action,
-                            "user_id": user_id,
-                            "room_id": room_id,
-                            "rule": rule,
-                        },
-                    },
-                }
-            )
-        except Exception:
-            logger.exception("Could not post the moderation notice for %s", user_id)
-
-    async def _resolve_room(self, target: str) -> str | None:
-        if target.startswith("!"):
-            return target
-        if target.startswith("#"):
-            room_id, _ = await self._api.lookup_room_alias(target)
-            return room_id
-        rooms = get_rooms_module()
-        return await rooms.room_id(target) if rooms else None
 
     @staticmethod
     def _reply(v: Violation) -> tuple[Codes, dict[str, Any]]:
@@ -449,23 +219,25 @@ class PhenomModeration:
         if violation is None and policy.flood and event.type in FLOOD_COUNTED_TYPES:
             flood = (int(policy.flood.per_seconds * 1000), policy.flood.messages)
         unmuted_key = (sender, room_id)
-        if needs_gate and flood is None and self._unmuted.get(unmuted_key, 0.0) > time.monotonic():
-            needs_gate = False  # recently seen unmuted; a mute reaches other workers within cache_seconds
+        if needs_gate and flood is None and self._unmuted.get(unmuted_key):
+            needs_gate = (
+                False  # recently seen unmuted; a mute reaches other workers within cache_seconds
+            )
         if needs_gate:
             await self._ensure_schema()
-            now = _now_ms()
+            now = now_ms()
             gate = await self._api.run_db_interaction(
                 "phenom_moderation_gate", store.gate, sender, room_id, now, flood
             )
             if gate.muted_until is None:
-                if len(self._unmuted) > _MAX_CACHED_USERS:
-                    self._unmuted.clear()
-                self._unmuted[unmuted_key] = time.monotonic() + self._config.cache_seconds
+                self._unmuted.put(unmuted_key, True)
             else:
                 CHECKS.labels(view.policy_name, "muted").inc()
                 return self._reply(mute_violation(gate.muted_until, now))
             if gate.flood is not None and not gate.flood.allowed and policy.flood:
-                violation = flood_violation(gate.flood, policy.flood.messages, policy.flood.per_seconds)
+                violation = flood_violation(
+                    gate.flood, policy.flood.messages, policy.flood.per_seconds
+                )
         if violation is None:
             CHECKS.labels(view.policy_name, "pass").inc()
             return NOT_SPAM
@@ -485,7 +257,9 @@ class PhenomModeration:
             return (code, {"error": message})
 
         if event.state_key != "":
-            return await refuse(f"{POLICY_EVENT_TYPE} must have an empty state key", Codes.INVALID_PARAM)
+            return await refuse(
+                f"{POLICY_EVENT_TYPE} must have an empty state key", Codes.INVALID_PARAM
+            )
         if not base.allow_live_policy:
             return await refuse(
                 f"Live policy changes are disabled for the '{name}' policy in the module config."
@@ -495,14 +269,15 @@ class PhenomModeration:
             and self.power_level(view, sender) < base.live_policy_power_level
         ):
             return await refuse(
-                f"Changing the moderation policy needs power level {base.live_policy_power_level} in this room."
+                "Changing the moderation policy needs power level "
+                f"{base.live_policy_power_level} in this room."
             )
         try:
             compiled = self._compile(name, merge_live_policy(base, event.get_dict()["content"]))
         except Exception as err:  # InvalidConfig names the key; RE2 set errors say what failed
             return await refuse(f"Invalid moderation policy: {err}", Codes.BAD_JSON)
-        self._live[(name, event.event_id)] = compiled
-        self._rooms.pop(room_id, None)
+        self._live.put((name, event.event_id), compiled)
+        self._rooms.pop(room_id)
         v = Violation("live_policy", "", json.dumps(sorted(event.get_dict()["content"])))
         await self.act(view, room_id, sender, event.type, v, action="policy_change")
         return NOT_SPAM
@@ -524,7 +299,10 @@ class PhenomModeration:
         if ban is None:
             return NOT_SPAM
         if what == "invite" and user_id == target:
-            message = f"{target} cannot be invited: they are banned by the moderation policy list {ban.source}."
+            message = (
+                f"{target} cannot be invited: they are banned by the moderation policy list "
+                f"{ban.source}."
+            )
         else:
             message = ban_message(ban)
         v = Violation("ban_list", message, f"{ban.source}: {ban.entity}")
@@ -569,7 +347,7 @@ class PhenomModeration:
     @guarded("moderation", fallback=None)
     async def _cleanup(self) -> None:
         await self._ensure_schema()
-        await self._api.run_db_interaction("phenom_moderation_cleanup", store.cleanup, _now_ms())
+        await self._api.run_db_interaction("phenom_moderation_cleanup", store.cleanup, now_ms())
 
     async def audit(
         self, room_id: str | None, user_id: str | None, since_ms: int | None, limit: int
@@ -578,40 +356,3 @@ class PhenomModeration:
         return await self._api.run_db_interaction(
             "phenom_moderation_audit", store.list_audit, room_id, user_id, since_ms, limit
         )
-
-
-class AuditResource(DirectServeJsonResource):
-    """Admin-only ``GET ?room_id=&user_id=&since=<ms>&limit=``: the audit log, newest first."""
-
-    def __init__(self, module: PhenomModeration, api: ModuleApi) -> None:
-        super().__init__()
-        self._module = module
-        self._api = api
-
-    async def _async_render_GET(self, request: Request) -> tuple[int, dict[str, Any]]:
-        requester = await self._api.get_user_by_req(request)
-        if not await self._api.is_user_admin(requester.user.to_string()):
-            raise SynapseError(
-                403, "Only server administrators may read the moderation audit log", Codes.FORBIDDEN
-            )
-        args = request.args or {}
-
-        def arg(name: str) -> str | None:
-            raw = args.get(name.encode(), [b""])[0].decode()
-            return raw or None
-
-        try:
-            since = int(arg("since") or -1)
-            limit = int(arg("limit") or 100)
-        except ValueError:
-            raise SynapseError(
-                400,
-                "'since' and 'limit' must be integers (since: ms since the epoch)",
-                Codes.INVALID_PARAM,
-            ) from None
-        if not 1 <= limit <= 10_000:
-            raise SynapseError(400, "'limit' must be between 1 and 10000", Codes.INVALID_PARAM)
-        rows = await self._module.audit(
-            arg("room_id"), arg("user_id"), since if since >= 0 else None, limit
-        )
-        return 200, {"entries": [r.to_json() for r in rows]}

@@ -24,15 +24,14 @@ from typing import TYPE_CHECKING, Any
 from synapse.api.errors import Codes, SynapseError
 from synapse.module_api import ModuleApi
 
-from synapse_phenom.config import parse_module_config
+from synapse_phenom.admin import core, store
 from synapse_phenom.moderation import store as moderation_store
 from synapse_phenom.modules import ops_actions as actions
+from synapse_phenom.modules._config import parse_module_config
 from synapse_phenom.modules._guard import guarded
 from synapse_phenom.modules._health import mark_loaded
+from synapse_phenom.modules._registry import rooms_module
 from synapse_phenom.modules.ops_resources import Endpoint, HealthResource, RevokedAgentsResource
-from synapse_phenom.modules.rooms import get_rooms_module
-from synapse_phenom.ops import admin_core as core
-from synapse_phenom.ops import store
 
 if TYPE_CHECKING:
     pass
@@ -100,7 +99,7 @@ class PhenomOps:
         return await self.api.run_db_interaction(desc, fn, *args)
 
     def system_user(self) -> str:
-        rooms = get_rooms_module()
+        rooms = rooms_module(self.api)
         if rooms is None:
             raise SynapseError(503, "The Phenom rooms module is not loaded", Codes.UNKNOWN)
         return rooms.system_user_id
@@ -121,7 +120,7 @@ class PhenomOps:
             except SynapseError:
                 raise SynapseError(404, f"No room has the alias {value}", Codes.NOT_FOUND) from None
             return str(room_id)
-        rooms = get_rooms_module()
+        rooms = rooms_module(self.api)
         key_room = await rooms.room_id(value) if rooms and value in rooms.config.rooms else None
         if key_room is None:
             raise SynapseError(
@@ -289,7 +288,7 @@ class PhenomOps:
     async def ensure_system_admin(self) -> None:
         """The system user (created by the rooms module) is a server admin: it acts for
         ``phenom-chat admin`` and the doctor checks it."""
-        rooms = get_rooms_module()
+        rooms = rooms_module(self.api)
         if rooms is None or not await self.api.check_user_exists(rooms.system_user_id):
             return
         if not await self.api.is_user_admin(rooms.system_user_id):

@@ -9,10 +9,9 @@ from typing import TYPE_CHECKING, Any
 
 from synapse.api.errors import Codes, SynapseError
 
+from synapse_phenom.admin import core, store
 from synapse_phenom.moderation.config import POLICY_EVENT_TYPE
-from synapse_phenom.modules.rooms import get_rooms_module
-from synapse_phenom.ops import admin_core as core
-from synapse_phenom.ops import store
+from synapse_phenom.modules._registry import rooms_module
 
 if TYPE_CHECKING:
     from synapse_phenom.modules.ops import PhenomOps
@@ -59,7 +58,7 @@ async def ban(ops: PhenomOps, by: str, body: dict[str, Any]) -> dict[str, Any]:
         raise SynapseError(400, "'user_id' must be a user of this server", Codes.INVALID_PARAM)
     unban, dry_run = bool(body.get("unban", False)), bool(body.get("dry_run", False))
     reason = str(body.get("reason") or "")
-    rooms = get_rooms_module()
+    rooms = rooms_module(ops.api)
     if rooms is None:
         raise SynapseError(503, "The Phenom rooms module is not loaded", Codes.UNKNOWN)
     system = ops.system_user()

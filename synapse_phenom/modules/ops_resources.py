@@ -7,8 +7,8 @@ from typing import TYPE_CHECKING, Any
 from synapse.api.errors import Codes, SynapseError
 from synapse.module_api import DirectServeJsonResource, ModuleApi
 
+from synapse_phenom.admin import store
 from synapse_phenom.modules._health import loaded_modules
-from synapse_phenom.ops import store
 
 if TYPE_CHECKING:
     from synapse.http.site import SynapseRequest as Request

@@ -19,44 +19,39 @@ import logging
 import random
 import time
 import uuid
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import re2
 from synapse.api.errors import Codes, LimitExceededError, SynapseError
-from synapse.module_api import NOT_SPAM, DirectServeJsonResource, ModuleApi, RatelimitOverride
+from synapse.module_api import NOT_SPAM, ModuleApi, RatelimitOverride
 from synapse.types import UserID
 
-from synapse_phenom import membership, store
-from synapse_phenom.config import parse_module_config
-from synapse_phenom.membership import GROUPS_PATH, MembershipPlan, RoomsConfig
+from synapse_phenom.cognito.login import sync_sso_login
+from synapse_phenom.db import now_ms
+from synapse_phenom.endpoints import GROUPS_PATH
+from synapse_phenom.modules._config import parse_module_config
 from synapse_phenom.modules._guard import guarded
 from synapse_phenom.modules._health import mark_loaded
-
-if TYPE_CHECKING:
-    from synapse.http.site import SynapseRequest as Request
+from synapse_phenom.modules._registry import register_rooms, rooms_module
+from synapse_phenom.modules._rooms_creation import RoomCreation
+from synapse_phenom.modules._rooms_http import GroupsResource
+from synapse_phenom.rooms import membership, store
+from synapse_phenom.rooms.config import RoomsConfig
+from synapse_phenom.rooms.membership import MembershipPlan
 
 logger = logging.getLogger(__name__)
 
-_CLAIM_STALE_MS = 5 * 60 * 1000
 _ALIAS_TTL_S = 60.0
 _MAX_RETRIES = 8
 
-# The rooms module of this process, for other Phenom modules (e.g. the Cognito
-# mapping provider) that must write groups and reconcile through the same code.
-_INSTANCE: PhenomRooms | None = None
+
+def get_rooms_module(api: ModuleApi) -> PhenomRooms | None:
+    """The rooms module loaded with ``api`` (same ``ModuleApi`` = same homeserver)."""
+    return rooms_module(api)
 
 
-def get_rooms_module() -> PhenomRooms | None:
-    return _INSTANCE
-
-
-def _now_ms() -> int:
-    return int(time.time() * 1000)
-
-
-class PhenomRooms:
+class PhenomRooms(RoomCreation):
     def __init__(self, config: RoomsConfig, api: ModuleApi) -> None:
-        global _INSTANCE
         self._config = config
         self._api = api
         self._server_name = api.server_name
@@ -81,12 +76,12 @@ class PhenomRooms:
         # The system user invites and kicks on behalf of group sync: never throttle it.
         api.register_ratelimit_callbacks(get_ratelimit_override_for_user=self.ratelimit_override)
         api.register_web_resource(GROUPS_PATH, GroupsResource(self, api))
-        mark_loaded(api, "synapse_phenom.modules.rooms.PhenomRooms")  # modules.ops health
         if api.should_run_background_tasks():
             api.delayed_background_call(100, self.ensure_rooms, desc="phenom_ensure_rooms")
             # Self-healing: cheap when every alias resolves.
             api.looping_background_call(self.ensure_rooms, 60_000, desc="phenom_ensure_rooms")
-        _INSTANCE = self
+        register_rooms(api, self)
+        mark_loaded(api, "synapse_phenom.modules.rooms.PhenomRooms")  # modules.ops health
 
     @staticmethod
     def parse_config(config: dict[str, Any]) -> RoomsConfig:
@@ -115,12 +110,19 @@ class PhenomRooms:
             room_id, _ = await self._api.lookup_room_alias(self.alias(key))
         except SynapseError as err:
             if err.code == 404:
-                if cached is not None:  # keep the last known room; a missing one is looked up each time
+                if (
+                    cached is not None
+                ):  # keep the last known room; a missing one is looked up each time
                     self._resolved_at[key] = time.monotonic()
                 return cached
             raise
         if cached is not None and cached != room_id:
-            logger.warning("%s moved from %s to %s (room upgrade?); both are managed", self.alias(key), cached, room_id)
+            logger.warning(
+                "%s moved from %s to %s (room upgrade?); both are managed",
+                self.alias(key),
+                cached,
+                room_id,
+            )
         self._room_ids[key] = room_id
         self._room_keys[room_id] = key
         self._resolved_at[key] = time.monotonic()
@@ -159,7 +161,7 @@ class PhenomRooms:
             user_id,
             membership.normalise_groups(groups),
             source,
-            _now_ms(),
+            now_ms(),
         )
 
     def is_managed_user(self, user_id: str) -> bool:
@@ -208,7 +210,9 @@ class PhenomRooms:
             if await self._try(self._remove, key, user_id):
                 removed.append(key)
         if joined or removed:
-            logger.info("Reconciled %s (groups %s): joined %s, removed %s", user_id, groups, joined, removed)
+            logger.info(
+                "Reconciled %s (groups %s): joined %s, removed %s", user_id, groups, joined, removed
+            )
         return MembershipPlan(join=tuple(joined), remove=tuple(removed))
 
     async def _try(self, action: Any, key: str, *args: Any) -> bool:
@@ -246,7 +250,9 @@ class PhenomRooms:
         plan = await self.reconcile(user_id)
         if user_id not in self._retry_pending:  # no new rate limit: done
             self._retries.pop(user_id, None)
-        logger.info("Retried reconcile of %s: joined %s, removed %s", user_id, plan.join, plan.remove)
+        logger.info(
+            "Retried reconcile of %s: joined %s, removed %s", user_id, plan.join, plan.remove
+        )
 
     async def join(self, key: str, user_id: str, current: str | None) -> None:
         room_id = self._room_ids[key]
@@ -279,11 +285,10 @@ class PhenomRooms:
     async def on_user_login(
         self, user_id: str, auth_provider_type: str | None, auth_provider_id: str | None
     ) -> None:
-        # SSO logins take their groups from the ID token, once per login although
-        # Synapse fires this twice (m.login.sso, then m.login.token): see cognito.py.
-        from synapse_phenom.modules import cognito
-
-        if await cognito.on_login(self, self._api, user_id, auth_provider_type, auth_provider_id):
+        # SSO logins take their groups from the ID token (Cognito supplies them, this
+        # module reconciles), once per login although Synapse fires this twice
+        # (m.login.sso, then m.login.token): see synapse_phenom.cognito.login.
+        if await sync_sso_login(self._api, self, user_id, auth_provider_type, auth_provider_id):
             return
         await self.reconcile(user_id)
 
@@ -295,14 +300,21 @@ class PhenomRooms:
         return None
 
     # Fail closed: if we cannot tell whether someone belongs, they do not get in.
-    @guarded("rooms", fallback=(Codes.FORBIDDEN, {"error": "Membership check failed; try again later."}))
+    @guarded(
+        "rooms", fallback=(Codes.FORBIDDEN, {"error": "Membership check failed; try again later."})
+    )
     async def user_may_join_room(self, user_id: str, room_id: str, is_invited: bool) -> Any:
         key = await self.room_key(room_id)
         if key is None or await self._may_be_in(user_id, key):
             return NOT_SPAM
-        return (Codes.FORBIDDEN, {"error": membership.denial_message(self._config, key, self._server_name)})
+        return (
+            Codes.FORBIDDEN,
+            {"error": membership.denial_message(self._config, key, self._server_name)},
+        )
 
-    @guarded("rooms", fallback=(Codes.FORBIDDEN, {"error": "Membership check failed; try again later."}))
+    @guarded(
+        "rooms", fallback=(Codes.FORBIDDEN, {"error": "Membership check failed; try again later."})
+    )
     async def user_may_invite(self, inviter: str, invitee: str, room_id: str) -> Any:
         key = await self.room_key(room_id)
         if key is None or await self._may_be_in(invitee, key):
@@ -311,145 +323,3 @@ class PhenomRooms:
             self._config, key, self._server_name
         )
         return (Codes.FORBIDDEN, {"error": message})
-
-    # -- room creation (background-task process only) ------------------------------
-
-    @guarded("rooms", fallback=None)
-    async def ensure_rooms(self) -> None:
-        await self._ensure_schema()
-        await self._ensure_system_user()
-        for key in self._config.rooms:
-            room_id = await self.room_id(key)
-            if room_id is None:
-                room_id = await self._create_room(key)
-            if room_id is not None:
-                await self._sync_room_profile(key, room_id)
-
-    async def _ensure_system_user(self) -> None:
-        if await self._api.check_user_exists(self.system_user_id):
-            return
-        try:
-            await self._api.register_user(
-                self._config.system_user, displayname=self._config.system_display_name
-            )
-        except SynapseError as err:
-            if err.errcode != Codes.USER_IN_USE:  # another process won the race
-                raise
-
-    async def _create_room(self, key: str) -> str | None:
-        spec = self._config.rooms[key]
-        alias = self.alias(key)
-        claimed = await self._api.run_db_interaction(
-            "phenom_claim_alias", store.claim_alias, alias, self._claim_owner, _now_ms(), _CLAIM_STALE_MS
-        )
-        if not claimed:
-            existing = await self._api.run_db_interaction("phenom_claimed_room", store.claimed_room, alias)
-            if existing:
-                logger.error(
-                    "%s does not resolve but room %s was created for it; not creating another. "
-                    "Restore the alias with the admin API.",
-                    alias,
-                    existing,
-                )
-            return None
-        try:
-            room_id, _ = await self._api.create_room(
-                self.system_user_id,
-                membership.room_creation_request(spec, self.system_user_id),
-                ratelimit=False,
-            )
-        except Exception:
-            await self._api.run_db_interaction(
-                "phenom_release_claim", store.release_claim, alias, self._claim_owner
-            )
-            raise
-        await self._api.run_db_interaction(
-            "phenom_record_room", store.record_claimed_room, alias, self._claim_owner, room_id
-        )
-        self._room_ids[key] = room_id
-        self._room_keys[room_id] = key
-        self._resolved_at[key] = time.monotonic()
-        logger.info("Created %s as %s", alias, room_id)
-        return room_id
-
-    async def _sync_room_profile(self, key: str, room_id: str) -> None:
-        """Keep name and topic as configured (they may change in config after creation)."""
-        spec = self._config.rooms[key]
-        wanted = {"m.room.name": {"name": spec.name}, "m.room.topic": {"topic": spec.topic}}
-        state = await self._api.get_room_state(room_id, [(t, "") for t in wanted])
-        for event_type, content in wanted.items():
-            event = state.get((event_type, ""))
-            field = next(iter(content))
-            if event is not None and event.content.get(field) == content[field]:
-                continue
-            await self._api.create_and_send_event_into_room(
-                {
-                    "type": event_type,
-                    "room_id": room_id,
-                    "sender": self.system_user_id,
-                    "state_key": "",
-                    "content": content,
-                }
-            )
-
-
-class GroupsResource(DirectServeJsonResource):
-    """Admin-only: ``GET ?user_id=`` reads a user's groups, ``POST`` sets them and reconciles.
-
-    POST body: ``{"user_id": "@u:server", "groups": ["team"], "source": "cli"}``.
-    """
-
-    def __init__(self, rooms: PhenomRooms, api: ModuleApi) -> None:
-        super().__init__()
-        self._rooms = rooms
-        self._api = api
-
-    async def _require_admin(self, request: Request) -> None:
-        requester = await self._api.get_user_by_req(request)
-        if not await self._api.is_user_admin(requester.user.to_string()):
-            raise SynapseError(403, "Only server administrators may manage groups", Codes.FORBIDDEN)
-
-    def _checked_user(self, user_id: Any) -> str:
-        if not isinstance(user_id, str):
-            raise SynapseError(400, "'user_id' must be a string such as '@alice:server'", Codes.MISSING_PARAM)
-        try:
-            parsed = UserID.from_string(user_id)
-        except SynapseError:
-            raise SynapseError(400, f"'user_id' {user_id!r} is not a Matrix user ID", Codes.INVALID_PARAM) from None
-        if not self._api.is_mine(parsed):
-            raise SynapseError(400, f"{user_id} is not a user of this server", Codes.INVALID_PARAM)
-        return user_id
-
-    async def _async_render_GET(self, request: Request) -> tuple[int, dict[str, Any]]:
-        await self._require_admin(request)
-        args = request.args or {}
-        raw = args.get(b"user_id", [b""])[0].decode()
-        user_id = self._checked_user(raw or None)
-        groups = await self._rooms.get_groups(user_id)
-        return 200, {"user_id": user_id, "groups": groups or [], "known": groups is not None}
-
-    async def _async_render_POST(self, request: Request) -> tuple[int, dict[str, Any]]:
-        from synapse.http.servlet import parse_json_object_from_request
-
-        await self._require_admin(request)
-        body = parse_json_object_from_request(request)
-        user_id = self._checked_user(body.get("user_id"))
-        groups = body.get("groups")
-        if not isinstance(groups, list) or not all(isinstance(g, str) for g in groups):
-            raise SynapseError(400, "'groups' must be a list of group names", Codes.INVALID_PARAM)
-        try:
-            groups = membership.normalise_groups(groups)
-        except ValueError as err:
-            raise SynapseError(400, str(err), Codes.INVALID_PARAM) from None
-        source = body.get("source", "api")
-        if not isinstance(source, str):
-            raise SynapseError(400, "'source' must be a string", Codes.INVALID_PARAM)
-        if not await self._api.check_user_exists(user_id):
-            raise SynapseError(404, f"{user_id} does not exist; create the user first", Codes.NOT_FOUND)
-        plan = await self._rooms.set_groups_and_reconcile(user_id, groups, source)
-        return 200, {
-            "user_id": user_id,
-            "groups": groups,
-            "joined": [self._rooms.alias(k) for k in plan.join],
-            "removed": [self._rooms.alias(k) for k in plan.remove],
-        }

@@ -1,1 +1,7 @@
-"""Operations: admin actions, the deployment doctor (pure cores and blocking clients)."""
+"""Operator tooling that does I/O: homeserver config rendering (``hsconfig``), the local
+dev stack (``devstack``), the Synapse admin HTTP client (``admin_client``), private
+file writing (``files``), the ``phenom-chat admin`` actions (``admin_actions``), the
+deployment doctor (``doctor``, ``doctor_*``) and the metric-name check of the alert rules
+and dashboards (``metric_names``). Used by the ``phenom-chat`` CLI and the tests, never by
+Synapse.
+"""

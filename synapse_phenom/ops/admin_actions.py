@@ -15,10 +15,9 @@ from urllib.parse import quote
 import attrs
 import httpx2
 
-from synapse_phenom.admin_client import MatrixError, raise_for_matrix
-from synapse_phenom.membership import GROUPS_PATH
-from synapse_phenom.moderation.config import AUDIT_PATH
-from synapse_phenom.ops import admin_core as core
+from synapse_phenom.admin import core
+from synapse_phenom.endpoints import AUDIT_PATH, GROUPS_PATH
+from synapse_phenom.ops.admin_client import MatrixError, raise_for_matrix
 
 # Hasura Lite (implementation B) keeps its own chat tables: these commands do not touch them.
 SCOPE_NOTE = "acts on Synapse (implementation A) only; Hasura Lite chat tables are not changed"

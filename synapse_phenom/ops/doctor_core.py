@@ -12,8 +12,8 @@ from typing import Any
 import attrs
 import httpx2
 
-from synapse_phenom import hsconfig
-from synapse_phenom.ops.admin_core import HEALTH_PATH
+from synapse_phenom.endpoints import HEALTH_PATH
+from synapse_phenom.ops import hsconfig
 
 PASS, FAIL, WARN, SKIP = "pass", "fail", "warn", "skip"
 ORIGIN_FIX = "allow outbound HTTPS to the origin; dev offline: phenom-chat dev --content-origin URL"

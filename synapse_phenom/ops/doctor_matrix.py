@@ -10,12 +10,12 @@ from urllib.parse import quote
 import httpx2
 import yaml
 
-from synapse_phenom import hsconfig
+from synapse_phenom.ops import hsconfig
 from synapse_phenom.ops.doctor_core import FAIL, PASS, SKIP, Check, Target
 
 
 def _room_specs(t: Target) -> tuple[str, dict[str, Any]]:
-    from synapse_phenom.membership import RoomsConfig
+    from synapse_phenom.rooms.config import RoomsConfig
 
     cfg = RoomsConfig.model_validate(t.module_config(hsconfig.ROOMS_MODULE) or {})
     return cfg.system_user, {k: spec for k, spec in cfg.rooms.items()}

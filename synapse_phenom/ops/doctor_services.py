@@ -8,7 +8,7 @@ from pathlib import Path
 
 import httpx2
 
-from synapse_phenom import hsconfig
+from synapse_phenom.ops import hsconfig
 from synapse_phenom.ops.doctor_core import FAIL, ORIGIN_FIX, PASS, SKIP, WARN, Check, Target
 
 

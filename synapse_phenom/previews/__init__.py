@@ -37,7 +37,8 @@ __all__ = [
 
 
 async def resolve_link(url: str, config: ResolverConfig | None = None) -> Resolution:
-    """Resolve one link with a short-lived httpx2 fetcher. Raises ``Refused`` for non-Phenom links."""
+    """Resolve one link with a short-lived httpx2 fetcher. Raises ``Refused`` for non-Phenom
+    links."""
     from synapse_phenom.previews.fetch_httpx import HttpxFetcher
 
     config = config or ResolverConfig()

@@ -43,13 +43,15 @@ class HttpxFetcher:
         resolve: Resolve = getaddrinfo_resolve,
         verify: ssl.SSLContext | bool = True,
     ) -> None:
-        """``verify`` may be an SSLContext with a private CA (staging); never False in production."""
+        """``verify`` may be an SSLContext with a private CA (staging); never False in
+        production."""
         self._config = config
         self._resolve = resolve
         self._client = httpx2.AsyncClient(
             verify=verify,
             follow_redirects=False,
-            trust_env=False,  # never a proxy from the environment: it would bypass the address check
+            # Never a proxy from the environment: it would bypass the address check.
+            trust_env=False,
             timeout=httpx2.Timeout(config.total_timeout_s, connect=config.connect_timeout_s),
             headers={"User-Agent": config.user_agent},
         )

@@ -82,7 +82,8 @@ def wants_previews(content: Mapping[str, Any]) -> bool:
 
 
 def with_previews(content: Mapping[str, Any], entries: list[dict[str, Any]]) -> dict[str, Any]:
-    """A copy of ``content`` carrying the previews under both keys (edits: also in m.new_content)."""
+    """A copy of ``content`` carrying the previews under both keys (edits: also in
+    m.new_content)."""
     out = dict(content)
     out[UNSTABLE_KEY] = entries
     out[STABLE_KEY] = entries

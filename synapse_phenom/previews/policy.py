@@ -46,7 +46,8 @@ _EXTRA_BLOCKED = (
 
 
 class PreviewError(Exception):
-    """No card for this link. ``reason`` is a short code (``origin``, ``address``, ``timeout``, ...)."""
+    """No card for this link. ``reason`` is a short code (``origin``, ``address``, ``timeout``,
+    ...)."""
 
     def __init__(self, reason: str, detail: str) -> None:
         super().__init__(f"{reason}: {detail}")
@@ -158,7 +159,9 @@ def redirect_target(current: str, location: str) -> str:
     try:
         return urljoin(current, location.strip())
     except ValueError:
-        raise FetchFailed("redirect", f"unparseable Location {location[:80]!r} from {current}") from None
+        raise FetchFailed(
+            "redirect", f"unparseable Location {location[:80]!r} from {current}"
+        ) from None
 
 
 def is_forbidden_address(address: str) -> bool:

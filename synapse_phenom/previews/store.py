@@ -8,8 +8,8 @@ by content hash when several URLs serve the same bytes).
 
 from __future__ import annotations
 
+from synapse_phenom.db import Txn
 from synapse_phenom.previews.card import Card, CardImage
-from synapse_phenom.store import Txn
 
 SCHEMA = (
     """
@@ -92,12 +92,14 @@ def prune(txn: Txn, now_ms: int, max_entries: int) -> int:
 def get_media(txn: Txn, source_url: str, sha256: str | None = None) -> CardImage | None:
     if sha256 is None:
         txn.execute(
-            "SELECT mxc, mimetype, size, width, height FROM phenom_preview_media WHERE source_url = ?",
+            "SELECT mxc, mimetype, size, width, height FROM phenom_preview_media WHERE "
+            "source_url = ?",
             (source_url,),
         )
     else:
         txn.execute(
-            "SELECT mxc, mimetype, size, width, height FROM phenom_preview_media WHERE sha256 = ? LIMIT 1",
+            "SELECT mxc, mimetype, size, width, height FROM phenom_preview_media WHERE sha256 = "
+            "? LIMIT 1",
             (sha256,),
         )
     row = txn.fetchone()
@@ -109,7 +111,8 @@ def get_media(txn: Txn, source_url: str, sha256: str | None = None) -> CardImage
 def put_media(txn: Txn, source_url: str, sha256: str, image: CardImage, now_ms: int) -> None:
     txn.execute(
         """
-        INSERT INTO phenom_preview_media (source_url, sha256, mxc, mimetype, size, width, height, created_ts)
+        INSERT INTO phenom_preview_media
+            (source_url, sha256, mxc, mimetype, size, width, height, created_ts)
         VALUES (?, ?, ?, ?, ?, ?, ?, ?)
         ON CONFLICT (source_url) DO UPDATE SET
             sha256 = excluded.sha256, mxc = excluded.mxc, mimetype = excluded.mimetype,

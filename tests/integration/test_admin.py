@@ -22,8 +22,8 @@ from harness import MatrixClient, SynapseStack, eventually
 from test_mcp_auth import post
 
 from synapse_phenom.cli import main as cli_main
+from synapse_phenom.endpoints import AUDIT_PATH
 from synapse_phenom.mcp.appservice import read_as_token
-from synapse_phenom.moderation.config import AUDIT_PATH
 
 pytestmark = pytest.mark.synapse
 

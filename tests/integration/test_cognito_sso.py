@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
+from typing import Any, cast
 from urllib.parse import urlsplit
 
 import httpx2
@@ -45,7 +46,8 @@ def test_first_sso_login_maps_identity_and_rooms_once(
     assert login.app_redirect.startswith("phenom://auth?loginToken=")
     profile = _profile(synapse, login.client.user_id)
     assert profile["displayname"] == "Ann Example"
-    assert [t["address"] for t in profile["threepids"]] == [user.email]  # type: ignore[union-attr]
+    threepids = cast(list[dict[str, Any]], profile["threepids"])
+    assert [t["address"] for t in threepids] == [user.email]
     assert profile["external_ids"] == [{"auth_provider": "oidc-cognito", "external_id": user.sub}]
     assert login.client.joined_rooms() == set(synapse.rooms.values())
     with synapse.admin() as admin:
@@ -123,7 +125,8 @@ def test_username_rules_collisions_and_unverified_email(
 def test_invalid_redirect_is_not_whitelisted(
     synapse: SynapseStack, cognito_sso: CognitoEmulator
 ) -> None:
-    """Only the app's scheme skips Synapse's confirmation page: others get no token in a redirect."""
+    """Only the app's scheme skips Synapse's confirmation page: others get no token in a
+    redirect."""
     user = cognito_sso.create_user()
     with pytest.raises(SsoRefused) as refused:
         sso_login(synapse, user.email, user.password, redirect_url="https://evil.example/")

@@ -18,7 +18,16 @@ BIN = Path(sys.executable).parent / "phenom-chat"
 def start_dev(data_dir: Path, port: int) -> subprocess.Popen[str]:
     return subprocess.Popen(
         # --mcp-port: never the fixed default 3001 in tests.
-        [str(BIN), "dev", "--data-dir", str(data_dir), "--port", str(port), "--mcp-port", str(free_port())],
+        [
+            str(BIN),
+            "dev",
+            "--data-dir",
+            str(data_dir),
+            "--port",
+            str(port),
+            "--mcp-port",
+            str(free_port()),
+        ],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -28,7 +37,7 @@ def start_dev(data_dir: Path, port: int) -> subprocess.Popen[str]:
 
 def wait_up(proc: subprocess.Popen[str], timeout: float = 120) -> str:
     assert proc.stdout is not None
-    seen = []
+    seen: list[str] = []
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         line = proc.stdout.readline()
@@ -90,7 +99,9 @@ def test_dev_stack_lifecycle(tmp_path: Path) -> None:
         assert f"http://127.0.0.1:{port}" in banner
         assert "provision-user" in banner
 
-        created = provision(data_dir, "--username", "alice", "--password", "pw-alice", "--groups", "team")
+        created = provision(
+            data_dir, "--username", "alice", "--password", "pw-alice", "--groups", "team"
+        )
         assert created.returncode == 0, created.stdout + created.stderr
         assert "@alice:localhost created" in created.stdout
         bad = provision(data_dir, "--username", "bob", "--groups", "no spaces allowed")
@@ -107,7 +118,11 @@ def test_dev_stack_lifecycle(tmp_path: Path) -> None:
         wait_up(proc)
         resp = httpx2.post(
             f"http://127.0.0.1:{port}/_matrix/client/v3/login",
-            json={"type": "m.login.password", "identifier": {"type": "m.id.user", "user": "alice"}, "password": "pw-alice"},
+            json={
+                "type": "m.login.password",
+                "identifier": {"type": "m.id.user", "user": "alice"},
+                "password": "pw-alice",
+            },
         )
         assert resp.status_code == 200, resp.text
         token = resp.json()["access_token"]
@@ -126,6 +141,8 @@ def test_render_config_names_missing_variables(tmp_path: Path) -> None:
     assert "PHENOM_SERVER_NAME" in result.stderr and "PHENOM_DB_HOST" in result.stderr
     env.update(PRODUCTION_ENV)
     out = tmp_path / "homeserver.yaml"
-    result = subprocess.run([str(BIN), "render-config", "-o", str(out)], capture_output=True, text=True, env=env)
+    result = subprocess.run(
+        [str(BIN), "render-config", "-o", str(out)], capture_output=True, text=True, env=env
+    )
     assert result.returncode == 0, result.stderr
-    assert "server_name: \"chat.example.org\"" in out.read_text()
+    assert 'server_name: "chat.example.org"' in out.read_text()

@@ -23,8 +23,8 @@ import yaml
 from fixtures_mcp import McpStack
 from harness import eventually, free_port, require_postgres_dsn, require_redis, start_dev_command
 
-from synapse_phenom import devstack
 from synapse_phenom.cli import main as cli_main
+from synapse_phenom.ops import devstack
 from synapse_phenom.ops.doctor import Target
 from synapse_phenom.ops.doctor_core import check_database
 from synapse_phenom.ops.doctor_services import check_workers

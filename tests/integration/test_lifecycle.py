@@ -17,7 +17,7 @@ from harness import (
     require_postgres_dsn,
 )
 
-from synapse_phenom import devstack, hsconfig
+from synapse_phenom.ops import devstack, hsconfig
 
 pytestmark = pytest.mark.synapse
 
@@ -27,7 +27,9 @@ MANAGED_NAMES = {"Internal", "Partners", "Community"}
 def managed_room_count(stack: SynapseStack) -> dict[str, int]:
     with stack.admin() as admin:
         resp = admin._http.get(
-            "/_synapse/admin/v1/rooms", params={"limit": 500}, headers={"Authorization": f"Bearer {stack.admin_token}"}
+            "/_synapse/admin/v1/rooms",
+            params={"limit": 500},
+            headers={"Authorization": f"Bearer {stack.admin_token}"},
         )
     resp.raise_for_status()
     counts = dict.fromkeys(MANAGED_NAMES, 0)
@@ -119,7 +121,9 @@ def test_two_processes_racing_on_an_empty_database(tmp_path: Path) -> None:
     try:
         assert not errors, errors
         assert stacks[0].rooms == stacks[1].rooms
-        eventually(lambda: managed_room_count(stacks[0]) == dict.fromkeys(MANAGED_NAMES, 1), timeout=30)
+        eventually(
+            lambda: managed_room_count(stacks[0]) == dict.fromkeys(MANAGED_NAMES, 1), timeout=30
+        )
     finally:
         for stack in stacks:
             stack.stop()
@@ -130,7 +134,9 @@ def test_invalid_module_config_fails_startup_naming_the_key(tmp_path: Path) -> N
     config_path = devstack.prepare_synapse(
         tmp_path,
         port=free_port(),
-        module_overrides={hsconfig.ROOMS_MODULE: {"groups": {"team": ["lobby"]}, "everyone": "community"}},
+        module_overrides={
+            hsconfig.ROOMS_MODULE: {"groups": {"team": ["lobby"]}, "everyone": "community"}
+        },
     )
     proc = devstack.start_synapse(config_path)
     try:

@@ -72,7 +72,7 @@ def _synced_event(client: MatrixClient, room_id: str, event_id: str) -> dict[str
         timeline = sync["rooms"]["join"].get(room_id, {}).get("timeline", {}).get("events", [])
         return next((e for e in timeline if e["event_id"] == event_id), None)
 
-    return eventually(find, timeout=10)  # type: ignore[no-any-return]
+    return eventually(find, timeout=10)
 
 
 def _follow_ups(client: MatrixClient, room_id: str, event_id: str) -> list[dict[str, Any]]:

@@ -1,4 +1,5 @@
-"""Bearer-token checks of the MCP server over real HTTP: 401 for every bad token, 403 per tool scope."""
+"""Bearer-token checks of the MCP server over real HTTP: 401 for every bad token, 403 per tool
+scope."""
 
 from __future__ import annotations
 
@@ -36,10 +37,18 @@ def post(stack: McpStack, token: str | None, body: dict[str, Any] = LIST) -> htt
 def bad_tokens(stack: McpStack) -> dict[str, str]:
     signer = stack.signer
     claims = signer.claims(FULL, ["read", "write", "moderate"])
-    other_issuer = DevSigner(signer.private_key, signer.kid, issuer="https://cognito-idp.eu-west-1.amazonaws.com/eu-west-1_Other")
+    other_issuer = DevSigner(
+        signer.private_key,
+        signer.kid,
+        issuer="https://cognito-idp.eu-west-1.amazonaws.com/eu-west-1_Other",
+    )
     header = {"alg": "HS256", "typ": "JWT", "kid": signer.kid}
     signing_input = f"{b64(json.dumps(header).encode())}.{b64(json.dumps(claims).encode())}"
-    hs256 = signing_input + "." + b64(hmac.new(signer.public_pem(), signing_input.encode(), hashlib.sha256).digest())
+    hs256 = (
+        signing_input
+        + "."
+        + b64(hmac.new(signer.public_pem(), signing_input.encode(), hashlib.sha256).digest())
+    )
     none_header = b64(json.dumps({"alg": "none", "typ": "JWT", "kid": signer.kid}).encode())
     good = signer.sign(claims)
     head, _, sig = good.split(".")
@@ -53,7 +62,9 @@ def bad_tokens(stack: McpStack) -> dict[str, str]:
         "id token": signer.sign({**claims, "token_use": "id"}),
         "unknown kid": signer.sign(claims, kid="rotated-away"),
         "tampered payload": f"{head}.{b64(json.dumps(forged).encode())}.{sig}",
-        "other key": jwt.encode(claims, _other_key(), algorithm="RS256", headers={"kid": signer.kid}),
+        "other key": jwt.encode(
+            claims, _other_key(), algorithm="RS256", headers={"kid": signer.kid}
+        ),
         "garbage": "not.a.jwt",
     }
 
@@ -65,12 +76,15 @@ def _other_key() -> Any:
 
 
 def test_every_bad_token_gets_401_pointing_at_metadata(mcp_stack: McpStack) -> None:
-    metadata = f"{mcp_stack.base_url.replace('127.0.0.1', 'localhost')}/.well-known/oauth-protected-resource/mcp"
+    base = mcp_stack.base_url.replace("127.0.0.1", "localhost")
+    metadata = f"{base}/.well-known/oauth-protected-resource/mcp"
     for name, token in {"no token": None, **bad_tokens(mcp_stack)}.items():
         resp = post(mcp_stack, token)
         assert resp.status_code == 401, f"{name}: {resp.status_code} {resp.text[:200]}"
         challenge = resp.headers["www-authenticate"]
-        assert challenge.startswith("Bearer ") and f'resource_metadata="{metadata}"' in challenge, name
+        assert challenge.startswith("Bearer ") and f'resource_metadata="{metadata}"' in challenge, (
+            name
+        )
     assert post(mcp_stack, mcp_stack.token()).status_code == 200
 
 
@@ -79,7 +93,16 @@ def test_missing_scope_is_403_per_tool(mcp_stack: McpStack) -> None:
     write = mcp_stack.token(scopes=("read", "write"))
 
     def call(token: str, tool: str, args: dict[str, Any]) -> httpx2.Response:
-        return post(mcp_stack, token, {"jsonrpc": "2.0", "id": 7, "method": "tools/call", "params": {"name": tool, "arguments": args}})
+        return post(
+            mcp_stack,
+            token,
+            {
+                "jsonrpc": "2.0",
+                "id": 7,
+                "method": "tools/call",
+                "params": {"name": tool, "arguments": args},
+            },
+        )
 
     send = call(read_only, "send_message", {"room": "community", "body": "must not appear"})
     assert send.status_code == 403
@@ -87,7 +110,10 @@ def test_missing_scope_is_403_per_tool(mcp_stack: McpStack) -> None:
     assert 'scope="chat-mcp/write"' in send.headers["www-authenticate"]
     assert "chat-mcp/write" in send.json()["error"]["message"]
     delete = call(write, "delete_message", {"room": "community", "event_id": "$x"})
-    assert delete.status_code == 403 and 'scope="chat-mcp/moderate"' in delete.headers["www-authenticate"]
+    assert (
+        delete.status_code == 403
+        and 'scope="chat-mcp/moderate"' in delete.headers["www-authenticate"]
+    )
     no_scopes = mcp_stack.token(scopes=())
     assert call(no_scopes, "list_rooms", {}).status_code == 403
 
@@ -97,9 +123,14 @@ def test_missing_scope_is_403_per_tool(mcp_stack: McpStack) -> None:
             rooms = await client.call_tool("list_rooms", {})
             assert not rooms.is_error
             with pytest.raises(MCPError) as refused:
-                await client.call_tool("send_message", {"room": "community", "body": "must not appear"})
+                await client.call_tool(
+                    "send_message", {"room": "community", "body": "must not appear"}
+                )
         community = mcp_stack.synapse.rooms["community"]
-        bodies = [e["content"].get("body") for e in mcp_stack.synapse.register().messages(community, limit=100)]
+        bodies = [
+            e["content"].get("body")
+            for e in mcp_stack.synapse.register().messages(community, limit=100)
+        ]
         return tools, str(refused.value), bodies
 
     tools, refused, bodies = anyio.run(main)
@@ -119,10 +150,17 @@ def test_mcp_client_without_token_cannot_connect(mcp_stack: McpStack) -> None:
 
 
 def test_oversized_body_is_refused_before_buffering(mcp_stack: McpStack) -> None:
-    huge = b'{"jsonrpc": "2.0", "id": 1, "method": "tools/list", "params": {"x": "' + b"a" * (5 * 1024 * 1024) + b'"}}'
+    huge = (
+        b'{"jsonrpc": "2.0", "id": 1, "method": "tools/list", "params": {"x": "'
+        + b"a" * (5 * 1024 * 1024)
+        + b'"}}'
+    )
     resp = httpx2.post(
         mcp_stack.url,
-        headers={"Authorization": f"Bearer {mcp_stack.token()}", "Content-Type": "application/json"},
+        headers={
+            "Authorization": f"Bearer {mcp_stack.token()}",
+            "Content-Type": "application/json",
+        },
         content=huge,
         timeout=30,
     )

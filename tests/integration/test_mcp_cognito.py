@@ -1,5 +1,6 @@
 """Production auth path end to end: a real client_credentials token from the Cognito emulator
-(ministack), validated through its JWKS URL by a second MCP server in front of the shared Synapse."""
+(ministack), validated through its JWKS URL by a second MCP server in front of the shared
+Synapse."""
 
 from __future__ import annotations
 
@@ -16,8 +17,8 @@ from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import MCPError
 
-from synapse_phenom import devstack
 from synapse_phenom.mcp import dev as mcp_dev
+from synapse_phenom.ops import devstack
 
 pytestmark = pytest.mark.synapse
 
@@ -32,7 +33,13 @@ def cognito_mcp(
         "port": port,
         "synapse": {"homeserver_url": synapse.base_url, "registration_file": str(mcp_registration)},
         "auth": {"issuer": cognito.issuer, "jwks_url": cognito.jwks_url},
-        "agents": {client_id: {"localpart": "agent-cognito", "display_name": "Cognito Agent", "rooms": ["community"]}},
+        "agents": {
+            client_id: {
+                "localpart": "agent-cognito",
+                "display_name": "Cognito Agent",
+                "rooms": ["community"],
+            }
+        },
     }
     path = tmp_path / "mcp.yaml"
     path.write_text(yaml.safe_dump(config))
@@ -44,7 +51,9 @@ def cognito_mcp(
         process.stop()
 
 
-def test_cognito_client_credentials_token(cognito_mcp: tuple[str, str, str], cognito: CognitoEmulator) -> None:
+def test_cognito_client_credentials_token(
+    cognito_mcp: tuple[str, str, str], cognito: CognitoEmulator
+) -> None:
     url, client_id, secret = cognito_mcp
     full = cognito.client_credentials_token(client_id, secret)
     read_only = cognito.client_credentials_token(client_id, secret, scope="chat-mcp/read")
@@ -54,12 +63,16 @@ def test_cognito_client_credentials_token(cognito_mcp: tuple[str, str, str], cog
             httpx2.AsyncClient(headers={"Authorization": f"Bearer {full}"}, timeout=60) as http,
             Client(streamable_http_client(url, http_client=http)) as client,
         ):
-            sent = await client.call_tool("send_message", {"room": "community", "body": "signed in with Cognito"})
+            sent = await client.call_tool(
+                "send_message", {"room": "community", "body": "signed in with Cognito"}
+            )
             assert not sent.is_error, sent.content
             assert sent.structured_content is not None
             sender = str(sent.structured_content["sender"])
         async with (
-            httpx2.AsyncClient(headers={"Authorization": f"Bearer {read_only}"}, timeout=60) as http,
+            httpx2.AsyncClient(
+                headers={"Authorization": f"Bearer {read_only}"}, timeout=60
+            ) as http,
             Client(streamable_http_client(url, http_client=http)) as client,
         ):
             assert not (await client.call_tool("list_rooms", {})).is_error
@@ -71,4 +84,9 @@ def test_cognito_client_credentials_token(cognito_mcp: tuple[str, str, str], cog
     assert sender == "@agent-cognito:localhost"
     assert "chat-mcp/write" in refused
     # A token altered after signing is refused.
-    assert httpx2.post(url, headers={"Authorization": f"Bearer {full}x"}, json={}, timeout=10).status_code == 401
+    assert (
+        httpx2.post(
+            url, headers={"Authorization": f"Bearer {full}x"}, json={}, timeout=10
+        ).status_code
+        == 401
+    )

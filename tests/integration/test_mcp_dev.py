@@ -24,7 +24,16 @@ def test_dev_serves_mcp_next_to_synapse(tmp_path: Path) -> None:
     data_dir = tmp_path / "dev"
     port, mcp_port = free_port(), free_port()
     proc = subprocess.Popen(
-        [str(BIN), "dev", "--data-dir", str(data_dir), "--port", str(port), "--mcp-port", str(mcp_port)],
+        [
+            str(BIN),
+            "dev",
+            "--data-dir",
+            str(data_dir),
+            "--port",
+            str(port),
+            "--mcp-port",
+            str(mcp_port),
+        ],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -32,7 +41,7 @@ def test_dev_serves_mcp_next_to_synapse(tmp_path: Path) -> None:
     )
     try:
         assert proc.stdout is not None
-        seen = []
+        seen: list[str] = []
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
             line = proc.stdout.readline()
@@ -46,24 +55,45 @@ def test_dev_serves_mcp_next_to_synapse(tmp_path: Path) -> None:
         assert (data_dir / "agent-token").stat().st_mode & 0o077 == 0
 
         made = subprocess.run(
-            [str(BIN), "provision-user", "--data-dir", str(data_dir), "--username", "alice", "--password", "pw-alice-1"],
-            capture_output=True, text=True, timeout=60,
+            [
+                str(BIN),
+                "provision-user",
+                "--data-dir",
+                str(data_dir),
+                "--username",
+                "alice",
+                "--password",
+                "pw-alice-1",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
         )
         assert made.returncode == 0, made.stdout + made.stderr
         base = f"http://127.0.0.1:{port}"
         login = httpx2.post(
             f"{base}/_matrix/client/v3/login",
-            json={"type": "m.login.password", "identifier": {"type": "m.id.user", "user": "alice"}, "password": "pw-alice-1"},
+            json={
+                "type": "m.login.password",
+                "identifier": {"type": "m.id.user", "user": "alice"},
+                "password": "pw-alice-1",
+            },
             timeout=30,
         ).json()
         alice = {"Authorization": f"Bearer {login['access_token']}"}
-        since = httpx2.get(f"{base}/_matrix/client/v3/sync", headers=alice, params={"timeout": 0}, timeout=30).json()["next_batch"]
+        since = httpx2.get(
+            f"{base}/_matrix/client/v3/sync", headers=alice, params={"timeout": 0}, timeout=30
+        ).json()["next_batch"]
         body = f"hello from the dev agent {uuid.uuid4().hex}"
 
         async def main() -> tuple[list[str], str]:
             async with (
-                httpx2.AsyncClient(headers={"Authorization": f"Bearer {token}"}, timeout=60) as http,
-                Client(streamable_http_client(f"http://127.0.0.1:{mcp_port}/mcp", http_client=http)) as client,
+                httpx2.AsyncClient(
+                    headers={"Authorization": f"Bearer {token}"}, timeout=60
+                ) as http,
+                Client(
+                    streamable_http_client(f"http://127.0.0.1:{mcp_port}/mcp", http_client=http)
+                ) as client,
             ):
                 names = [t.name for t in (await client.list_tools()).tools]
                 sent = await client.call_tool("send_message", {"room": "community", "body": body})
@@ -75,9 +105,14 @@ def test_dev_serves_mcp_next_to_synapse(tmp_path: Path) -> None:
         assert len(names) == 9
         events: list[dict[str, object]] = []
         deadline = time.monotonic() + 15
-        while not any(e.get("event_id") == event_id for e in events) and time.monotonic() < deadline:
+        while (
+            not any(e.get("event_id") == event_id for e in events) and time.monotonic() < deadline
+        ):
             sync = httpx2.get(
-                f"{base}/_matrix/client/v3/sync", headers=alice, params={"since": since, "timeout": 5000}, timeout=30
+                f"{base}/_matrix/client/v3/sync",
+                headers=alice,
+                params={"since": since, "timeout": 5000},
+                timeout=30,
             ).json()
             since = sync["next_batch"]
             for room in sync.get("rooms", {}).get("join", {}).values():
@@ -93,7 +128,10 @@ def test_dev_serves_mcp_next_to_synapse(tmp_path: Path) -> None:
             proc.kill()
             proc.wait(10)
     assert proc.returncode == 0
-    for probe in (f"http://127.0.0.1:{port}/_matrix/client/versions", f"http://127.0.0.1:{mcp_port}/health"):
+    for probe in (
+        f"http://127.0.0.1:{port}/_matrix/client/versions",
+        f"http://127.0.0.1:{mcp_port}/health",
+    ):
         try:
             httpx2.get(probe, timeout=2)
             raise AssertionError(f"{probe} still answers after Ctrl-C")

@@ -16,7 +16,14 @@ from fixtures_mcp import McpStack
 
 pytestmark = pytest.mark.synapse
 
-INSPECTOR = Path(__file__).resolve().parents[2] / "tools" / "mcp-inspector" / "node_modules" / ".bin" / "mcp-inspector"
+INSPECTOR = (
+    Path(__file__).resolve().parents[2]
+    / "tools"
+    / "mcp-inspector"
+    / "node_modules"
+    / ".bin"
+    / "mcp-inspector"
+)
 
 
 def inspector(stack: McpStack, tmp_path: Path, *args: str) -> tuple[int, Any, str]:
@@ -56,7 +63,14 @@ def test_inspector_lists_and_calls_tools(mcp_stack: McpStack, tmp_path: Path) ->
     assert tools["get_messages"]["annotations"]["readOnlyHint"] is True
 
     code, called, output = inspector(
-        mcp_stack, tmp_path, "--method", "tools/call", "--tool-name", "list_room_members", "--tool-arg", "room=community"
+        mcp_stack,
+        tmp_path,
+        "--method",
+        "tools/call",
+        "--tool-name",
+        "list_room_members",
+        "--tool-arg",
+        "room=community",
     )
     assert code == 0, output
     assert called.get("isError") in (None, False), output

@@ -4,6 +4,8 @@ Agents act as their own Matrix users (application service masquerading); a human
 user checks over the Matrix client API what the agents did.
 """
 
+# mypy: disable-error-code="union-attr"
+# (attribute access on an Optional result: None fails the test with AttributeError)
 from __future__ import annotations
 
 import json
@@ -71,7 +73,14 @@ def test_exactly_nine_tools_with_schemas_and_annotations(mcp_stack: McpStack) ->
             assert tool.input_schema["type"] == "object"
             assert tool.output_schema is not None, tool.name
             assert tool.annotations is not None
-        for name in ("list_rooms", "get_messages", "search_messages", "list_room_members", "wait_for_messages", "get_link_preview"):
+        for name in (
+            "list_rooms",
+            "get_messages",
+            "search_messages",
+            "list_room_members",
+            "wait_for_messages",
+            "get_link_preview",
+        ):
             assert tools[name].annotations.read_only_hint is True, name
         for name in ("send_message", "react_to_message", "delete_message"):
             assert tools[name].annotations.read_only_hint is False, name
@@ -92,14 +101,18 @@ def test_rooms_members_and_agent_identity(mcp_stack: McpStack, human: MatrixClie
         async with mcp_stack.client(mcp_stack.token(COMMUNITY)) as client:
             community_only = (await ok(client, "list_rooms"))["rooms"]
             denied = await error_text(client, "get_messages", room="internal")
-            denied_id = await error_text(client, "list_room_members", room=mcp_stack.synapse.rooms["partners"])
+            denied_id = await error_text(
+                client, "list_room_members", room=mcp_stack.synapse.rooms["partners"]
+            )
             missing = await error_text(client, "get_messages", room="#no-such-room:localhost")
             invalid = await error_text(client, "get_messages", room="the lobby")
             remote = await error_text(client, "get_messages", room="#community:elsewhere.example")
         assert {r["key"] for r in rooms} == {"internal", "partners", "community"}
         by_key = {r["key"]: r for r in rooms}
         assert by_key["internal"]["room_id"] == mcp_stack.synapse.rooms["internal"]
-        assert by_key["community"]["name"] == "Community" and by_key["community"]["member_count"] >= 2
+        assert (
+            by_key["community"]["name"] == "Community" and by_key["community"]["member_count"] >= 2
+        )
         assert [r["key"] for r in community_only] == ["community"]
         assert "Not allowed" in denied and "internal" in denied
         assert "Not allowed" in denied_id
@@ -116,21 +129,32 @@ def test_rooms_members_and_agent_identity(mcp_stack: McpStack, human: MatrixClie
     internal = mcp_stack.synapse.rooms["internal"]
     admin = mcp_stack.synapse.admin()
     members = admin._http.get(
-        f"/_synapse/admin/v1/rooms/{internal}/members", headers={"Authorization": f"Bearer {admin.token}"}
+        f"/_synapse/admin/v1/rooms/{internal}/members",
+        headers={"Authorization": f"Bearer {admin.token}"},
     ).json()["members"]
     assert mcp_stack.agent_user_id(FULL) in members
     assert mcp_stack.agent_user_id(COMMUNITY) not in members
 
 
-def test_send_markdown_reply_and_thread_seen_by_a_matrix_user(mcp_stack: McpStack, human: MatrixClient) -> None:
+def test_send_markdown_reply_and_thread_seen_by_a_matrix_user(
+    mcp_stack: McpStack, human: MatrixClient
+) -> None:
     community = mcp_stack.synapse.rooms["community"]
     since = human.sync()["next_batch"]
     question = human.send(community, f"question {uuid.uuid4().hex}")
 
     async def main() -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
         async with mcp_stack.client() as client:
-            sent = await ok(client, "send_message", room="community", body="**Yes** — see `docs`", reply_to=question)
-            threaded = await ok(client, "send_message", room="community", body="in the thread", thread_id=question)
+            sent = await ok(
+                client,
+                "send_message",
+                room="community",
+                body="**Yes** — see `docs`",
+                reply_to=question,
+            )
+            threaded = await ok(
+                client, "send_message", room="community", body="in the thread", thread_id=question
+            )
             thread = await ok(client, "get_messages", room="community", thread_id=question)
             return sent, threaded, thread
 
@@ -146,7 +170,10 @@ def test_send_markdown_reply_and_thread_seen_by_a_matrix_user(mcp_stack: McpStac
 
     def seen_in_sync() -> bool:
         timeline = human.sync(since=since)["rooms"]["join"].get(community, {}).get("timeline", {})
-        return any(e["event_id"] == sent["event_id"] and e["sender"] == "@agent-full:localhost" for e in timeline.get("events", []))
+        return any(
+            e["event_id"] == sent["event_id"] and e["sender"] == "@agent-full:localhost"
+            for e in timeline.get("events", [])
+        )
 
     eventually(seen_in_sync)
 
@@ -157,7 +184,9 @@ def test_agents_are_not_exempt_from_moderation(mcp_stack: McpStack) -> None:
     # write) must not inherit a staff exemption from a group it only holds to enter rooms.
     async def main() -> str:
         async with mcp_stack.client() as client:
-            return await error_text(client, "send_message", room="community", body="get free crypto now")
+            return await error_text(
+                client, "send_message", room="community", body="get free crypto now"
+            )
 
     assert "not sent" in run(main)
 
@@ -170,17 +199,36 @@ def test_idempotency_key_never_posts_twice(mcp_stack: McpStack, human: MatrixCli
         ids = []
         async with mcp_stack.client() as client:
             for _ in range(2):
-                ids.append((await ok(client, "send_message", room="community", body=body, idempotency_key=key))["event_id"])
+                ids.append(
+                    (
+                        await ok(
+                            client, "send_message", room="community", body=body, idempotency_key=key
+                        )
+                    )["event_id"]
+                )
         # A second connection (as another replica would have) with the same key.
         async with mcp_stack.client() as client:
-            ids.append((await ok(client, "send_message", room="partners", body=body, idempotency_key=key))["event_id"])
-            ids.append((await ok(client, "send_message", room="community", body=body, idempotency_key=key))["event_id"])
+            ids.append(
+                (await ok(client, "send_message", room="partners", body=body, idempotency_key=key))[
+                    "event_id"
+                ]
+            )
+            ids.append(
+                (
+                    await ok(
+                        client, "send_message", room="community", body=body, idempotency_key=key
+                    )
+                )["event_id"]
+            )
         return ids
 
     first, second, other_room, third = run(main)
     assert first == second == third
     assert other_room != first
-    bodies = [e["content"].get("body") for e in human.messages(mcp_stack.synapse.rooms["community"], limit=50)]
+    bodies = [
+        e["content"].get("body")
+        for e in human.messages(mcp_stack.synapse.rooms["community"], limit=50)
+    ]
     assert bodies.count(body) == 1
 
 
@@ -227,14 +275,24 @@ def test_search_react_and_delete(mcp_stack: McpStack, human: MatrixClient) -> No
                     break
                 await anyio.sleep(0.2)
             out["search"] = found
-            out["react"] = await ok(client, "react_to_message", room="community", event_id=target, emoji="👍")
-            out["react_again"] = await ok(client, "react_to_message", room="community", event_id=target, emoji="👍")
-            out["not_mine"] = await error_text(client, "delete_message", room="community", event_id=target)
+            out["react"] = await ok(
+                client, "react_to_message", room="community", event_id=target, emoji="👍"
+            )
+            out["react_again"] = await ok(
+                client, "react_to_message", room="community", event_id=target, emoji="👍"
+            )
+            out["not_mine"] = await error_text(
+                client, "delete_message", room="community", event_id=target
+            )
             own = await ok(client, "send_message", room="community", body=f"oops {word}")
             out["own"] = own
-            out["delete"] = await ok(client, "delete_message", room="community", event_id=own["event_id"], reason="typo")
+            out["delete"] = await ok(
+                client, "delete_message", room="community", event_id=own["event_id"], reason="typo"
+            )
             out["after"] = await ok(client, "get_messages", room="community", limit=20)
-            out["bad_id"] = await error_text(client, "react_to_message", room="community", event_id="abc", emoji="👍")
+            out["bad_id"] = await error_text(
+                client, "react_to_message", room="community", event_id="abc", emoji="👍"
+            )
         return out
 
     out = run(main)
@@ -242,7 +300,11 @@ def test_search_react_and_delete(mcp_stack: McpStack, human: MatrixClient) -> No
     assert out["search"]["messages"][0]["sender_display_name"] == "Hugo Human"
     assert out["react"]["event_id"] == out["react_again"]["event_id"]
     reaction = human.event(community, out["react"]["event_id"])
-    assert reaction["content"]["m.relates_to"] == {"rel_type": "m.annotation", "event_id": target, "key": "👍"}
+    assert reaction["content"]["m.relates_to"] == {
+        "rel_type": "m.annotation",
+        "event_id": target,
+        "key": "👍",
+    }
     assert reaction["sender"] == mcp_stack.agent_user_id()
     assert "Not allowed" in out["not_mine"]
     assert human.event(community, out["own"]["event_id"])["content"] == {}
@@ -261,16 +323,31 @@ def test_wait_for_messages_long_polls(mcp_stack: McpStack, human: MatrixClient) 
             result: dict[str, Any] = {}
 
             async def waiter() -> None:
-                result.update(await ok(client, "wait_for_messages", room="community", since=start["next_cursor"], timeout_seconds=20))
+                result.update(
+                    await ok(
+                        client,
+                        "wait_for_messages",
+                        room="community",
+                        since=start["next_cursor"],
+                        timeout_seconds=20,
+                    )
+                )
 
             began = time.monotonic()
             async with anyio.create_task_group() as tg:
                 tg.start_soon(waiter)
                 await anyio.sleep(1.0)
-                await ok(client, "send_message", room="community", body="the agent's own words are not news")
+                await ok(
+                    client,
+                    "send_message",
+                    room="community",
+                    body="the agent's own words are not news",
+                )
                 await anyio.to_thread.run_sync(human.send, community, body)
             waited = time.monotonic() - began
-            after = await ok(client, "wait_for_messages", since=result["next_cursor"], timeout_seconds=1)
+            after = await ok(
+                client, "wait_for_messages", since=result["next_cursor"], timeout_seconds=1
+            )
         return result, waited, after
 
     result, waited, after = run(main)
@@ -287,7 +364,9 @@ def test_link_preview(mcp_stack: McpStack, phenom_site: PhenomSite) -> None:
     async def main() -> tuple[dict[str, Any], str]:
         async with mcp_stack.client() as client:
             card = await ok(client, "get_link_preview", url=link)
-            refused = await error_text(client, "get_link_preview", url="http://169.254.169.254/latest/meta-data/")
+            refused = await error_text(
+                client, "get_link_preview", url="http://169.254.169.254/latest/meta-data/"
+            )
         return card, refused
 
     card, refused = run(main)
@@ -314,20 +393,32 @@ def test_rate_limit_per_agent(mcp_stack: McpStack) -> None:
 def test_ops_endpoints_audit_and_metrics(mcp_stack: McpStack) -> None:
     async def main() -> str:
         async with mcp_stack.client() as client:
-            return str((await ok(client, "send_message", room="community", body="audited"))["event_id"])
+            return str(
+                (await ok(client, "send_message", room="community", body="audited"))["event_id"]
+            )
 
     event_id = run(main)
     health = httpx2.get(f"{mcp_stack.base_url}/health", timeout=10)
     assert health.status_code == 200 and health.json()["status"] == "ok"
-    metadata = httpx2.get(f"{mcp_stack.base_url}/.well-known/oauth-protected-resource/mcp", timeout=10).json()
+    metadata = httpx2.get(
+        f"{mcp_stack.base_url}/.well-known/oauth-protected-resource/mcp", timeout=10
+    ).json()
     assert metadata["resource"].endswith("/mcp")
     assert metadata["authorization_servers"] == [mcp_stack.signer.issuer]
-    assert set(metadata["scopes_supported"]) == {"chat-mcp/read", "chat-mcp/write", "chat-mcp/moderate"}
+    assert set(metadata["scopes_supported"]) == {
+        "chat-mcp/read",
+        "chat-mcp/write",
+        "chat-mcp/moderate",
+    }
     metrics = httpx2.get(f"{mcp_stack.base_url}/metrics", timeout=10).text
     assert 'phenom_mcp_tool_calls_total{outcome="ok",tool="send_message"}' in metrics
 
     def post_with(header: str, value: str) -> int:
-        headers = {header: value, "Authorization": f"Bearer {mcp_stack.token()}", "Content-Type": "application/json"}
+        headers = {
+            header: value,
+            "Authorization": f"Bearer {mcp_stack.token()}",
+            "Content-Type": "application/json",
+        }
         return httpx2.post(mcp_stack.url, headers=headers, content=b"{}", timeout=10).status_code
 
     assert post_with("Host", "evil.example") == 421  # DNS rebinding
@@ -342,12 +433,18 @@ def test_ops_endpoints_audit_and_metrics(mcp_stack: McpStack) -> None:
 
     record = eventually(audited)
     assert record["audit"] == "mcp_write" and record["tool"] == "send_message"
-    assert record["agent"] == "agent-full" and record["client_id"] == FULL and record["room"] == "community"
+    assert (
+        record["agent"] == "agent-full"
+        and record["client_id"] == FULL
+        and record["room"] == "community"
+    )
 
 
 def test_only_the_mcp_appservice_may_place_agents(mcp_stack: McpStack, human: MatrixClient) -> None:
     """A person calling the agents module for themselves gets 403 and stays out of Internal."""
-    resp = human.request("POST", "/_synapse/client/phenom/v1/agent_rooms", json={"rooms": ["internal"]})
+    resp = human.request(
+        "POST", "/_synapse/client/phenom/v1/agent_rooms", json={"rooms": ["internal"]}
+    )
     assert resp.status_code == 403 and "application service" in resp.json()["error"]
     assert human.try_join(mcp_stack.synapse.rooms["internal"]).status_code == 403
     assert mcp_stack.synapse.rooms["internal"] not in human.joined_rooms()

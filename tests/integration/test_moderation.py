@@ -16,7 +16,8 @@ from fixtures_moderation import BAN_LIST_ALIAS_LOCALPART
 from harness import MatrixClient, SynapseStack, eventually, unique
 
 from synapse_phenom.cli import main as cli_main
-from synapse_phenom.moderation.config import AUDIT_PATH, POLICY_EVENT_TYPE
+from synapse_phenom.endpoints import AUDIT_PATH
+from synapse_phenom.moderation.config import POLICY_EVENT_TYPE
 
 pytestmark = pytest.mark.synapse
 
@@ -32,7 +33,9 @@ def set_policy(owner: MatrixClient, room_id: str, policy: dict[str, Any]) -> htt
     return owner.send_state(room_id, POLICY_EVENT_TYPE, policy)
 
 
-def policed_room(synapse: SynapseStack, policy: dict[str, Any]) -> tuple[MatrixClient, MatrixClient, str]:
+def policed_room(
+    synapse: SynapseStack, policy: dict[str, Any]
+) -> tuple[MatrixClient, MatrixClient, str]:
     """(owner, member, room): a fresh public room with ``policy`` set live."""
     owner, member = synapse.register(), synapse.register()
     room = create_room(owner)
@@ -69,7 +72,9 @@ def test_community_policy_as_shipped(synapse: SynapseStack) -> None:
     assert "thephenom.app" in err["error"] and "links" in err["error"]
     blocked(user.send_raw(room, text("join https://matrix.to/#/#other:example.org")), "links:room")
     blocked(user.send_raw(room, text("evil.com is great")), "links:domain")
-    blocked(user.send_raw(room, text("@room look", **{"m.mentions": {"room": True}})), "mentions:room")
+    blocked(
+        user.send_raw(room, text("@room look", **{"m.mentions": {"room": True}})), "mentions:room"
+    )
     six = {"m.mentions": {"user_ids": [f"@u{i}:localhost" for i in range(6)]}}
     assert "6 people" in blocked(user.send_raw(room, text("hi", **six)), "mentions:users")["error"]
     # Five violations in ten minutes mute the user (shipped escalation); a second user here.
@@ -103,45 +108,145 @@ def test_community_policy_as_shipped(synapse: SynapseStack) -> None:
     assert room in found[0]
     # Team members are exempt (group), as are moderators (power level).
     # (group changes reach the module within cache_seconds)
-    eventually(lambda: team.send_raw(room, text("staff link https://example.com")).status_code == 200, 5)
+    eventually(
+        lambda: team.send_raw(room, text("staff link https://example.com")).status_code == 200, 5
+    )
 
 
 def test_every_content_field_is_checked(synapse: SynapseStack) -> None:
-    policy = {**KEYWORDS, "links": {"mode": "block", "domains": ["blocked.example"], "block_room_links": True}}
+    policy = {
+        **KEYWORDS,
+        "links": {"mode": "block", "domains": ["blocked.example"], "block_room_links": True},
+    }
     owner, user, room = policed_room(synapse, policy)
     original = user.send(room, "fine message")
     html = {"format": "org.matrix.custom.html"}
     cases: list[tuple[str, dict[str, Any], str]] = [
-        ("m.room.message", text("* fine", **{"m.new_content": text("forbiddenword"), "m.relates_to": {"rel_type": "m.replace", "event_id": original}}), "keywords"),
-        ("m.room.message", text("fine", formatted_body="<b>forbidden<i></i>word</b>", **html), "keywords"),
-        ("m.room.message", text("fine", formatted_body='<a href="https://blocked.example/x">click</a>', **html), "links:domain"),
-        ("m.room.message", text("> <@a:b> hi\n\nforbiddenword", **{"m.relates_to": {"m.in_reply_to": {"event_id": original}}}), "keywords"),
-        ("m.room.message", {"msgtype": "m.image", "body": "caption xblockmex", "url": "mxc://localhost/abc", "info": {"mimetype": "image/png"}}, "keywords"),
-        ("m.room.message", {"msgtype": "m.notice", "body": "see https://www.blocked.example"}, "links:domain"),
+        (
+            "m.room.message",
+            text(
+                "* fine",
+                **{
+                    "m.new_content": text("forbiddenword"),
+                    "m.relates_to": {"rel_type": "m.replace", "event_id": original},
+                },
+            ),
+            "keywords",
+        ),
+        (
+            "m.room.message",
+            text("fine", formatted_body="<b>forbidden<i></i>word</b>", **html),
+            "keywords",
+        ),
+        (
+            "m.room.message",
+            text("fine", formatted_body='<a href="https://blocked.example/x">click</a>', **html),
+            "links:domain",
+        ),
+        (
+            "m.room.message",
+            text(
+                "> <@a:b> hi\n\nforbiddenword",
+                **{"m.relates_to": {"m.in_reply_to": {"event_id": original}}},
+            ),
+            "keywords",
+        ),
+        (
+            "m.room.message",
+            {
+                "msgtype": "m.image",
+                "body": "caption xblockmex",
+                "url": "mxc://localhost/abc",
+                "info": {"mimetype": "image/png"},
+            },
+            "keywords",
+        ),
+        (
+            "m.room.message",
+            {"msgtype": "m.notice", "body": "see https://www.blocked.example"},
+            "links:domain",
+        ),
         ("m.room.message", {"msgtype": "m.emote", "body": "f\u200borbiddenw\u043erd"}, "keywords"),
-        ("m.room.message", text("ok", formatted_body='<a href="https://matrix.to/#/!room:x">room</a>', **html), "links:room"),
-        ("m.sticker", {"body": "forbiddenword", "url": "mxc://localhost/s", "info": {"mimetype": "image/png"}}, "keywords"),
-        ("m.poll.start", {"m.poll": {"question": {"m.text": [{"body": "Which?"}]}, "answers": [{"m.id": "a", "m.text": [{"body": "FORBIDDENWORD"}]}]}}, "keywords"),
-        ("org.matrix.msc3381.poll.start", {"org.matrix.msc3381.poll.start": {"question": {"org.matrix.msc1767.text": "q"}, "answers": [{"id": "a", "org.matrix.msc1767.text": "blockme"}]}}, "keywords"),
-        ("m.reaction", {"m.relates_to": {"rel_type": "m.annotation", "event_id": original, "key": "forbiddenword"}}, "keywords"),
+        (
+            "m.room.message",
+            text("ok", formatted_body='<a href="https://matrix.to/#/!room:x">room</a>', **html),
+            "links:room",
+        ),
+        (
+            "m.sticker",
+            {
+                "body": "forbiddenword",
+                "url": "mxc://localhost/s",
+                "info": {"mimetype": "image/png"},
+            },
+            "keywords",
+        ),
+        (
+            "m.poll.start",
+            {
+                "m.poll": {
+                    "question": {"m.text": [{"body": "Which?"}]},
+                    "answers": [{"m.id": "a", "m.text": [{"body": "FORBIDDENWORD"}]}],
+                }
+            },
+            "keywords",
+        ),
+        (
+            "org.matrix.msc3381.poll.start",
+            {
+                "org.matrix.msc3381.poll.start": {
+                    "question": {"org.matrix.msc1767.text": "q"},
+                    "answers": [{"id": "a", "org.matrix.msc1767.text": "blockme"}],
+                }
+            },
+            "keywords",
+        ),
+        (
+            "m.reaction",
+            {
+                "m.relates_to": {
+                    "rel_type": "m.annotation",
+                    "event_id": original,
+                    "key": "forbiddenword",
+                }
+            },
+            "keywords",
+        ),
     ]
     for event_type, content, rule in cases:
         blocked(user.send_raw(room, content, event_type=event_type), rule)
     # Room name and topic changes (by someone allowed to change them, but not exempt).
-    owner.call("PUT", f"/_matrix/client/v3/rooms/{room}/state/m.room.power_levels/", json={
-        **owner.state(room, "m.room.power_levels").json(), "users": {user.user_id: 40},
-        "state_default": 40,
-    })
+    owner.call(
+        "PUT",
+        f"/_matrix/client/v3/rooms/{room}/state/m.room.power_levels/",
+        json={
+            **owner.state(room, "m.room.power_levels").json(),
+            "users": {user.user_id: 40},
+            "state_default": 40,
+        },
+    )
     time.sleep(2.2)  # power levels are cached for cache_seconds
     blocked(user.send_state(room, "m.room.name", {"name": "forbiddenword room"}), "keywords")
-    blocked(user.send_state(room, "m.room.topic", {"topic": "go to blocked.example"}), "links:domain")
+    blocked(
+        user.send_state(room, "m.room.topic", {"topic": "go to blocked.example"}), "links:domain"
+    )
     assert user.send_state(room, "m.room.topic", {"topic": "a clean topic"}).status_code == 200
     # Display names shown in the room: a bad one is replaced by the localpart there.
-    user.call("PUT", f"/_matrix/client/v3/profile/{user.user_id}/displayname", json={"displayname": "xBLOCKMEx"})
+    user.call(
+        "PUT",
+        f"/_matrix/client/v3/profile/{user.user_id}/displayname",
+        json={"displayname": "xBLOCKMEx"},
+    )
     member = eventually(lambda: user.state(room, "m.room.member", user.user_id).json())
     assert member["displayname"] == user.localpart
-    user.call("PUT", f"/_matrix/client/v3/profile/{user.user_id}/displayname", json={"displayname": "Nice Name"})
-    assert eventually(lambda: user.state(room, "m.room.member", user.user_id).json()["displayname"] == "Nice Name")
+    user.call(
+        "PUT",
+        f"/_matrix/client/v3/profile/{user.user_id}/displayname",
+        json={"displayname": "Nice Name"},
+    )
+    assert eventually(
+        lambda: user.state(room, "m.room.member", user.user_id).json()["displayname"] == "Nice Name"
+    )
 
 
 def test_malformed_links_do_not_bypass_moderation(synapse: SynapseStack) -> None:
@@ -151,38 +256,79 @@ def test_malformed_links_do_not_bypass_moderation(synapse: SynapseStack) -> None
     room = synapse.rooms["community"]
     user.join(room)
     blocked(user.send_raw(room, text("free crypto http://[")), "links:domain")
-    html = {"format": "org.matrix.custom.html", "formatted_body": '<a href="http://[::1">badword</a>'}
+    html = {
+        "format": "org.matrix.custom.html",
+        "formatted_body": '<a href="http://[::1">badword</a>',
+    }
     blocked(user.send_raw(room, text("badword", **html)), "links:domain")
-    _, member, own_room = policed_room(synapse, {**KEYWORDS, "links": {"mode": "block", "domains": ["blocked.example"]}})
+    _, member, own_room = policed_room(
+        synapse, {**KEYWORDS, "links": {"mode": "block", "domains": ["blocked.example"]}}
+    )
     blocked(member.send_raw(own_room, text("http://[blocked.example/")), "links:domain")
     blocked(member.send_raw(own_room, text("forbiddenword https://[x")), "keywords:test words")
     # Same with a nested non-string msgtype (Synapse checks only the top-level one).
-    blocked(member.send_raw(own_room, text("forbiddenword", x={"msgtype": {"a": 1}})), "keywords:test words")
+    blocked(
+        member.send_raw(own_room, text("forbiddenword", x={"msgtype": {"a": 1}})),
+        "keywords:test words",
+    )
 
 
 def test_media_new_accounts_and_live_changes(synapse: SynapseStack) -> None:
-    media = {"media": {"allowed_msgtypes": ["m.text", "m.image"], "allowed_mimetypes": ["image/png"], "max_size_bytes": 1000, "allow_stickers": False}}
+    media = {
+        "media": {
+            "allowed_msgtypes": ["m.text", "m.image"],
+            "allowed_mimetypes": ["image/png"],
+            "max_size_bytes": 1000,
+            "allow_stickers": False,
+        }
+    }
     owner, user, room = policed_room(synapse, media)
-    image = {"msgtype": "m.image", "body": "pic", "url": "mxc://localhost/a", "info": {"mimetype": "image/png", "size": 10}}
+    image = {
+        "msgtype": "m.image",
+        "body": "pic",
+        "url": "mxc://localhost/a",
+        "info": {"mimetype": "image/png", "size": 10},
+    }
     assert user.send_raw(room, image).status_code == 200
-    blocked(user.send_raw(room, {**image, "info": {"mimetype": "image/jpeg", "size": 10}}), "media:mimetype")
-    blocked(user.send_raw(room, {**image, "info": {"mimetype": "image/png", "size": 5000}}), "media:size")
-    blocked(user.send_raw(room, {"msgtype": "m.file", "body": "f", "url": "mxc://localhost/f"}), "media:msgtype")
-    blocked(user.send_raw(room, {"body": "s", "url": "mxc://localhost/s", "info": {}}, event_type="m.sticker"), "media:sticker")
+    blocked(
+        user.send_raw(room, {**image, "info": {"mimetype": "image/jpeg", "size": 10}}),
+        "media:mimetype",
+    )
+    blocked(
+        user.send_raw(room, {**image, "info": {"mimetype": "image/png", "size": 5000}}),
+        "media:size",
+    )
+    blocked(
+        user.send_raw(room, {"msgtype": "m.file", "body": "f", "url": "mxc://localhost/f"}),
+        "media:msgtype",
+    )
+    blocked(
+        user.send_raw(
+            room, {"body": "s", "url": "mxc://localhost/s", "info": {}}, event_type="m.sticker"
+        ),
+        "media:sticker",
+    )
     # Live change: new accounts (all test users are) may not post links or media.
     assert set_policy(owner, room, {"new_accounts": {"min_age_seconds": 3600}}).status_code == 200
     err = blocked(user.send_raw(room, text("https://thephenom.app")), "new_accounts:links")
     assert "1 h" in err["error"]
-    blocked(user.send_raw(room, {**image, "info": {"mimetype": "image/jpeg"}}), "new_accounts:media")
+    blocked(
+        user.send_raw(room, {**image, "info": {"mimetype": "image/jpeg"}}), "new_accounts:media"
+    )
     assert user.send_raw(room, text("plain text is fine")).status_code == 200
     # Back to the configured (empty) default policy.
     assert set_policy(owner, room, {}).status_code == 200
-    assert user.send_raw(room, {"msgtype": "m.file", "body": "f", "url": "mxc://localhost/f"}).status_code == 200
+    assert (
+        user.send_raw(
+            room, {"msgtype": "m.file", "body": "f", "url": "mxc://localhost/f"}
+        ).status_code
+        == 200
+    )
 
 
 def test_live_policy_is_validated(synapse: SynapseStack) -> None:
     owner, user, room = policed_room(synapse, {})
-    cases = [
+    cases: list[tuple[dict[str, Any], str]] = [
         ({"flood": {"messages": 0, "per_seconds": 10}}, "flood.messages"),
         ({"regexes": [{"name": "r", "pattern": "(?<=x)y"}]}, "regexes.0.pattern"),
         ({"keywords": [{"name": "k", "keywords": ["a*b"]}]}, "keywords.0.keywords"),
@@ -196,10 +342,15 @@ def test_live_policy_is_validated(synapse: SynapseStack) -> None:
         assert resp.status_code == 403 and resp.json()["errcode"] == "M_BAD_JSON", resp.text
         assert key in resp.json()["error"] and "Invalid moderation policy" in resp.json()["error"]
     # Only moderators (power >= 50) may change it; the room creator's PL is 100.
-    owner.call("PUT", f"/_matrix/client/v3/rooms/{room}/state/m.room.power_levels/", json={
-        **owner.state(room, "m.room.power_levels").json(), "users": {user.user_id: 10},
-        "events": {POLICY_EVENT_TYPE: 0},
-    })
+    owner.call(
+        "PUT",
+        f"/_matrix/client/v3/rooms/{room}/state/m.room.power_levels/",
+        json={
+            **owner.state(room, "m.room.power_levels").json(),
+            "users": {user.user_id: 10},
+            "events": {POLICY_EVENT_TYPE: 0},
+        },
+    )
     time.sleep(2.2)
     resp = set_policy(user, room, {})
     assert resp.status_code == 403 and "power level 50" in resp.json()["error"]
@@ -210,8 +361,11 @@ def test_live_policy_is_validated(synapse: SynapseStack) -> None:
 
 
 def test_exemptions_and_escalation_to_mute(synapse: SynapseStack) -> None:
-    policy = {**KEYWORDS, "exemptions": {"power_level": 50, "groups": ["partners"]},
-              "escalation": {"violations": 2, "window_seconds": 60, "mute_seconds": 60}}
+    policy = {
+        **KEYWORDS,
+        "exemptions": {"power_level": 50, "groups": ["partners"]},
+        "escalation": {"violations": 2, "window_seconds": 60, "mute_seconds": 60},
+    }
     owner, user, room = policed_room(synapse, policy)
     partner = synapse.register()
     with synapse.admin() as admin:
@@ -224,7 +378,9 @@ def test_exemptions_and_escalation_to_mute(synapse: SynapseStack) -> None:
     err = blocked(user.send_raw(room, text("a perfectly clean message")), "mute")
     assert "muted" in err["error"]
     # The audit log (admin endpoint and CLI) has the blocks and the mute.
-    with httpx2.Client(base_url=synapse.base_url, headers={"Authorization": f"Bearer {synapse.admin_token}"}) as http:
+    with httpx2.Client(
+        base_url=synapse.base_url, headers={"Authorization": f"Bearer {synapse.admin_token}"}
+    ) as http:
         entries = http.get(AUDIT_PATH, params={"user_id": user.user_id}).json()["entries"]
         assert [e["action"] for e in entries][:3] == ["mute", "block", "block"]
         assert all(e["room_id"] == room for e in entries)
@@ -234,14 +390,44 @@ def test_exemptions_and_escalation_to_mute(synapse: SynapseStack) -> None:
 def test_moderation_log_cli(synapse: SynapseStack, capsys: pytest.CaptureFixture[str]) -> None:
     _owner, user, room = policed_room(synapse, KEYWORDS)
     blocked(user.send_raw(room, text("forbiddenword")), "keywords")
-    code = cli_main(["moderation", "log", "--data-dir", str(synapse.data_dir), "--room", room,
-                     "--user", user.localpart, "--since", "10m", "--json"])
+    code = cli_main(
+        [
+            "moderation",
+            "log",
+            "--data-dir",
+            str(synapse.data_dir),
+            "--room",
+            room,
+            "--user",
+            user.localpart,
+            "--since",
+            "10m",
+            "--json",
+        ]
+    )
     out = capsys.readouterr().out
     assert code == 0 and '"keywords:test words"' in out and user.user_id in out
     # Table output; a room key resolves to the room's alias.
-    assert cli_main(["moderation", "log", "--data-dir", str(synapse.data_dir), "--room", "community", "--limit", "5"]) == 0
+    assert (
+        cli_main(
+            [
+                "moderation",
+                "log",
+                "--data-dir",
+                str(synapse.data_dir),
+                "--room",
+                "community",
+                "--limit",
+                "5",
+            ]
+        )
+        == 0
+    )
     assert "Moderation log" in capsys.readouterr().out
-    assert cli_main(["moderation", "log", "--data-dir", str(synapse.data_dir), "--since", "yesterday"]) == 2
+    assert (
+        cli_main(["moderation", "log", "--data-dir", str(synapse.data_dir), "--since", "yesterday"])
+        == 2
+    )
 
 
 def test_pathological_regex_stays_within_budget(synapse: SynapseStack) -> None:
@@ -264,7 +450,9 @@ def test_ban_list_blocks_join_invite_and_post(synapse: SynapseStack) -> None:
     bans = create_room(curator, room_alias_name=BAN_LIST_ALIAS_LOCALPART)
     banned = synapse.register(unique("banned-"))
     rule = {"entity": "@banned-*:localhost", "recommendation": "m.ban", "reason": "spam"}
-    assert curator.send_state(bans, "m.policy.rule.user", rule, state_key="rule1").status_code == 200
+    assert (
+        curator.send_state(bans, "m.policy.rule.user", rule, state_key="rule1").status_code == 200
+    )
     room = create_room(curator)
     resp = eventually(lambda: (r := banned.try_join(room)).status_code == 403 and r)
     assert "policy list" in resp.json()["error"] and "spam" in resp.json()["error"]

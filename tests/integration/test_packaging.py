@@ -6,12 +6,15 @@ COPYs, build the wheel the same way, and check it carries what the entrypoints u
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import subprocess
 import sys
+import tomllib
 import zipfile
 from pathlib import Path
+from typing import Any
 
 import pytest
 from harness import PRODUCTION_ENV, env_without_phenom
@@ -21,7 +24,7 @@ DOCKERFILES = ["docker/Dockerfile.synapse", "docker/Dockerfile.mcp"]
 
 
 def copied_sources(dockerfile: Path) -> list[str]:
-    sources = []
+    sources: list[str] = []
     for line in dockerfile.read_text().splitlines():
         m = re.match(r"^COPY\s+(?!--from)(.+)\s+\S+$", line.strip())
         if m:
@@ -38,11 +41,23 @@ def test_docker_build_context_builds_a_complete_wheel(dockerfile: str, tmp_path:
             continue  # entrypoint scripts, not part of the package
         src = ROOT / source
         if src.is_dir():
-            shutil.copytree(src, context / source, symlinks=True, ignore=shutil.ignore_patterns("__pycache__"))
+            shutil.copytree(
+                src, context / source, symlinks=True, ignore=shutil.ignore_patterns("__pycache__")
+            )
         else:
             shutil.copy(src, context / source)
     result = subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(tmp_path / "dist"), str(context)],
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "-q",
+            "-w",
+            str(tmp_path / "dist"),
+            str(context),
+        ],
         capture_output=True,
         text=True,
         timeout=300,
@@ -52,9 +67,11 @@ def test_docker_build_context_builds_a_complete_wheel(dockerfile: str, tmp_path:
     names = set(zipfile.ZipFile(wheel).namelist())
     assert "synapse_phenom/templates/homeserver.yaml.j2" in names
     assert "synapse_phenom/templates/log.yaml.j2" in names
-    entry_points = zipfile.ZipFile(wheel).read(
-        next(n for n in names if n.endswith("entry_points.txt"))
-    ).decode()
+    entry_points = (
+        zipfile.ZipFile(wheel)
+        .read(next(n for n in names if n.endswith("entry_points.txt")))
+        .decode()
+    )
     assert "phenom-chat = synapse_phenom.cli:main" in entry_points
 
 
@@ -68,3 +85,77 @@ def test_synapse_entrypoint_renders_config(tmp_path: Path) -> None:
     result = subprocess.run(["sh", "-c", render_line], env=env, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "homeserver.yaml").exists() and (tmp_path / "log.yaml").exists()
+
+
+def _project_metadata() -> dict[str, Any]:
+    return tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+
+
+def _names(requirements: list[str]) -> set[str]:
+    return {re.split(r"[\s\[<>=!~;]", r, maxsplit=1)[0].lower() for r in requirements}
+
+
+def test_mcp_extra_brings_no_matrix_synapse() -> None:
+    project = _project_metadata()
+    extras = project["optional-dependencies"]
+    assert "matrix-synapse" not in _names(project["dependencies"])
+    assert "matrix-synapse" not in _names(extras["mcp"])
+    assert "matrix-synapse" in _names(extras["synapse"])
+    assert 'pip install --no-cache-dir ".[mcp]"' in (ROOT / "docker/Dockerfile.mcp").read_text()
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(660)
+def test_mcp_install_resolves_without_matrix_synapse(tmp_path: Path) -> None:
+    """What ``pip install .[mcp]`` (the MCP image) would install: pip's own resolution."""
+    report = tmp_path / "report.json"
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--dry-run",
+            "--ignore-installed",
+            "-q",
+            "--disable-pip-version-check",
+            "--report",
+            str(report),
+            f"{ROOT}[mcp]",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    installed = {i["metadata"]["name"].lower() for i in json.loads(report.read_text())["install"]}
+    assert "mcp" in installed and "synapse-phenom" in installed
+    assert not installed & {"matrix-synapse", "twisted", "signedjson"}
+
+
+# Import names of what only the `synapse` and `lambda` extras install.
+NOT_IN_MCP_IMAGE = ("synapse", "twisted", "signedjson", "ahocorasick", "boto3", "botocore")
+
+
+def test_mcp_sidecar_runs_without_synapse_installed(tmp_path: Path) -> None:
+    """The sidecar's entry point and backend import with everything outside the base install
+    and the `mcp` extra unimportable (matrix-synapse, Twisted, the Lambda and module libs)."""
+    code = (
+        "import sys\n"
+        "class Block:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        f"        if name.split('.')[0] in {NOT_IN_MCP_IMAGE!r}:\n"
+        "            raise ImportError(f'{name} is not installed in the MCP image')\n"
+        "sys.meta_path.insert(0, Block())\n"
+        "from synapse_phenom.cli import main\n"
+        "import synapse_phenom.mcp.server, synapse_phenom.mcp.synapse_backend\n"
+        "try:\n"
+        "    main(['mcp', '--help'])\n"
+        "except SystemExit as e:\n"
+        "    sys.exit(e.code)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=tmp_path
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "usage: phenom-chat mcp" in result.stdout

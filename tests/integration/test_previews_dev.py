@@ -14,7 +14,7 @@ import yaml
 from harness import free_port, start_dev_command, unique
 from previews_site import PhenomSite
 
-from synapse_phenom import devstack, hsconfig
+from synapse_phenom.ops import devstack, hsconfig
 from synapse_phenom.previews.config import LinkPreviewConfig
 
 BIN = Path(sys.executable).parent / "phenom-chat"

@@ -116,7 +116,7 @@ TWISTED_SCRIPT = textwrap.dedent(
     from twisted.internet import defer, task
     from twisted.internet.ssl import Certificate
     from synapse_phenom.previews import ResolverConfig
-    from synapse_phenom.previews.fetch_twisted import TwistedFetcher
+    from synapse_phenom.modules._preview_fetch_twisted import TwistedFetcher
     from synapse_phenom.previews.resolver import PreviewResolver
 
     origin, url, ca, timeout = sys.argv[1], sys.argv[2], sys.argv[3], float(sys.argv[4])
@@ -126,7 +126,8 @@ TWISTED_SCRIPT = textwrap.dedent(
 
     async def main(reactor):
         root = Certificate.loadPEM(Path(ca).read_bytes()) if ca else None
-        result = await PreviewResolver(config, TwistedFetcher(config, reactor, trust_root=root)).resolve(url)
+        fetcher = TwistedFetcher(config, reactor, trust_root=root)
+        result = await PreviewResolver(config, fetcher).resolve(url)
         print(result.card.title if result.card else "ERROR " + str(result.error))
 
     task.react(lambda reactor: defer.ensureDeferred(main(reactor)))

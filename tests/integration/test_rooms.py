@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from harness import SynapseStack, eventually, unique
 
-from synapse_phenom.admin_client import MatrixError
+from synapse_phenom.ops.admin_client import MatrixError
 
 pytestmark = pytest.mark.synapse
 
@@ -44,7 +44,11 @@ def test_provision_team_then_remove(synapse: SynapseStack) -> None:
                 f"/_synapse/admin/v1/rooms/{synapse.rooms['internal']}/state",
                 headers={"Authorization": f"Bearer {synapse.admin_token}"},
             )
-            events = [e for e in kick.json()["state"] if e["type"] == "m.room.member" and e["state_key"] == client.user_id]
+            events = [
+                e
+                for e in kick.json()["state"]
+                if e["type"] == "m.room.member" and e["state_key"] == client.user_id
+            ]
             content, sender = events[0]["content"], events[0]["sender"]
         else:
             content, sender = kick.json(), None
@@ -109,7 +113,9 @@ def test_server_admin_may_join_restricted_room_when_invited(synapse: SynapseStac
 def test_groups_endpoint_rejects_bad_input_and_non_admins(synapse: SynapseStack) -> None:
     client = synapse.register()
     resp = client.request(
-        "POST", "/_synapse/client/phenom/v1/groups", json={"user_id": client.user_id, "groups": ["team"]}
+        "POST",
+        "/_synapse/client/phenom/v1/groups",
+        json={"user_id": client.user_id, "groups": ["team"]},
     )
     assert resp.status_code == 403
     with synapse.admin() as admin:

@@ -30,10 +30,12 @@ from harness import (
 )
 from previews_site import SLOW_SECONDS, PhenomSite
 
-from synapse_phenom import devstack, hsconfig, membership
-from synapse_phenom.admin_client import SynapseAdmin
+from synapse_phenom.endpoints import PREVIEW_PATH
 from synapse_phenom.moderation.config import POLICY_EVENT_TYPE
-from synapse_phenom.modules.link_preview import PREVIEW_PATH
+from synapse_phenom.ops import devstack, hsconfig
+from synapse_phenom.ops.admin_client import SynapseAdmin
+from synapse_phenom.rooms import membership
+from synapse_phenom.rooms.config import RoomsConfig
 
 pytestmark = pytest.mark.synapse
 
@@ -86,9 +88,13 @@ def cluster(phenom_site: PhenomSite, tmp_path_factory: pytest.TempPathFactory) -
             server_name=f"{unique('w')}.localhost",
         )
         port = free_port()
-        worker = devstack.start_worker(main.config_path, devstack.prepare_worker(data_dir, WORKER, port))
+        worker = devstack.start_worker(
+            main.config_path, devstack.prepare_worker(data_dir, WORKER, port)
+        )
         worker_url = f"http://127.0.0.1:{port}"
-        devstack.wait_http(f"{worker_url}/_matrix/client/versions", [worker, main.process], timeout=60)
+        devstack.wait_http(
+            f"{worker_url}/_matrix/client/versions", [worker, main.process], timeout=60
+        )
         yield Cluster(main, worker, worker_url, dsn)
     finally:
         if worker is not None:
@@ -103,14 +109,16 @@ def text(body: str) -> dict[str, Any]:
 
 
 def test_worker_does_not_run_background_tasks_and_rooms_exist_once(cluster: Cluster) -> None:
-    system_user = cluster.main.user_id(membership.RoomsConfig().system_user)
+    system_user = cluster.main.user_id(RoomsConfig().system_user)
     created = cluster.sql("SELECT room_id FROM rooms WHERE creator = %s", system_user)
     assert sorted(r[0] for r in created) == sorted(cluster.main.rooms.values())
     claims = cluster.sql("SELECT alias, owner FROM phenom_room_claims")
     assert len(claims) == 3 and all(owner.startswith("main:") for _, owner in claims)
     # The worker answers for the rooms by alias (it reads what main created).
     alias = cluster.main.alias("internal")
-    resp = httpx2.get(f"{cluster.worker_url}/_matrix/client/v3/directory/room/{alias.replace('#', '%23')}")
+    resp = httpx2.get(
+        f"{cluster.worker_url}/_matrix/client/v3/directory/room/{alias.replace('#', '%23')}"
+    )
     assert resp.status_code == 200 and resp.json()["room_id"] == cluster.main.rooms["internal"]
 
 
@@ -139,7 +147,9 @@ def test_non_team_join_of_internal_is_refused_on_the_worker(cluster: Cluster) ->
         assert resp.status_code == 403, resp.text
         body = resp.json()
         assert body["errcode"] == "M_FORBIDDEN"
-        assert body["error"] == membership.denial_message(membership.RoomsConfig(), "internal", main.server_name)
+        assert body["error"] == membership.denial_message(
+            RoomsConfig(), "internal", main.server_name
+        )
     assert main.rooms["internal"] not in client.joined_rooms()
     client.join(main.alias("community"))  # open to everyone: allowed
 
@@ -147,7 +157,9 @@ def test_non_team_join_of_internal_is_refused_on_the_worker(cluster: Cluster) ->
 def test_live_policy_and_flood_counts_are_shared_between_processes(cluster: Cluster) -> None:
     main = cluster.main
     owner = cluster.on_worker(main.register())
-    room = owner.call("POST", "/_matrix/client/v3/createRoom", json={"preset": "public_chat"})["room_id"]
+    room = owner.call("POST", "/_matrix/client/v3/createRoom", json={"preset": "public_chat"})[
+        "room_id"
+    ]
     policy = {
         "keywords": [{"name": "test words", "keywords": ["forbiddenword"]}],
         "flood": {"messages": 4, "per_seconds": 120},
@@ -168,7 +180,9 @@ def test_live_policy_and_flood_counts_are_shared_between_processes(cluster: Clus
 
     # The live policy applies on the worker, and on main within cache_seconds (2 s).
     eventually(lambda: refused(member, "a forbiddenword here", "keywords"), timeout=5, interval=0.5)
-    eventually(lambda: refused(member_main, "a forbiddenword there", "keywords"), timeout=5, interval=0.5)
+    eventually(
+        lambda: refused(member_main, "a forbiddenword there", "keywords"), timeout=5, interval=0.5
+    )
 
     # Flood control: one counter, whichever process the messages go through.
     flooder_main = main.register()
@@ -191,7 +205,9 @@ def test_live_policy_and_flood_counts_are_shared_between_processes(cluster: Clus
 def test_mute_from_violations_on_the_worker_holds_on_main(cluster: Cluster) -> None:
     main = cluster.main
     owner = cluster.on_worker(main.register())
-    room = owner.call("POST", "/_matrix/client/v3/createRoom", json={"preset": "public_chat"})["room_id"]
+    room = owner.call("POST", "/_matrix/client/v3/createRoom", json={"preset": "public_chat"})[
+        "room_id"
+    ]
     policy = {
         "keywords": [{"name": "test words", "keywords": ["forbiddenword"]}],
         "escalation": {"violations": 2, "window_seconds": 60, "mute_seconds": 60},
@@ -200,10 +216,14 @@ def test_mute_from_violations_on_the_worker_holds_on_main(cluster: Cluster) -> N
     user_main = main.register()
     user = cluster.on_worker(user_main)
     user.join(room)
-    assert user_main.send_raw(room, text("hello from main")).status_code == 200  # main caches the room now
+    assert (
+        user_main.send_raw(room, text("hello from main")).status_code == 200
+    )  # main caches the room now
     for _ in range(2):
         resp = user.send_raw(room, text("forbiddenword"))
-        assert resp.status_code == 403 and resp.json()["app.phenom.moderation.rule"].startswith("keywords"), resp.text
+        assert resp.status_code == 403 and resp.json()["app.phenom.moderation.rule"].startswith(
+            "keywords"
+        ), resp.text
 
     def muted_on_main() -> bool:
         resp = user_main.send_raw(room, text("a clean message"))
@@ -216,12 +236,16 @@ def test_mute_from_violations_on_the_worker_holds_on_main(cluster: Cluster) -> N
     eventually(muted_on_main, timeout=5, interval=0.5)
 
 
-def test_cached_link_card_is_added_inline_on_the_worker(cluster: Cluster, phenom_site: PhenomSite) -> None:
+def test_cached_link_card_is_added_inline_on_the_worker(
+    cluster: Cluster, phenom_site: PhenomSite
+) -> None:
     main = cluster.main
     alice_main = main.register()
     alice, bob = cluster.on_worker(alice_main), cluster.on_worker(main.register())
     room = alice.call(
-        "POST", "/_matrix/client/v3/createRoom", json={"preset": "private_chat", "invite": [bob.user_id]}
+        "POST",
+        "/_matrix/client/v3/createRoom",
+        json={"preset": "private_chat", "invite": [bob.user_id]},
     )["room_id"]
     bob.join(room)
     link = f"{phenom_site.origin}/p/full?t={unique('')}"
@@ -256,11 +280,15 @@ def test_preview_endpoint_on_the_worker_rehosts_into_the_shared_media_store(
     assert media.status_code == 200 and media.content[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-def test_uncached_link_gets_exactly_one_follow_up_from_main(cluster: Cluster, phenom_site: PhenomSite) -> None:
+def test_uncached_link_gets_exactly_one_follow_up_from_main(
+    cluster: Cluster, phenom_site: PhenomSite
+) -> None:
     """The worker does not resolve for messages; main (background tasks) sends the card once."""
     main = cluster.main
     alice = cluster.on_worker(main.register())
-    room = alice.call("POST", "/_matrix/client/v3/createRoom", json={"preset": "private_chat"})["room_id"]
+    room = alice.call("POST", "/_matrix/client/v3/createRoom", json={"preset": "private_chat"})[
+        "room_id"
+    ]
     link = f"{phenom_site.origin}/p/slow?t={unique('')}"
     event_id = alice.send(room, f"see {link}")
     assert "com.beeper.linkpreviews" not in alice.event(room, event_id)["content"]

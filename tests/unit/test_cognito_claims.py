@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from synapse_phenom import cognito_claims as cc
-from synapse_phenom.cognito_config import CognitoMappingConfig
+from synapse_phenom.cognito import claims as cc
+from synapse_phenom.cognito.config import CognitoMappingConfig
 
 SUB = "62b4ade9-34f2-4701-8778-e5c6d3839531"
 

@@ -11,9 +11,9 @@ from synapse.config._base import ConfigError as SynapseConfigError
 from synapse.config.oidc import _parse_oidc_provider_configs
 from synapse.module_api.errors import ConfigError
 
-from synapse_phenom import hsconfig
-from synapse_phenom.cognito_config import CognitoOidcSettings, oidc_provider
+from synapse_phenom.cognito.config import CognitoOidcSettings, oidc_provider
 from synapse_phenom.modules.cognito import CognitoMappingProvider
+from synapse_phenom.ops import hsconfig
 
 
 def _cognito_env(tmp_path: Path, **extra: str) -> dict[str, str]:

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from synapse_phenom import cognito_store as cs
+from synapse_phenom.cognito import store as cs
 
 
 @pytest.fixture

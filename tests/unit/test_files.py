@@ -5,7 +5,7 @@ from __future__ import annotations
 import stat
 from pathlib import Path
 
-from synapse_phenom.files import write_private
+from synapse_phenom.ops.files import write_private
 
 
 def test_write_private_creates_owner_only_file_atomically(tmp_path: Path) -> None:

@@ -6,8 +6,8 @@ import asyncio
 import hashlib
 import hmac
 
-from synapse_phenom.admin_client import shared_secret_mac
 from synapse_phenom.modules._guard import CALLBACK_ERRORS, guarded
+from synapse_phenom.ops.admin_client import shared_secret_mac
 
 
 def test_guard_returns_fallback_and_counts() -> None:
@@ -21,9 +21,13 @@ def test_guard_returns_fallback_and_counts() -> None:
 
 
 def test_guard_passes_results_and_evaluates_callable_fallback() -> None:
-    calls = []
+    calls: list[int] = []
 
-    @guarded("unit", fallback=lambda: calls.append(1) or "late")
+    def late() -> str:
+        calls.append(1)
+        return "late"
+
+    @guarded("unit", fallback=late)
     async def ok(x: int) -> int:
         return x * 2
 

@@ -8,7 +8,7 @@ import pytest
 import yaml
 from harness import PRODUCTION_ENV as PROD_ENV
 
-from synapse_phenom import hsconfig
+from synapse_phenom.ops import hsconfig
 
 
 def test_missing_variables_are_all_named() -> None:

@@ -18,7 +18,6 @@ import jwt
 import pytest
 import yaml
 
-from synapse_phenom.agent_rooms import groups_for_rooms, plan_agent_rooms
 from synapse_phenom.cli import main as cli_main
 from synapse_phenom.config import InvalidConfig
 from synapse_phenom.mcp import backend as b
@@ -44,7 +43,8 @@ from synapse_phenom.mcp.tools import (
     check_room_ref,
     render_markdown,
 )
-from synapse_phenom.membership import RoomsConfig
+from synapse_phenom.rooms.config import RoomsConfig
+from synapse_phenom.rooms.membership import groups_for_rooms, plan_agent_rooms
 
 AGENT = AgentProfile(localpart="agent-x", rooms=("community",), rate_limit_per_minute=2)
 
@@ -54,7 +54,13 @@ AGENT = AgentProfile(localpart="agent-x", rooms=("community",), rate_limit_per_m
 
 @pytest.mark.parametrize(
     ("given", "expected"),
-    [("community", "community"), (" Internal ", "internal"), ("#partners:hs", "#partners:hs"), ("!abc", "!abc"), ("!a:hs", "!a:hs")],
+    [
+        ("community", "community"),
+        (" Internal ", "internal"),
+        ("#partners:hs", "#partners:hs"),
+        ("!abc", "!abc"),
+        ("!a:hs", "!a:hs"),
+    ],
 )
 def test_room_refs(given: str, expected: str) -> None:
     assert check_room_ref(given) == expected
@@ -104,7 +110,9 @@ class FakeBackend:
             raise self.fail
         return RoomList(rooms=[])
 
-    async def send_message(self, agent: AgentProfile, room: str, message: b.OutgoingMessage) -> SentMessage:
+    async def send_message(
+        self, agent: AgentProfile, room: str, message: b.OutgoingMessage
+    ) -> SentMessage:
         self.sent.append((room, message))
         return SentMessage(event_id="$e1", room_id="!r", sender="@agent-x:hs")
 
@@ -130,7 +138,9 @@ def test_scope_rate_limit_and_error_texts() -> None:
         assert backend.sent == []
         await tools.list_rooms(who("read"))
         await tools.list_rooms(who("read"))
-        with pytest.raises(ToolFailure, match="Rate limited: this agent may make 2 calls per minute"):
+        with pytest.raises(
+            ToolFailure, match="Rate limited: this agent may make 2 calls per minute"
+        ):
             await tools.list_rooms(who("read"))
         fresh = tools_with(backend)
         backend.fail = b.Forbidden("Not allowed: not your room")
@@ -152,11 +162,15 @@ def test_send_validates_renders_and_audits(caplog: pytest.LogCaptureFixture) -> 
         with pytest.raises(ToolFailure, match="body is empty"):
             await tools.send_message(who("write", agent=agent), "community", "  ")
         with pytest.raises(ToolFailure, match="idempotency_key"):
-            await tools.send_message(who("write", agent=agent), "community", "x", idempotency_key="has space")
+            await tools.send_message(
+                who("write", agent=agent), "community", "x", idempotency_key="has space"
+            )
         with pytest.raises(ToolFailure, match="limit must be between 1 and 100"):
             await tools.get_messages(who("read", agent=agent), "community", limit=101)
         with caplog.at_level(logging.INFO, logger="synapse_phenom.mcp.audit"):
-            await tools.send_message(who("write", agent=agent), "Community", "**bold**", idempotency_key="k-1")
+            await tools.send_message(
+                who("write", agent=agent), "Community", "**bold**", idempotency_key="k-1"
+            )
             await tools.list_rooms(who("read", agent=agent))
         with pytest.raises(ToolFailure, match="http"):
             await tools.get_link_preview(who("read", agent=agent), "file:///etc/passwd")
@@ -165,9 +179,19 @@ def test_send_validates_renders_and_audits(caplog: pytest.LogCaptureFixture) -> 
     room, message = backend.sent[0]
     assert room == "community" and message.formatted_body == "<strong>bold</strong>"
     assert message.idempotency_key == "k-1"
-    records = [json.loads(r.getMessage()) for r in caplog.records if r.name == "synapse_phenom.mcp.audit"]
+    records = [
+        json.loads(r.getMessage()) for r in caplog.records if r.name == "synapse_phenom.mcp.audit"
+    ]
     assert records == [
-        {"agent": "agent-x", "audit": "mcp_write", "client_id": "c1", "event_id": "$e1", "outcome": "ok", "room": "community", "tool": "send_message"}
+        {
+            "agent": "agent-x",
+            "audit": "mcp_write",
+            "client_id": "c1",
+            "event_id": "$e1",
+            "outcome": "ok",
+            "room": "community",
+            "tool": "send_message",
+        }
     ]
 
 
@@ -175,34 +199,81 @@ def test_send_validates_renders_and_audits(caplog: pytest.LogCaptureFixture) -> 
 
 
 def event(content: dict[str, Any], **extra: Any) -> dict[str, Any]:
-    return {"type": "m.room.message", "event_id": "$1", "sender": "@a:hs", "origin_server_ts": 1_700_000_000_123, "content": content, **extra}
+    return {
+        "type": "m.room.message",
+        "event_id": "$1",
+        "sender": "@a:hs",
+        "origin_server_ts": 1_700_000_000_123,
+        "content": content,
+        **extra,
+    }
 
 
 def test_message_from_event() -> None:
     reply = me.message_from_event(
-        event({"body": "hi", "m.relates_to": {"m.in_reply_to": {"event_id": "$0"}},
-               "com.beeper.linkpreviews": [{"matched_url": "https://x/p", "og:title": "T", "og:image": "mxc://hs/m"}]}),
-        "!r", {"@a:hs": "Ada"},
+        event(
+            {
+                "body": "hi",
+                "m.relates_to": {"m.in_reply_to": {"event_id": "$0"}},
+                "com.beeper.linkpreviews": [
+                    {"matched_url": "https://x/p", "og:title": "T", "og:image": "mxc://hs/m"}
+                ],
+            }
+        ),
+        "!r",
+        {"@a:hs": "Ada"},
     )
     assert reply is not None
     assert (reply.reply_to, reply.thread_id, reply.sender_display_name) == ("$0", None, "Ada")
     assert reply.timestamp == "2023-11-14T22:13:20.123Z"
     assert reply.previews[0].title == "T" and reply.previews[0].image == "mxc://hs/m"
     threaded = me.message_from_event(
-        event({"body": "t", "m.relates_to": {"rel_type": "m.thread", "event_id": "$root", "is_falling_back": True, "m.in_reply_to": {"event_id": "$root"}}}), "!r", {}
+        event(
+            {
+                "body": "t",
+                "m.relates_to": {
+                    "rel_type": "m.thread",
+                    "event_id": "$root",
+                    "is_falling_back": True,
+                    "m.in_reply_to": {"event_id": "$root"},
+                },
+            }
+        ),
+        "!r",
+        {},
     )
     assert threaded is not None and (threaded.thread_id, threaded.reply_to) == ("$root", None)
     assert me.message_from_event(event({}), "!r", {}) is None  # redacted
-    assert me.message_from_event(event({"body": "* x", "m.relates_to": {"rel_type": "m.replace", "event_id": "$1"}}), "!r", {}) is None
+    assert (
+        me.message_from_event(
+            event({"body": "* x", "m.relates_to": {"rel_type": "m.replace", "event_id": "$1"}}),
+            "!r",
+            {},
+        )
+        is None
+    )
     assert me.message_from_event({**event({"body": "x"}), "type": "m.reaction"}, "!r", {}) is None
 
 
 def test_outgoing_content_and_txn_ids() -> None:
-    thread = me.message_content(b.OutgoingMessage("b", "<b>b</b>", reply_to=None, thread_id="$t", idempotency_key=None))
-    assert thread["m.relates_to"] == {"rel_type": "m.thread", "event_id": "$t", "is_falling_back": True, "m.in_reply_to": {"event_id": "$t"}}
+    thread = me.message_content(
+        b.OutgoingMessage("b", "<b>b</b>", reply_to=None, thread_id="$t", idempotency_key=None)
+    )
+    assert thread["m.relates_to"] == {
+        "rel_type": "m.thread",
+        "event_id": "$t",
+        "is_falling_back": True,
+        "m.in_reply_to": {"event_id": "$t"},
+    }
     assert thread["format"] == "org.matrix.custom.html"
-    reply = me.message_content(b.OutgoingMessage("b", None, reply_to="$r", thread_id=None, idempotency_key=None))
-    assert reply == {"msgtype": "m.text", "body": "b", "m.relates_to": {"m.in_reply_to": {"event_id": "$r"}}}
+    reply = me.message_content(
+        b.OutgoingMessage("b", None, reply_to="$r", thread_id=None, idempotency_key=None)
+    )
+    assert reply == {
+        "msgtype": "m.text",
+        "body": "b",
+        "m.relates_to": {"m.in_reply_to": {"event_id": "$r"}},
+    }
     assert me.txn_id("send", "a", "!r", "k") == me.txn_id("send", "a", "!r", "k")
     assert me.txn_id("send", "a", "!r", "k") != me.txn_id("send", "b", "!r", "k")
     assert re.fullmatch(r"mcp\.[0-9a-f]{40}", me.txn_id("x"))
@@ -210,7 +281,10 @@ def test_outgoing_content_and_txn_ids() -> None:
 
 def test_roles_and_v12_creators() -> None:
     assert [me.role_for(p) for p in (None, 100, 50, 0)] == ["admin", "admin", "moderator", "member"]
-    create = {"sender": "@phenom:hs", "content": {"room_version": "12", "additional_creators": ["@b:hs"]}}
+    create = {
+        "sender": "@phenom:hs",
+        "content": {"room_version": "12", "additional_creators": ["@b:hs"]},
+    }
     assert me.implicit_creators(create) == {"@phenom:hs", "@b:hs"}
     assert me.implicit_creators({"sender": "@a:hs", "content": {"room_version": "10"}}) == set()
 
@@ -230,7 +304,11 @@ def test_smallest_groups_for_agent_rooms() -> None:
 
 
 def test_plan_agent_rooms_joins_wanted_and_leaves_the_rest() -> None:
-    plan = plan_agent_rooms(RoomsConfig(), ["community", "partners"], {"internal": "join", "partners": "invite", "community": "ban"})
+    plan = plan_agent_rooms(
+        RoomsConfig(),
+        ["community", "partners"],
+        {"internal": "join", "partners": "invite", "community": "ban"},
+    )
     assert plan.join == ("partners",) and plan.remove == ("internal",)
 
 
@@ -347,17 +425,33 @@ def test_config_errors_name_the_key(tmp_path: Path) -> None:
     assert good.auth.effective_jwks_url.endswith("/eu-west-1_X/.well-known/jwks.json")
     assert good.resource_url == "http://localhost:3001/mcp"
     with pytest.raises(InvalidConfig, match=r"mcp\.agents\.c1\.rooms\.0"):
-        load_config(write_config(tmp_path / "a.yaml", agents={"c1": {"localpart": "agent-x", "rooms": ["lobby"]}}), {})
+        load_config(
+            write_config(
+                tmp_path / "a.yaml", agents={"c1": {"localpart": "agent-x", "rooms": ["lobby"]}}
+            ),
+            {},
+        )
     with pytest.raises(InvalidConfig, match=r"mcp\.auth\.issuer"):
         load_config(write_config(tmp_path / "b.yaml", auth={"issuer": "cognito"}), {})
     with pytest.raises(InvalidConfig, match="share one localpart"):
-        load_config(write_config(tmp_path / "c.yaml", agents={"a": {"localpart": "agent-x"}, "b": {"localpart": "agent-x"}}), {})
-    assert load_config(write_config(tmp_path / "d.yaml"), {"BACKEND_TYPE": "hasura"}).backend == "hasura"
+        load_config(
+            write_config(
+                tmp_path / "c.yaml",
+                agents={"a": {"localpart": "agent-x"}, "b": {"localpart": "agent-x"}},
+            ),
+            {},
+        )
+    assert (
+        load_config(write_config(tmp_path / "d.yaml"), {"BACKEND_TYPE": "hasura"}).backend
+        == "hasura"
+    )
     with pytest.raises(InvalidConfig, match=r"mcp\.backend"):
         load_config(write_config(tmp_path / "e.yaml"), {"BACKEND_TYPE": "mongo"})
 
 
-def test_hasura_backend_fails_clearly_at_startup(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+def test_hasura_backend_fails_clearly_at_startup(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     config = load_config(write_config(tmp_path / "h.yaml"), {"BACKEND_TYPE": "hasura"})
     with pytest.raises(NotImplementedError, match="not implemented yet"):
         make_backend(config)
@@ -370,9 +464,14 @@ def test_registration_namespace_and_tokens(tmp_path: Path) -> None:
     reg = registration("chat.example")
     regex = re.compile(reg["namespaces"]["users"][0]["regex"])
     assert regex.fullmatch("@agent-bot:chat.example")
-    assert not regex.fullmatch("@agentbot:chat.example") and not regex.fullmatch("@agent-bot:chatXexample")
+    assert not regex.fullmatch("@agentbot:chat.example") and not regex.fullmatch(
+        "@agent-bot:chatXexample"
+    )
     assert reg["namespaces"]["users"][0]["exclusive"] is True and reg["url"] is None
-    assert reg["as_token"] != reg["hs_token"] and reg["as_token"] != registration("chat.example")["as_token"]
+    assert (
+        reg["as_token"] != reg["hs_token"]
+        and reg["as_token"] != registration("chat.example")["as_token"]
+    )
     path = tmp_path / "reg.yaml"
     assert write_registration(path, "chat.example")
     token = read_as_token(path)
@@ -397,9 +496,24 @@ def test_dev_token_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -
     assert cli_main(["dev-token", "--data-dir", str(tmp_path), "--scopes", "read"]) == 2
     assert "run `phenom-chat dev" in capsys.readouterr().err
     signer = DevSigner.load_or_create(tmp_path)
-    assert cli_main(["dev-token", "--data-dir", str(tmp_path), "--scopes", "read,write", "--client-id", "c9"]) == 0
+    assert (
+        cli_main(
+            [
+                "dev-token",
+                "--data-dir",
+                str(tmp_path),
+                "--scopes",
+                "read,write",
+                "--client-id",
+                "c9",
+            ]
+        )
+        == 0
+    )
     token = capsys.readouterr().out.strip()
-    claims = jwt.decode(token, signer.private_key.public_key(), algorithms=["RS256"], issuer=signer.issuer)
+    claims = jwt.decode(
+        token, signer.private_key.public_key(), algorithms=["RS256"], issuer=signer.issuer
+    )
     assert claims["client_id"] == "c9" and claims["scope"] == "chat-mcp/read chat-mcp/write"
     assert claims["token_use"] == "access"
     assert cli_main(["dev-token", "--data-dir", str(tmp_path), "--scopes", "admin"]) == 2
@@ -407,8 +521,14 @@ def test_dev_token_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -
 
 def test_mcp_registration_command_keeps_existing_tokens(tmp_path: Path) -> None:
     path = tmp_path / "reg.yaml"
-    assert cli_main(["mcp-registration", "--output", str(path), "--server-name", "chat.example"]) == 0
+    assert (
+        cli_main(["mcp-registration", "--output", str(path), "--server-name", "chat.example"]) == 0
+    )
     token = read_as_token(path)
-    assert cli_main(["mcp-registration", "--output", str(path), "--server-name", "chat.example"]) == 0
+    assert (
+        cli_main(["mcp-registration", "--output", str(path), "--server-name", "chat.example"]) == 0
+    )
     assert read_as_token(path) == token
-    assert yaml.safe_load(path.read_text())["namespaces"]["users"][0]["regex"].endswith(r"chat\.example")
+    assert yaml.safe_load(path.read_text())["namespaces"]["users"][0]["regex"].endswith(
+        r"chat\.example"
+    )

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from synapse_phenom.config import InvalidConfig, parse_model
-from synapse_phenom.membership import (
-    RoomsConfig,
+from synapse_phenom.rooms.config import RoomsConfig
+from synapse_phenom.rooms.membership import (
     denial_message,
     normalise_groups,
     plan_memberships,
@@ -45,7 +45,9 @@ def test_plan_never_rejoins_banned_and_skips_missing_rooms() -> None:
 
 
 def test_plan_removes_pending_invites_and_knocks() -> None:
-    plan = plan_memberships(DEFAULT, [], {"internal": "invite", "partners": "knock", "community": "join"})
+    plan = plan_memberships(
+        DEFAULT, [], {"internal": "invite", "partners": "knock", "community": "join"}
+    )
     assert plan.remove == ("internal", "partners")
 
 
@@ -78,7 +80,11 @@ def test_config_rejects_unknown_room_and_typos_with_key_path() -> None:
 def test_alias_normalised_from_full_alias() -> None:
     cfg = parse_model(
         RoomsConfig,
-        {"rooms": {"community": {"alias": "#lobby:example.org", "name": "Lobby"}}, "groups": {}, "everyone": ["community"]},
+        {
+            "rooms": {"community": {"alias": "#lobby:example.org", "name": "Lobby"}},
+            "groups": {},
+            "everyone": ["community"],
+        },
         "cfg",
     )
     assert cfg.rooms["community"].alias == "lobby"
@@ -88,7 +94,9 @@ def test_room_creation_request_unencrypted_by_default() -> None:
     body = room_creation_request(DEFAULT.rooms["community"], "@phenom:hs")
     assert body["preset"] == "public_chat" and body["visibility"] == "public"
     assert not any(s["type"] == "m.room.encryption" for s in body["initial_state"])
-    spec = DEFAULT.rooms["internal"].model_copy(update={"encrypted": True, "power_levels": {"events_default": 50}})
+    spec = DEFAULT.rooms["internal"].model_copy(
+        update={"encrypted": True, "power_levels": {"events_default": 50}}
+    )
     body = room_creation_request(spec, "@phenom:hs")
     assert any(s["type"] == "m.room.encryption" for s in body["initial_state"])
     assert body["power_level_content_override"] == {"events_default": 50}

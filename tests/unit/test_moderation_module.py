@@ -5,33 +5,24 @@ from __future__ import annotations
 import asyncio
 from types import SimpleNamespace
 from typing import Any
+from unittest.mock import create_autospec
 
 import pytest
 from synapse.api.errors import Codes
-from synapse.module_api import NOT_SPAM
+from synapse.module_api import NOT_SPAM, ModuleApi
 
 from synapse_phenom.modules._guard import CALLBACK_ERRORS
 from synapse_phenom.modules.moderation import PhenomModeration
 
 
-class BrokenApi:
-    """Registers nothing, and every room-state read fails."""
-
-    server_name = "x"
-
-    def __getattr__(self, name: str) -> Any:
-        if name.startswith("register_"):
-            return lambda *a, **k: None
-        raise AttributeError(name)
-
-    def should_run_background_tasks(self) -> bool:
-        return False
-
-    async def get_room_state(self, *args: Any) -> Any:
-        raise RuntimeError("database down")
-
-    def is_mine(self, user_id: str) -> bool:
-        return True
+def broken_api() -> Any:
+    """A ``ModuleApi`` double (spec'd) that registers nothing; every room-state read fails."""
+    api = create_autospec(ModuleApi, instance=True)
+    api.server_name = "x"
+    api.should_run_background_tasks.return_value = False
+    api.get_room_state.side_effect = RuntimeError("database down")
+    api.is_mine.return_value = True
+    return api
 
 
 def event(event_type: str = "m.room.message", **content: Any) -> Any:
@@ -48,12 +39,16 @@ def event(event_type: str = "m.room.message", **content: Any) -> Any:
 
 @pytest.mark.parametrize("fail_closed", [False, True])
 def test_failure_is_logged_counted_and_falls_back(fail_closed: bool) -> None:
-    module = PhenomModeration(PhenomModeration.parse_config({"fail_closed": fail_closed}), BrokenApi())  # type: ignore[arg-type]
+    module = PhenomModeration(
+        PhenomModeration.parse_config({"fail_closed": fail_closed}), broken_api()
+    )
     counter = CALLBACK_ERRORS.labels(module="moderation", callback="_check_event_for_spam")
     before = counter._value.get()
     result = asyncio.run(module.check_event_for_spam(event(body="hi")))
     assert counter._value.get() == before + 1
-    allowed = asyncio.run(module.check_event_allowed(event("m.room.member", membership="join", displayname="n"), {}))
+    allowed = asyncio.run(
+        module.check_event_allowed(event("m.room.member", membership="join", displayname="n"), {})
+    )
     if fail_closed:
         assert result[0] == Codes.FORBIDDEN and "not sent" in result[1]["error"]
         assert allowed == (False, None)

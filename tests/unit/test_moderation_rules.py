@@ -2,6 +2,8 @@
 
 # ruff: noqa: RUF001  (look-alike characters are the point of these tests)
 
+# mypy: disable-error-code="union-attr"
+# (attribute access on an Optional result: None fails the test with AttributeError)
 from __future__ import annotations
 
 import sqlite3
@@ -54,7 +56,9 @@ def test_keyword_modes_phrases_and_allow_list() -> None:
     assert parse("word*") == ("word", Mode.PREFIX)
     assert parse("*word") == ("word", Mode.SUFFIX)
     assert parse("*word*") == ("word", Mode.ANYWHERE)
-    m = KeywordMatcher([(["spam", "scam*", "*coin", "*ass*", "buy now"], ["class*", "pass"]), (["other"], [])])
+    m = KeywordMatcher(
+        [(["spam", "scam*", "*coin", "*ass*", "buy now"], ["class*", "pass"]), (["other"], [])]
+    )
 
     def hit(text: str) -> str | None:
         found = m.find(fold(text))
@@ -73,7 +77,9 @@ def test_keyword_modes_phrases_and_allow_list() -> None:
 
 
 def test_regexes_run_in_linear_time() -> None:
-    p = policy(regexes=[{"name": "evil", "pattern": "(a+)+$"}, {"name": "digits", "pattern": r"\d{16}"}])
+    p = policy(
+        regexes=[{"name": "evil", "pattern": "(a+)+$"}, {"name": "digits", "pattern": r"\d{16}"}]
+    )
     text = "a" * 60_000 + "!"
     started = time.perf_counter()
     assert p.check("m.room.message", msg(text)) is None
@@ -88,7 +94,10 @@ def test_links_classified_and_domains_matched() -> None:
     assert classify("https://matrix.to/#/#room:server").kind == "room"
     assert classify("https://matrix.to/#/!id:server/$event").kind == "room"
     assert classify("https://matrix.to/#/@alice:server").kind == "user"
-    assert classify("matrix:r/room:server").kind == "room" and classify("matrix:u/alice:server").kind == "user"
+    assert (
+        classify("matrix:r/room:server").kind == "room"
+        and classify("matrix:u/alice:server").kind == "user"
+    )
     assert classify("www.Example.COM/path").host == "www.example.com"
     # URLs Python cannot parse are still links, judged by their host text (never an exception).
     assert classify("http://[").host == "" and classify("http://[").kind == "web"
@@ -103,55 +112,90 @@ def test_links_classified_and_domains_matched() -> None:
     assert sorted(found) == sorted(["evil.com", "https://x.io/a,", "WWW.A.B/c", "matrix:r/a:b"])
     assert find_urls("ask @alice:matrix.org or bob@mail.com") == []  # user IDs, e-mail
     assert find_urls("http://127.0.0.1:8080/x sub.thephenom.app:8443/y") == [
-        "http://127.0.0.1:8080/x", "sub.thephenom.app:8443/y"
+        "http://127.0.0.1:8080/x",
+        "sub.thephenom.app:8443/y",
     ]
     assert find_urls("no links here") == [] and find_urls("version 1.2.3 e.g. this") == []
 
 
 def test_link_policy() -> None:
     allow = policy(links={"mode": "allow", "domains": ["thephenom.app"], "block_room_links": True})
-    assert allow.check("m.room.message", msg("https://thephenom.app/x and www.thephenom.app")) is None
+    assert (
+        allow.check("m.room.message", msg("https://thephenom.app/x and www.thephenom.app")) is None
+    )
     assert allow.check("m.room.message", msg("http://127.0.0.1:8080/page")).rule == "links:domain"
     assert allow.check("m.room.message", msg("https://thephenоm.app/x")).rule == "links:domain"
     assert allow.check("m.room.message", msg("join https://matrix.to/#/#x:y")).rule == "links:room"
     pill = '<a href="https://matrix.to/#/@a:b">A</a>'
-    assert allow.check("m.room.message", msg("A", format="org.matrix.custom.html", formatted_body=pill)) is None
+    assert (
+        allow.check(
+            "m.room.message", msg("A", format="org.matrix.custom.html", formatted_body=pill)
+        )
+        is None
+    )
     block = policy(links={"mode": "block", "domains": ["evil.example"]})
     assert block.check("m.room.message", msg("https://good.example")) is None
     assert block.check("m.room.message", msg("visit evil.example today")).rule == "links:domain"
-    assert block.check("m.room.message", msg("visit еvil.example")).rule == "links:domain"  # homoglyph
+    assert (
+        block.check("m.room.message", msg("visit еvil.example")).rule == "links:domain"
+    )  # homoglyph
     assert policy().check("m.room.message", msg("http://127.0.0.1:9/x https://any.example")) is None
 
 
 def test_mentions() -> None:
     p = policy(mentions={"max_user_mentions": 2, "allow_room_mention": False})
-    assert p.check("m.room.message", msg("hi", **{"m.mentions": {"user_ids": ["@a:x", "@b:x"]}})) is None
+    assert (
+        p.check("m.room.message", msg("hi", **{"m.mentions": {"user_ids": ["@a:x", "@b:x"]}}))
+        is None
+    )
     three = msg("hi @c:x", **{"m.mentions": {"user_ids": ["@a:x", "@b:x"]}})
     assert p.check("m.room.message", three).rule == "mentions:users"
     pills = "".join(f'<a href="https://matrix.to/#/@{n}:x">{n}</a>' for n in "abc")
     assert p.check("m.room.message", msg("a b c", formatted_body=pills)).rule == "mentions:users"
     assert p.check("m.room.message", msg("@room hi")).rule == "mentions:room"
-    assert p.check("m.room.message", msg("hi", **{"m.mentions": {"room": True}})).rule == "mentions:room"
+    assert (
+        p.check("m.room.message", msg("hi", **{"m.mentions": {"room": True}})).rule
+        == "mentions:room"
+    )
     # With m.mentions present, "@room" typed in the body does not notify anyone.
     assert p.check("m.room.message", msg("about @room", **{"m.mentions": {}})) is None
 
 
 def test_media_and_new_accounts() -> None:
     p = policy(
-        media={"allowed_msgtypes": ["m.text", "m.image"], "allowed_mimetypes": ["image/*"], "max_size_bytes": 100, "allow_stickers": False},
+        media={
+            "allowed_msgtypes": ["m.text", "m.image"],
+            "allowed_mimetypes": ["image/*"],
+            "max_size_bytes": 100,
+            "allow_stickers": False,
+        },
         new_accounts={"min_age_seconds": 60},
     )
-    img = {"msgtype": "m.image", "body": "x", "url": "mxc://a/b", "info": {"mimetype": "image/png", "size": 10}}
+    img = {
+        "msgtype": "m.image",
+        "body": "x",
+        "url": "mxc://a/b",
+        "info": {"mimetype": "image/png", "size": 10},
+    }
     assert p.check("m.room.message", img) is None
-    assert p.check("m.room.message", {**img, "info": {"mimetype": "video/mp4"}}).rule == "media:mimetype"
-    assert p.check("m.room.message", {**img, "info": {"mimetype": "image/png", "size": 101}}).rule == "media:size"
+    assert (
+        p.check("m.room.message", {**img, "info": {"mimetype": "video/mp4"}}).rule
+        == "media:mimetype"
+    )
+    assert (
+        p.check("m.room.message", {**img, "info": {"mimetype": "image/png", "size": 101}}).rule
+        == "media:size"
+    )
     assert p.check("m.room.message", {"msgtype": "m.video", "body": "v"}).rule == "media:msgtype"
     assert p.check("m.sticker", {"body": "s", "url": "mxc://a/s"}).rule == "media:sticker"
     edit = msg("* x", **{"m.new_content": {**img, "info": {"mimetype": "text/html"}}})
     assert p.check("m.room.message", edit).rule == "media:mimetype"
     soon = time.time() + 30
     assert p.check("m.room.message", img, new_account_until_s=soon).rule == "new_accounts:media"
-    assert p.check("m.room.message", msg("x.com"), new_account_until_s=soon).rule == "new_accounts:links"
+    assert (
+        p.check("m.room.message", msg("x.com"), new_account_until_s=soon).rule
+        == "new_accounts:links"
+    )
     assert p.check("m.room.message", msg("hello"), new_account_until_s=soon) is None
 
 
@@ -180,7 +224,12 @@ def test_extraction_covers_every_field() -> None:
     assert name.check("m.room.redaction", {"reason": "bad"}) is None
     # Junk where a msgtype is expected must not make the check raise (the module fails open).
     for junk in ({"a": 1}, ["m.image"]):
-        assert name.check("m.room.message", {"msgtype": "m.text", "body": "bad", "x": {"msgtype": junk}}) is not None
+        assert (
+            name.check(
+                "m.room.message", {"msgtype": "m.text", "body": "bad", "x": {"msgtype": junk}}
+            )
+            is not None
+        )
 
 
 def test_flood_decision_sliding_window() -> None:
@@ -198,7 +247,10 @@ def test_ban_list_globs() -> None:
     rules = BanList.from_state(
         "#bans:x",
         [
-            ("m.policy.rule.user", {"entity": "@spam*:evil.org", "recommendation": "m.ban", "reason": "spam"}),
+            (
+                "m.policy.rule.user",
+                {"entity": "@spam*:evil.org", "recommendation": "m.ban", "reason": "spam"},
+            ),
             ("m.policy.rule.user", {"entity": "@one:x", "recommendation": "m.ban"}),
             ("m.policy.rule.user", {"entity": "@*:*", "recommendation": "org.example.other"}),
             ("m.policy.rule.room", {"entity": "!r:x", "recommendation": "m.ban"}),
@@ -213,18 +265,25 @@ def test_ban_list_globs() -> None:
 
 def test_config_errors_name_the_key() -> None:
     with pytest.raises(ConfigError, match=r"policies\.community\.flood\.messages"):
-        PhenomModeration.parse_config({"policies": {"community": {"flood": {"messages": 0, "per_seconds": 1}}}})
+        PhenomModeration.parse_config(
+            {"policies": {"community": {"flood": {"messages": 0, "per_seconds": 1}}}}
+        )
     with pytest.raises(ConfigError, match=r"policies\.default\.links\.mode"):
         PhenomModeration.parse_config({"policies": {"default": {"links": {"mode": "sometimes"}}}})
     with pytest.raises(ConfigError, match=r"ban_lists"):
         PhenomModeration.parse_config({"ban_lists": ["bans"]})
     config = ModerationConfig.model_validate(default_module_config())
     assert set(config.policies) == {"community", "partners", "internal", "default"}
-    assert ModerationConfig.model_validate({"policies": {"community": {}}}).policies["default"] == RoomPolicy()
+    assert (
+        ModerationConfig.model_validate({"policies": {"community": {}}}).policies["default"]
+        == RoomPolicy()
+    )
 
 
 def test_merge_live_policy() -> None:
-    base = RoomPolicy.model_validate({"flood": {"messages": 5, "per_seconds": 5}, "keywords": [{"keywords": ["x"]}]})
+    base = RoomPolicy.model_validate(
+        {"flood": {"messages": 5, "per_seconds": 5}, "keywords": [{"keywords": ["x"]}]}
+    )
     merged = merge_live_policy(base, {"keywords": [{"keywords": ["y"]}]})
     assert merged.flood == base.flood and merged.keywords[0].keywords == ["y"]
     assert merge_live_policy(base, {}) == base
@@ -239,7 +298,9 @@ def test_live_policy_cannot_redirect_notices() -> None:
     # not make the system user post notices into #internal or any other room it is in.
     base = RoomPolicy()
     for target in ("partners", "!secret:hs", "#internal:hs", None):
-        with pytest.raises(InvalidConfig, match=r"notify_room: can only be set in the module config"):
+        with pytest.raises(
+            InvalidConfig, match=r"notify_room: can only be set in the module config"
+        ):
             merge_live_policy(base, {"notify_room": target})
 
 
@@ -266,14 +327,19 @@ def test_store_flood_mute_and_audit() -> None:
     # The refused message was not counted: still refused, not escalating the count.
     assert not store.gate(txn, "@u:x", "!r:x", now + 5, (10_000, 3)).flood.allowed
     assert store.gate(txn, "@other:x", "!r:x", now, (10_000, 3)).flood.allowed
-    row = store.AuditRow(now, "!r:x", "@u:x", "community", "keywords:k", "block", "m.room.message", "kw")
+    row = store.AuditRow(
+        now, "!r:x", "@u:x", "community", "keywords:k", "block", "m.room.message", "kw"
+    )
     assert store.record(txn, row, (2, 60_000, 30_000)) is None
     until = store.record(txn, attrs.evolve(row, ts=now + 1), (2, 60_000, 30_000))
     assert until == now + 1 + 30_000
     assert store.gate(txn, "@u:x", "!r:x", now + 2, None).muted_until == until
     rows = store.list_audit(txn, user_id="@u:x")
     assert [r.action for r in rows] == ["mute", "block", "block"]
-    assert store.list_audit(txn, room_id="!other:x") == [] and len(store.list_audit(txn, since_ms=now + 1)) == 2
+    assert (
+        store.list_audit(txn, room_id="!other:x") == []
+        and len(store.list_audit(txn, since_ms=now + 1)) == 2
+    )
     store.cleanup(txn, now + 10 * 86_400_000)
     assert store.gate(txn, "@u:x", "!r:x", now + 10 * 86_400_000, None).muted_until is None
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 import pytest
 
 from synapse_phenom.config import InvalidConfig, parse_model
@@ -25,7 +28,7 @@ from synapse_phenom.previews.policy import (
 PAGE = "https://thephenom.app/p/aurora"
 
 
-def card_from(html: str, oembed: dict[str, object] | None = None, url: str = PAGE) -> Card:
+def card_from(html: str, oembed: Mapping[str, Any] | None = None, url: str = PAGE) -> Card:
     return parse.build_card(url, url, parse.parse_html(html), oembed)
 
 
@@ -49,7 +52,8 @@ def test_opengraph_wins_and_relative_image_is_absolute() -> None:
 
 def test_twitter_card_used_without_opengraph() -> None:
     card = card_from(
-        """<meta name="twitter:title" content="Tw title"><meta name="twitter:description" content="Tw d">
+        """<meta name="twitter:title" content="Tw title">
+        <meta name="twitter:description" content="Tw d">
         <meta name="twitter:image" content="https://thephenom.app/t.png">"""
     )
     assert (card.title, card.description, card.image_url) == (
@@ -96,7 +100,8 @@ def test_oembed_fields_and_cache_age() -> None:
 def test_twitter_label_facts_come_first_and_at_most_two() -> None:
     card = card_from(
         """<meta name="twitter:label1" content="Price"><meta name="twitter:data1" content="Free">
-        <meta name="author" content="Zed"><meta property="article:published_time" content="2026-03-04">"""
+        <meta name="author" content="Zed">
+        <meta property="article:published_time" content="2026-03-04">"""
     )
     assert card.facts == (Fact(label="Price", value="Free"), Fact(label="Author", value="Zed"))
 
@@ -125,7 +130,8 @@ def test_description_truncated_to_200_on_a_word() -> None:
 
 def test_unsafe_urls_and_colours_are_dropped() -> None:
     card = card_from(
-        """<meta property="og:image" content="javascript:alert(1)"><meta property="og:url" content="data:x">
+        """<meta property="og:image" content="javascript:alert(1)">
+        <meta property="og:url" content="data:x">
         <meta name="theme-color" content="red"><title>x</title>"""
     )
     assert card.image_url is None and card.canonical_url == PAGE and card.theme_color is None
@@ -378,7 +384,7 @@ def test_bad_config_names_the_key(raw: dict[str, object], key: str) -> None:
 
 
 def test_memo_expires_and_evicts_least_recent() -> None:
-    from synapse_phenom.previews.memo import TtlMemo
+    from synapse_phenom.memo import TtlMemo
 
     now = [0.0]
     memo: TtlMemo[str] = TtlMemo(size=2, ttl_s=10, clock=lambda: now[0])

@@ -8,17 +8,17 @@ from typing import cast
 
 import pytest
 
-from synapse_phenom import store
+from synapse_phenom import db
+from synapse_phenom.db import Txn
 from synapse_phenom.previews import store as preview_store
 from synapse_phenom.previews.card import Card, CardImage
-from synapse_phenom.store import Txn
 
 
 @pytest.fixture
 def txn() -> Iterator[Txn]:
     conn = sqlite3.connect(":memory:")
     cur = cast(Txn, conn.cursor())  # what Synapse's LoggingTransaction offers, for this SQL
-    store.create_schema(cur, preview_store.SCHEMA)
+    db.create_schema(cur, preview_store.SCHEMA)
     yield cur
     conn.close()
 

@@ -13,9 +13,9 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from synapse_phenom import cognito_claims
-from synapse_phenom.admin_client import ProvisionResult
+from synapse_phenom.cognito import claims as cognito_claims
 from synapse_phenom.lambdas import user_provisioner as up
+from synapse_phenom.ops.admin_client import ProvisionResult
 
 SUB = "62b4ade9-34f2-4701-8778-e5c6d3839531"
 

@@ -4,6 +4,8 @@ Synapse's own config loader reads the rendered files, so a key Synapse would rej
 fails here rather than at deploy time.
 """
 
+# mypy: disable-error-code="union-attr"
+# (attribute access on an Optional result: None fails the test with AttributeError)
 from __future__ import annotations
 
 from pathlib import Path
@@ -14,8 +16,8 @@ import yaml
 from harness import PRODUCTION_ENV, free_port, redis_available
 from synapse.config.homeserver import HomeServerConfig
 
-from synapse_phenom import devstack, hsconfig
 from synapse_phenom.cli import main as cli_main
+from synapse_phenom.ops import devstack, hsconfig
 
 
 def _render(values: dict[str, Any]) -> dict[str, Any]:
@@ -29,7 +31,11 @@ def test_without_replication_the_output_is_unchanged() -> None:
     config = yaml.safe_load(plain[0])
     assert not {"instance_map", "redis", "worker_replication_secret_path"} & set(config)
     assert len(config["listeners"]) == 2  # client + metrics
-    assert all("replication" not in r["names"] for lis in config["listeners"] for r in lis.get("resources", []))
+    assert all(
+        "replication" not in r["names"]
+        for lis in config["listeners"]
+        for r in lis.get("resources", [])
+    )
 
 
 def test_replication_value_adds_listener_instance_map_and_redis() -> None:
@@ -44,7 +50,11 @@ def test_replication_value_adds_listener_instance_map_and_redis() -> None:
         secret_path="/run/secrets/replication",
     )
     config = _render(values)
-    replication = [lis for lis in config["listeners"] if lis.get("resources", [{}])[0].get("names") == ["replication"]]
+    replication = [
+        lis
+        for lis in config["listeners"]
+        if lis.get("resources", [{}])[0].get("names") == ["replication"]
+    ]
     assert replication == [
         {
             "port": 9093,
@@ -62,14 +72,23 @@ def test_replication_value_adds_listener_instance_map_and_redis() -> None:
     assert config["worker_replication_secret_path"] == "/run/secrets/replication"
     # Everything else is as without workers.
     plain = _render(hsconfig.values_from_env(PRODUCTION_ENV))
-    rest = {k: v for k, v in config.items() if k not in ("listeners", "instance_map", "redis", "worker_replication_secret_path")}
+    rest = {
+        k: v
+        for k, v in config.items()
+        if k not in ("listeners", "instance_map", "redis", "worker_replication_secret_path")
+    }
     assert rest == {k: v for k, v in plain.items() if k != "listeners"}
 
 
 def test_render_worker() -> None:
     worker_text, log_text = hsconfig.render_worker(
-        "client1", 8083, "/data/client1.log.yaml", bind_address="0.0.0.0", resources=("client", "metrics"),
-        x_forwarded=True, log_file="/data/client1.log",
+        "client1",
+        8083,
+        "/data/client1.log.yaml",
+        bind_address="0.0.0.0",
+        resources=("client", "metrics"),
+        x_forwarded=True,
+        log_file="/data/client1.log",
     )
     worker = yaml.safe_load(worker_text)
     assert worker == {
@@ -93,7 +112,9 @@ def test_render_worker() -> None:
 
 def test_synapse_loads_the_rendered_main_and_worker_configs(tmp_path: Path) -> None:
     config_path = devstack.prepare_synapse(
-        tmp_path, port=18008, extra_values={"replication": hsconfig.replication_values("127.0.0.1", 19093)}
+        tmp_path,
+        port=18008,
+        extra_values={"replication": hsconfig.replication_values("127.0.0.1", 19093)},
     )
     worker_path = devstack.prepare_worker(tmp_path, "worker1", 18081)
     assert worker_path == tmp_path.resolve() / "worker1.yaml"
@@ -129,7 +150,10 @@ def test_production_workers_from_env(tmp_path: Path, monkeypatch: pytest.MonkeyP
     for name, value in env.items():
         monkeypatch.setenv(name, value)
     out = tmp_path / "client1.yaml"
-    assert cli_main(["render-config", "--worker", "client1", "--worker-port", "8083", "-o", str(out)]) == 0
+    assert (
+        cli_main(["render-config", "--worker", "client1", "--worker-port", "8083", "-o", str(out)])
+        == 0
+    )
     worker = yaml.safe_load(out.read_text())
     assert worker["worker_name"] == "client1" and worker["worker_log_config"] == "/data/log.yaml"
     (listener,) = worker["worker_listeners"]

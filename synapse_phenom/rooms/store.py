@@ -1,4 +1,4 @@
-"""Tables of the Phenom modules, shared by every Synapse process through the database.
+"""Tables of the rooms capability (groups, room-creation claims), shared by every process.
 
 Functions here take a Synapse ``LoggingTransaction`` and are run with
 ``ModuleApi.run_db_interaction``; ``?`` placeholders work on SQLite and PostgreSQL.
@@ -7,14 +7,9 @@ Functions here take a Synapse ``LoggingTransaction`` and are run with
 from __future__ import annotations
 
 import json
-from typing import Any, Protocol
 
-
-class Txn(Protocol):
-    def execute(self, sql: str, args: Any = ...) -> None: ...
-    def fetchone(self) -> tuple[Any, ...] | None: ...
-    def fetchall(self) -> list[tuple[Any, ...]]: ...
-
+from synapse_phenom import db
+from synapse_phenom.db import Txn
 
 GROUPS_SCHEMA = (
     """
@@ -36,9 +31,8 @@ GROUPS_SCHEMA = (
 )
 
 
-def create_schema(txn: Txn, statements: tuple[str, ...] = GROUPS_SCHEMA) -> None:
-    for sql in statements:
-        txn.execute(sql)
+def create_schema(txn: Txn) -> None:
+    db.create_schema(txn, GROUPS_SCHEMA)
 
 
 def get_groups(txn: Txn, user_id: str) -> list[str] | None:

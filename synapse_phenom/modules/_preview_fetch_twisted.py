@@ -92,7 +92,7 @@ class _BoundedBody(Protocol):
 
     def _abort(self) -> None:
         if self.transport is not None:
-            self.transport.stopProducing()  # type: ignore[attr-defined]
+            self.transport.stopProducing()
 
     def connectionLost(self, reason: Failure) -> None:  # type: ignore[override]
         if self._done.called:

@@ -11,7 +11,7 @@ from typing import Any
 
 import attrs
 
-from synapse_phenom.store import Txn
+from synapse_phenom.db import Txn
 
 SCHEMA = (
     """

@@ -14,7 +14,8 @@ from urllib.parse import quote
 import attrs
 import httpx2
 
-from synapse_phenom.membership import GROUPS_PATH, normalise_groups
+from synapse_phenom.endpoints import GROUPS_PATH
+from synapse_phenom.rooms.membership import normalise_groups
 
 
 class MatrixError(Exception):
@@ -59,7 +60,9 @@ class ProvisionResult:
 
 
 class SynapseAdmin:
-    def __init__(self, base_url: str, token: str | None = None, timeout: float | httpx2.Timeout = 10.0) -> None:
+    def __init__(
+        self, base_url: str, token: str | None = None, timeout: float | httpx2.Timeout = 10.0
+    ) -> None:
         self.base_url = base_url.rstrip("/")
         self._http = httpx2.Client(base_url=self.base_url, timeout=timeout)
         self.token = token
@@ -112,7 +115,8 @@ class SynapseAdmin:
     def user_by_external_id(self, auth_provider: str, external_id: str) -> str | None:
         """The user linked to ``external_id`` on ``auth_provider`` (e.g. oidc-cognito), if any."""
         resp = self._http.get(
-            f"/_synapse/admin/v1/auth_providers/{quote(auth_provider, safe='')}/users/{quote(external_id, safe='')}",
+            f"/_synapse/admin/v1/auth_providers/{quote(auth_provider, safe='')}"
+            f"/users/{quote(external_id, safe='')}",
             headers=self._auth(),
         )
         if resp.status_code == 404:

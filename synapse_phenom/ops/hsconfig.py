@@ -17,8 +17,8 @@ import attrs
 import jinja2
 import yaml
 
-from synapse_phenom.files import write_private
 from synapse_phenom.moderation.config import default_module_config as moderation_defaults
+from synapse_phenom.ops.files import write_private
 from synapse_phenom.previews.config import DEFAULT_ORIGINS, normalise_origin
 
 ROOMS_MODULE = "synapse_phenom.modules.rooms.PhenomRooms"
@@ -60,22 +60,42 @@ ENV_VARS: tuple[Var, ...] = (
     Var("PHENOM_APPSERVICE_FILES", "comma-separated application service registration files", ""),
     # Cognito sign-in: set PHENOM_COGNITO_USER_POOL_ID to enable; then CLIENT_ID and
     # CLIENT_SECRET_FILE are required too (see cognito_oidc_from_env).
-    Var("PHENOM_COGNITO_USER_POOL_ID", "Cognito user pool id, e.g. eu-west-1_AbC123 ('' = no Cognito SSO)", ""),
+    Var(
+        "PHENOM_COGNITO_USER_POOL_ID",
+        "Cognito user pool id, e.g. eu-west-1_AbC123 ('' = no Cognito SSO)",
+        "",
+    ),
     Var("PHENOM_COGNITO_REGION", "AWS region of the pool ('' = from the pool id)", ""),
     Var("PHENOM_COGNITO_CLIENT_ID", "Cognito app client id used by Synapse", ""),
     Var("PHENOM_COGNITO_CLIENT_SECRET_FILE", "file holding that app client's secret", ""),
     Var("PHENOM_COGNITO_IDP_ID", "idp_id (URLs and external ids use oidc-<idp_id>)", "cognito"),
     Var("PHENOM_COGNITO_IDP_NAME", "name shown on Synapse's SSO pages", "Phenom"),
-    Var("PHENOM_COGNITO_REQUIRED_GROUP", "only members of this Cognito group may sign in ('' = anyone)", ""),
-    Var("PHENOM_SSO_CLIENT_WHITELIST", "comma-separated redirect prefixes sent straight back, e.g. phenom://", ""),
+    Var(
+        "PHENOM_COGNITO_REQUIRED_GROUP",
+        "only members of this Cognito group may sign in ('' = anyone)",
+        "",
+    ),
+    Var(
+        "PHENOM_SSO_CLIENT_WHITELIST",
+        "comma-separated redirect prefixes sent straight back, e.g. phenom://",
+        "",
+    ),
     # Workers (docs/deployment.md#workers): set PHENOM_REDIS_HOST to enable; then
     # PHENOM_MAIN_HOST is required too (see replication_from_env).
-    Var("PHENOM_REDIS_HOST", "Redis host for worker replication ('' = one process, no workers)", ""),
+    Var(
+        "PHENOM_REDIS_HOST", "Redis host for worker replication ('' = one process, no workers)", ""
+    ),
     Var("PHENOM_REDIS_PORT", "Redis port", "6379"),
-    Var("PHENOM_MAIN_HOST", "host name workers reach the main process on (replication listener)", ""),
+    Var(
+        "PHENOM_MAIN_HOST", "host name workers reach the main process on (replication listener)", ""
+    ),
     Var("PHENOM_REPLICATION_PORT", "main process replication listener port", "9093"),
     Var("PHENOM_REPLICATION_BIND_ADDRESS", "address the replication listener binds", "0.0.0.0"),
-    Var("PHENOM_REPLICATION_SECRET_FILE", "file holding the replication shared secret ('' for none)", ""),
+    Var(
+        "PHENOM_REPLICATION_SECRET_FILE",
+        "file holding the replication shared secret ('' for none)",
+        "",
+    ),
 )
 
 
@@ -116,7 +136,9 @@ def default_modules(overrides: Mapping[str, Any] | None = None) -> list[dict[str
     }
     for name, extra in overrides.items():
         if name not in configs:
-            raise ValueError(f"module config override for unknown module {name!r}; known: {sorted(configs)}")
+            raise ValueError(
+                f"module config override for unknown module {name!r}; known: {sorted(configs)}"
+            )
         configs[name] = {**configs[name], **(extra or {})}
     return [{"module": name, "config": cfg} for name, cfg in configs.items()]
 
@@ -173,7 +195,8 @@ def render_worker(
     log_file: str = "",
     console_log_level: str = "INFO",
 ) -> tuple[str, str]:
-    """(worker.yaml, its log.yaml) text; Synapse reads worker.yaml after the shared homeserver.yaml."""
+    """(worker.yaml, its log.yaml) text; Synapse reads worker.yaml after the shared
+    homeserver.yaml."""
     env = _template_env()
     text = env.get_template("worker.yaml.j2").render(
         worker_app=app,
@@ -199,7 +222,7 @@ def cognito_oidc_from_env(get: Mapping[str, str]) -> list[dict[str, Any]]:
     """
     from pydantic import ValidationError
 
-    from synapse_phenom.cognito_config import CognitoOidcSettings, oidc_provider
+    from synapse_phenom.cognito.config import CognitoOidcSettings, oidc_provider
 
     fields = {
         "user_pool_id": "PHENOM_COGNITO_USER_POOL_ID",
@@ -210,8 +233,16 @@ def cognito_oidc_from_env(get: Mapping[str, str]) -> list[dict[str, Any]]:
         "idp_name": "PHENOM_COGNITO_IDP_NAME",
         "required_group": "PHENOM_COGNITO_REQUIRED_GROUP",
     }
-    required = ("PHENOM_COGNITO_USER_POOL_ID", "PHENOM_COGNITO_CLIENT_ID", "PHENOM_COGNITO_CLIENT_SECRET_FILE")
-    if not any(get[name] for name in fields.values() if name not in ("PHENOM_COGNITO_IDP_ID", "PHENOM_COGNITO_IDP_NAME")):
+    required = (
+        "PHENOM_COGNITO_USER_POOL_ID",
+        "PHENOM_COGNITO_CLIENT_ID",
+        "PHENOM_COGNITO_CLIENT_SECRET_FILE",
+    )
+    if not any(
+        get[name]
+        for name in fields.values()
+        if name not in ("PHENOM_COGNITO_IDP_ID", "PHENOM_COGNITO_IDP_NAME")
+    ):
         return []
     missing = [v for v in ENV_VARS if v.name in required and not get[v.name]]
     if missing:
@@ -220,7 +251,8 @@ def cognito_oidc_from_env(get: Mapping[str, str]) -> list[dict[str, Any]]:
         settings = CognitoOidcSettings.model_validate({f: get[name] for f, name in fields.items()})
     except ValidationError as err:
         problems = [
-            f"{fields.get(str(p['loc'][0]) if p['loc'] else 'region', 'PHENOM_COGNITO_*')}: {p['msg']}"
+            f"{fields.get(str(p['loc'][0]) if p['loc'] else 'region', 'PHENOM_COGNITO_*')}: "
+            f"{p['msg']}"
             for p in err.errors()
         ]
         raise ValueError("; ".join(problems)) from None
@@ -292,7 +324,9 @@ def values_from_env(env: Mapping[str, str]) -> dict[str, Any]:
         "rc_login_burst": 10,
         "app_service_config_files": [f for f in get["PHENOM_APPSERVICE_FILES"].split(",") if f],
         "oidc_providers": cognito_oidc_from_env(get),
-        "sso_client_whitelist": [p.strip() for p in get["PHENOM_SSO_CLIENT_WHITELIST"].split(",") if p.strip()],
+        "sso_client_whitelist": [
+            p.strip() for p in get["PHENOM_SSO_CLIENT_WHITELIST"].split(",") if p.strip()
+        ],
         "modules": default_modules(overrides),
         "replication": replication_from_env(get),
     }
@@ -318,7 +352,9 @@ def content_origin_overrides(content_origin: str) -> dict[str, Any]:
     may be loopback or private), and links to ``content_origin`` itself get cards too.
     """
     local = normalise_origin(content_origin)
-    origins = [{"url": o, "fetch_from": local, "trusted": True} for o in DEFAULT_ORIGINS if o != local]
+    origins = [
+        {"url": o, "fetch_from": local, "trusted": True} for o in DEFAULT_ORIGINS if o != local
+    ]
     return {LINK_PREVIEW_MODULE: {"origins": [*origins, {"url": local, "trusted": True}]}}
 
 

@@ -15,17 +15,27 @@ import attrs
 from pydantic import Field
 
 from synapse_phenom.config import FrozenModel
+from synapse_phenom.endpoints import (  # the HTTP contract; re-exported for the adapters
+    ADMIN_AUDIT_PATH,
+    AGENT_REVOCATIONS_PATH,
+    BAN_PATH,
+    HEALTH_PATH,
+    LOCKDOWN_PATH,
+    REVOKED_AGENTS_PATH,
+    SLOW_MODE_PATH,
+    UNMUTE_PATH,
+)
 
-PREFIX = "/_synapse/client/phenom/v1"
-HEALTH_PATH = f"{PREFIX}/health"
-LOCKDOWN_PATH = f"{PREFIX}/admin/rooms/lockdown"
-SLOW_MODE_PATH = f"{PREFIX}/admin/rooms/slow_mode"
-BAN_PATH = f"{PREFIX}/admin/users/ban"
-UNMUTE_PATH = f"{PREFIX}/admin/users/unmute"
-ADMIN_AUDIT_PATH = f"{PREFIX}/admin/audit"
-AGENT_REVOCATIONS_PATH = f"{PREFIX}/admin/agents/revoked"
-# The MCP application service reads the revoked agents here (its own token).
-REVOKED_AGENTS_PATH = f"{PREFIX}/agents/revoked"
+__all__ = [
+    "ADMIN_AUDIT_PATH",
+    "AGENT_REVOCATIONS_PATH",
+    "BAN_PATH",
+    "HEALTH_PATH",
+    "LOCKDOWN_PATH",
+    "REVOKED_AGENTS_PATH",
+    "SLOW_MODE_PATH",
+    "UNMUTE_PATH",
+]
 
 # Audit rows written by admin actions: policy "admin", rule "admin:<command>".
 ADMIN_POLICY = "admin"

@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import json
 
-from synapse_phenom.store import Txn
+from synapse_phenom import db
+from synapse_phenom.db import Txn
 
 SCHEMA = (
     """
@@ -37,8 +38,7 @@ SCHEMA = (
 
 
 def create_schema(txn: Txn) -> None:
-    for sql in SCHEMA:
-        txn.execute(sql)
+    db.create_schema(txn, SCHEMA)
 
 
 def put_pending_groups(

@@ -18,7 +18,7 @@ from typing import Any
 
 import attrs
 
-from synapse_phenom.membership import normalise_groups
+from synapse_phenom.rooms.membership import normalise_groups
 
 logger = logging.getLogger(__name__)
 

@@ -24,11 +24,10 @@ from urllib.parse import quote
 
 import attrs
 import httpx2
-from signedjson.key import generate_signing_key, write_signing_keys
 
-from synapse_phenom import hsconfig
-from synapse_phenom.admin_client import MatrixError, SynapseAdmin
-from synapse_phenom.files import write_private
+from synapse_phenom.ops import hsconfig
+from synapse_phenom.ops.admin_client import MatrixError, SynapseAdmin
+from synapse_phenom.ops.files import write_private
 
 logger = logging.getLogger(__name__)
 
@@ -59,6 +58,9 @@ def write_managed(path: Path, text: str) -> bool:
 
 def ensure_signing_key(path: Path) -> None:
     if not path.exists():
+        # signedjson comes with matrix-synapse: the MCP-only install has no dev stack.
+        from signedjson.key import generate_signing_key, write_signing_keys
+
         key = generate_signing_key("a_" + secrets.token_hex(2))
         buf = io.StringIO()
         write_signing_keys(buf, [key])
@@ -147,7 +149,9 @@ class ManagedProcess:
             self.popen.wait(5)
 
 
-def spawn(name: str, argv: list[str], log_path: Path, env: Mapping[str, str] | None = None) -> ManagedProcess:
+def spawn(
+    name: str, argv: list[str], log_path: Path, env: Mapping[str, str] | None = None
+) -> ManagedProcess:
     log = log_path.open("ab")
     popen = subprocess.Popen(
         argv,
@@ -179,7 +183,15 @@ def start_synapse(config_path: Path) -> ManagedProcess:
 
 def start_worker(config_path: Path, worker_path: Path) -> ManagedProcess:
     """Run the worker described by ``worker_path`` with the shared ``config_path``."""
-    argv = [sys.executable, "-m", "synapse.app.generic_worker", "-c", str(config_path), "-c", str(worker_path)]
+    argv = [
+        sys.executable,
+        "-m",
+        "synapse.app.generic_worker",
+        "-c",
+        str(config_path),
+        "-c",
+        str(worker_path),
+    ]
     return spawn(worker_path.stem, argv, worker_path.with_suffix(".stdout.log"))
 
 
@@ -190,7 +202,9 @@ def wait_http(url: str, procs: Iterable[ManagedProcess], timeout: float = 60.0) 
     while time.monotonic() < deadline:
         for proc in procs:
             if not proc.alive():
-                raise StackError(f"{proc.name} exited with code {proc.popen.returncode}:\n{proc.log_tail()}")
+                raise StackError(
+                    f"{proc.name} exited with code {proc.popen.returncode}:\n{proc.log_tail()}"
+                )
         try:
             resp = httpx2.get(url, timeout=2.0)
             if resp.status_code == 200:
@@ -209,7 +223,9 @@ def wait_rooms(base_url: str, aliases: Iterable[str], timeout: float = 60.0) -> 
     pending = list(aliases)
     while pending and time.monotonic() < deadline:
         for alias in list(pending):
-            resp = httpx2.get(f"{base_url}/_matrix/client/v3/directory/room/{quote(alias)}", timeout=5)
+            resp = httpx2.get(
+                f"{base_url}/_matrix/client/v3/directory/room/{quote(alias)}", timeout=5
+            )
             if resp.status_code == 200:
                 found[alias] = resp.json()["room_id"]
                 pending.remove(alias)
@@ -275,7 +291,11 @@ def ensure_admin_token(data_dir: Path, base_url: str) -> str:
         result = admin.register_with_shared_secret(
             read_shared_secret(data_dir / "homeserver.yaml"), ADMIN_LOCALPART, password, admin=True
         )
-    creds = {"user_id": result["user_id"], "password": password, "access_token": result["access_token"]}
+    creds = {
+        "user_id": result["user_id"],
+        "password": password,
+        "access_token": result["access_token"],
+    }
     _write_private_json(creds_path, creds)
     return creds["access_token"]
 

@@ -1,0 +1,49 @@
+"""The HTTP contract of the Phenom Synapse modules: every ``/_synapse/client/phenom/...`` path.
+
+The modules register these paths, and the admin CLI, the MCP backend and the tests call
+them, all through this one list. Every path is versioned (``/v1/``). Paths that were
+documented to clients before versioning stay served as aliases (``LEGACY_*``).
+Pure constants: importable without synapse.
+"""
+
+from __future__ import annotations
+
+PREFIX = "/_synapse/client/phenom"
+V1 = f"{PREFIX}/v1"
+
+# Rooms module, admin only: read (GET ?user_id=) or write (POST) a user's groups.
+GROUPS_PATH = f"{V1}/groups"
+# Agents module, application-service users only: the rooms of an AI agent.
+AGENT_ROOMS_PATH = f"{V1}/agent_rooms"
+# Moderation module, admin only: the audit log.
+AUDIT_PATH = f"{V1}/moderation/audit"
+# Link-preview module, any signed-in user: the card of a link.
+PREVIEW_PATH = f"{V1}/preview"
+# Documented in docs/link-previews.md before versioning; served as an alias of PREVIEW_PATH.
+LEGACY_PREVIEW_PATH = f"{PREFIX}/preview"
+PREVIEW_PATHS = (PREVIEW_PATH, LEGACY_PREVIEW_PATH)
+
+# Ops module (docs/operations.md). Public: the loaded Phenom modules of this process.
+HEALTH_PATH = f"{V1}/health"
+# Ops module, admin only (phenom-chat admin): lockdown (POST; GET lists), slow mode, bans,
+# unmute, admin audit rows, revoked agents (POST revoke/enable; GET lists).
+LOCKDOWN_PATH = f"{V1}/admin/rooms/lockdown"
+SLOW_MODE_PATH = f"{V1}/admin/rooms/slow_mode"
+BAN_PATH = f"{V1}/admin/users/ban"
+UNMUTE_PATH = f"{V1}/admin/users/unmute"
+ADMIN_AUDIT_PATH = f"{V1}/admin/audit"
+AGENT_REVOCATIONS_PATH = f"{V1}/admin/agents/revoked"
+# Ops module, the MCP application service (its token) or admins: revoked agents' user ids.
+REVOKED_AGENTS_PATH = f"{V1}/agents/revoked"
+OPS_PATHS = (
+    HEALTH_PATH,
+    LOCKDOWN_PATH,
+    SLOW_MODE_PATH,
+    BAN_PATH,
+    UNMUTE_PATH,
+    ADMIN_AUDIT_PATH,
+    AGENT_REVOCATIONS_PATH,
+    REVOKED_AGENTS_PATH,
+)
+
+ALL_PATHS = (GROUPS_PATH, AGENT_ROOMS_PATH, AUDIT_PATH, *PREVIEW_PATHS, *OPS_PATHS)
