@@ -95,7 +95,11 @@ def check_database(t: Target) -> Check:
         if t.production:
             return Check("database", FAIL, "SQLite in production", "use PostgreSQL (PHENOM_DB_*)")
         return Check("database", PASS, f"SQLite {db['args'].get('database')} (dev only)")
-    import psycopg2
+    try:
+        import psycopg2
+    except ImportError:
+        fix = "install the synapse extra: pip install 'synapse-phenom[synapse]'"
+        return Check("database", FAIL, "psycopg2 is not installed here", fix)
 
     args = {
         k: v
