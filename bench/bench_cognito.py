@@ -21,8 +21,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
-from fixtures_cognito import REGION, CognitoEmulator, cognito_provider, sso_login
-from harness import SynapseStack, unique
+from fixtures_cognito import REGION, CognitoEmulator, sso_login
+from harness import SynapseStack, free_port, unique
 from rich.console import Console
 from rich.table import Table
 
@@ -49,7 +49,8 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         (root / "ministack").mkdir()
-        cognito = CognitoEmulator.start(root / "ministack")
+        cognito = CognitoEmulator.start(root / "ministack", port=free_port())
+        cognito.create_pool()
         stack = None
         try:
             secret = root / "client_secret"
@@ -58,7 +59,7 @@ def main() -> int:
                 root / "synapse",
                 hsconfig.DevDatabase(),
                 extra_values={
-                    "oidc_providers": [cognito_provider(cognito, secret, "cognito")],
+                    "oidc_providers": [cognito.oidc_provider_block(secret, "cognito")],
                     "sso_client_whitelist": ["phenom://"],
                 },
             )

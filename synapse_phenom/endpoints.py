@@ -13,6 +13,9 @@ V1 = f"{PREFIX}/v1"
 
 # Rooms module, admin only: read (GET ?user_id=) or write (POST) a user's groups.
 GROUPS_PATH = f"{V1}/groups"
+# Rooms module, admin only: the users whose stored groups are not empty (paged), for the
+# full Cognito reconcile (synapse_phenom.lambdas.group_sync).
+GROUPS_INDEX_PATH = f"{V1}/groups_index"
 # Agents module, application-service users only: the rooms of an AI agent.
 AGENT_ROOMS_PATH = f"{V1}/agent_rooms"
 # Moderation module, admin only: the audit log.
@@ -46,4 +49,11 @@ OPS_PATHS = (
     REVOKED_AGENTS_PATH,
 )
 
-ALL_PATHS = (GROUPS_PATH, AGENT_ROOMS_PATH, AUDIT_PATH, *PREVIEW_PATHS, *OPS_PATHS)
+ALL_PATHS = (
+    GROUPS_PATH,
+    GROUPS_INDEX_PATH,
+    AGENT_ROOMS_PATH,
+    AUDIT_PATH,
+    *PREVIEW_PATHS,
+    *OPS_PATHS,
+)

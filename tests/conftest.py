@@ -24,7 +24,13 @@ from synapse_phenom.ops import hsconfig
 
 # Each area keeps its session fixtures in its own file; each provides
 # `<area>_synapse_config`, merged into the shared Synapse's config below.
-pytest_plugins = ["fixtures_cognito", "fixtures_moderation", "fixtures_previews", "fixtures_mcp"]
+pytest_plugins = [
+    "fixtures_cognito",
+    "fixtures_moderation",
+    "fixtures_previews",
+    "fixtures_mcp",
+    "fixtures_lite",
+]
 
 
 @pytest.fixture(scope="session", params=["sqlite", "postgres"])

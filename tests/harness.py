@@ -135,7 +135,9 @@ class SynapseStack:
         extra_values: Mapping[str, Any] | None = None,
         port: int | None = None,
         server_name: str = "localhost",
+        wait_created: bool = True,
     ) -> SynapseStack:
+        """Start Synapse; ``wait_created=False`` skips the (admin-token) creation check."""
         port = port or free_port()
         config_path = devstack.prepare_synapse(
             data_dir,
@@ -157,18 +159,34 @@ class SynapseStack:
             database=database,
         )
         try:
-            stack.wait_ready()
+            stack.wait_ready(wait_created)
         except Exception:
             proc.stop()
             raise
         return stack
 
-    def wait_ready(self) -> None:
+    def wait_ready(self, wait_created: bool = True) -> None:
         devstack.wait_http(f"{self.base_url}/_matrix/client/versions", [self.process], timeout=120)
         found = devstack.wait_rooms(
             self.base_url, [self.alias(k) for k in ("internal", "partners", "community")]
         )
         self.rooms = {alias[1:].split(":")[0]: rid for alias, rid in found.items()}
+        if wait_created:
+            self.wait_rooms_created()
+
+    def wait_rooms_created(self) -> None:
+        # Synapse points the alias at a new room before it sends the room's initial state:
+        # wait for the whole creation, or a restart right now would cut it short.
+        eventually(lambda: all(self._room_created(rid) for rid in self.rooms.values()), 60)
+
+    def _room_created(self, room_id: str) -> bool:
+        with self.admin() as admin:
+            resp = admin._http.get(
+                f"/_synapse/admin/v1/rooms/{quote(room_id)}/state",
+                headers={"Authorization": f"Bearer {self.admin_token}"},
+            )
+        types = {event["type"] for event in resp.json().get("state", [])}
+        return {"m.room.power_levels", "m.room.join_rules", "m.room.name"} <= types
 
     def stop(self) -> None:
         self.process.stop()

@@ -13,9 +13,12 @@ from synapse_phenom.cli import (
     dev_cmd,
     dev_token_cmd,
     doctor_cmd,
+    lite_cmd,
     mcp_cmd,
     moderation_cmd,
     provision_cmd,
+    reconcile_cmd,
+    sso_login_cmd,
 )
 
 # Each command module offers add_parser(subparsers) and sets func on its parser.
@@ -23,11 +26,14 @@ COMMANDS = [
     dev_cmd,
     config_cmd,
     provision_cmd,
+    reconcile_cmd,
     moderation_cmd,
     admin_cmd,
     doctor_cmd,
     mcp_cmd,
     dev_token_cmd,
+    sso_login_cmd,
+    lite_cmd,
 ]
 
 

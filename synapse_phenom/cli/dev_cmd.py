@@ -14,7 +14,8 @@ from rich.table import Table
 
 from synapse_phenom.cli._common import add_data_dir, console, fail
 from synapse_phenom.mcp import dev as mcp_dev
-from synapse_phenom.ops import devstack, hsconfig
+from synapse_phenom.ops import dev_sso, devstack, hsconfig
+from synapse_phenom.ops.cognito_emulator import EmulatorError
 from synapse_phenom.rooms.config import RoomsConfig
 
 
@@ -31,6 +32,20 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         metavar="URL",
         help="fetch Phenom link previews from this copy of the site (e.g. http://127.0.0.1:3000); "
         "trusted, so it may be loopback",
+    )
+    p.add_argument(
+        "--public-url",
+        metavar="URL",
+        help="URL clients reach the homeserver at (default: from --host; with 0.0.0.0 this "
+        "machine's LAN address, e.g. http://192.168.1.20:8008)",
+    )
+    p.add_argument(
+        "--sso",
+        action="store_true",
+        help="sign in with Cognito: start the offline Cognito emulator with test users",
+    )
+    p.add_argument(
+        "--cognito-port", type=int, default=9229, help="Cognito emulator port (default 9229)"
     )
     p.set_defaults(func=run)
 
@@ -52,17 +67,33 @@ def run(args: argparse.Namespace) -> int:
             overrides = hsconfig.content_origin_overrides(args.content_origin)
         except ValueError as err:
             return fail(f"--content-origin: {err}", code=2)
-    # The MCP server's application service registration must exist before Synapse starts.
-    registration = mcp_dev.write_registration_file(data_dir, "localhost")
-    config_path = devstack.prepare_synapse(
-        data_dir,
-        host=args.host,
-        port=args.port,
-        module_overrides=overrides,
-        extra_values={"app_service_config_files": [str(registration)]},
-    )
-    procs: list[devstack.ManagedProcess] = []
     try:
+        public_base = dev_sso.public_base_url(args.host, args.port, args.public_url)
+    except ValueError as err:
+        return fail(f"--public-url: {err}", code=2)
+    procs: list[devstack.ManagedProcess] = []
+    sso = None
+    if args.sso:
+        try:
+            with console.status("starting the Cognito emulator…"):
+                sso = dev_sso.start(data_dir, public_base, args.host, args.cognito_port)
+        except (EmulatorError, devstack.StackError) as err:
+            return fail(f"--sso: {err}", code=1)
+        procs.append(sso.emulator.process)
+    try:
+        # The MCP server's application service registration must exist before Synapse starts.
+        registration = mcp_dev.write_registration_file(data_dir, "localhost")
+        config_path = devstack.prepare_synapse(
+            data_dir,
+            host=args.host,
+            port=args.port,
+            module_overrides=overrides,
+            extra_values={
+                "app_service_config_files": [str(registration)],
+                "public_baseurl": public_base,
+                **(sso.synapse_values if sso else {}),
+            },
+        )
         with console.status("starting Synapse…"):
             synapse = devstack.start_synapse(config_path)
             procs.append(synapse)
@@ -82,6 +113,10 @@ def run(args: argparse.Namespace) -> int:
         ]
         if args.content_origin:
             extra_rows.append(("Link previews fetched from", args.content_origin))
+        if public_base.rstrip("/") not in (base_url, base_url.replace("127.0.0.1", "localhost")):
+            extra_rows.insert(0, ("Public URL (phones, SSO)", public_base.rstrip("/")))
+        if sso is not None:
+            _print_sso(sso, data_dir)
         _print_welcome(data_dir, base_url, rooms, first_run, extra_rows)
         while not stop.wait(0.5):
             dead = [p for p in procs if not p.alive()]
@@ -130,4 +165,20 @@ def _print_welcome(
         "--password 'choose-one' --groups team\n"
         "then sign in from Element (homeserver "
         f"{base_url}) or any Matrix client. Ctrl-C stops everything."
+    )
+
+
+def _print_sso(sso: dev_sso.DevSso, data_dir: Path) -> None:
+    table = Table(title="Cognito test users (hosted UI of the emulator)", box=None)
+    for column in ("email (username)", "password", "groups"):
+        table.add_column(column)
+    for user, groups in sso.users:
+        table.add_row(user.email, user.password, ", ".join(groups) or "(none: Community only)")
+    console.print(table)
+    console.print(
+        f"Cognito emulator {sso.emulator.public_endpoint} (user pool {sso.emulator.pool_id})\n"
+        "SSO sign-in URL (the app opens it; back to phenom://auth?loginToken=…):\n"
+        f"  {sso.sso_url}\n"
+        "Or sign in from this shell (prints a Matrix access token):\n"
+        f"  {_own_command()} sso-login --data-dir {data_dir} --email {sso.users[0][0].email}"
     )

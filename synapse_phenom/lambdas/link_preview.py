@@ -20,6 +20,10 @@ Images are not re-hosted here (no homeserver): ``card.image`` is null and
 - ``PHENOM_PREVIEW_ORIGINS``  comma-separated origins (default the Phenom sites)
 - ``PHENOM_PREVIEW_CONFIG``   optional JSON of the full resolver config (ResolverConfig);
   ``origins`` from it wins over PHENOM_PREVIEW_ORIGINS
+- ``CHAT_DATABASE_URL`` (or ``CHAT_DATABASE_SECRET_ID``)  optional: Implementation B's
+  database. Fresh results are then
+  answered from, and new ones written into, its cards cache (``chat.link_previews``); an
+  unreachable database only costs the cache.
 """
 
 from __future__ import annotations
@@ -28,10 +32,14 @@ import asyncio
 import json
 import logging
 import os
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
+
+import psycopg
 
 from synapse_phenom.config import InvalidConfig, parse_model
+from synapse_phenom.lambdas import chat_db
+from synapse_phenom.lite import previews_cache
 from synapse_phenom.previews import msc4095
 from synapse_phenom.previews.config import ResolverConfig
 from synapse_phenom.previews.fetch_httpx import HttpxFetcher
@@ -134,6 +142,26 @@ def handler(event: Any, context: Any) -> dict[str, Any]:
         logger.error("link preview: invalid configuration: %s", err)
         result = _result(url, error=f"server misconfigured: {err}", reason="config")
         return _http(500, result) if is_http else result
-    status, result = asyncio.run(preview(url, config))
+    cached = _cache(lambda conn: previews_cache.lookup(conn, url))
+    if cached is not None:
+        status, result = cached
+    else:
+        status, result = asyncio.run(preview(url, config))
+        _cache(lambda conn: previews_cache.store(conn, status, result))
     logger.info("link preview %s -> %s %s", url[:200], status, result["reason"] or "card")
     return _http(status, result) if is_http else result
+
+
+T = TypeVar("T")
+CACHE_TIMEOUT_SECONDS = 2.0
+
+
+def _cache(fn: Callable[[psycopg.Connection[Any]], T]) -> T | None:
+    """``fn`` on B's cards cache when CHAT_DATABASE_URL is set; None without it or on failure."""
+    if not chat_db.configured(os.environ):
+        return None
+    try:
+        return chat_db.run(os.environ, CACHE_TIMEOUT_SECONDS, fn)
+    except Exception as err:  # the cache is optional: any failure only costs the cache
+        logger.warning("link preview: chat database cache unavailable: %s", str(err).strip())
+        return None

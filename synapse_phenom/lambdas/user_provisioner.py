@@ -16,6 +16,14 @@ returned unchanged. Environment (see docs/cognito.md):
 - ``PHENOM_ADMIN_TOKEN``     the token itself, for local development only
 - ``PHENOM_OIDC_IDP_ID``     Synapse's idp_id for Cognito (default ``cognito``)
 - ``PHENOM_PROVISION_BUDGET_SECONDS``  time allowed per invocation (default 3.5)
+- ``PHENOM_BACKENDS``        where to provision: ``synapse`` (default), ``hasura`` or
+  ``synapse,hasura`` (Implementation B: ``chat.users`` + memberships, same rooms core)
+- ``CHAT_DATABASE_SECRET_ID`` / ``CHAT_DATABASE_URL``  B's database (with ``hasura``): a Secrets
+  Manager secret (RDS JSON or URL), or the URL itself
+- ``PHENOM_ROOMS_CONFIG``    B: the rooms config as JSON (default: the built-in rooms)
+
+The Synapse settings are required only when ``synapse`` is selected. Each backend fails
+on its own: an unreachable B never stops A's provisioning, and the other way round.
 """
 
 from __future__ import annotations
@@ -36,6 +44,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from synapse_phenom.cognito import claims as cognito_claims
 from synapse_phenom.cognito.config import CognitoMappingConfig
+from synapse_phenom.lambdas import chat_db
 from synapse_phenom.ops.admin_client import MatrixError, ProvisionResult, SynapseAdmin
 
 logger = logging.getLogger("synapse_phenom.user_provisioner")
@@ -109,6 +118,7 @@ def reset_caches() -> None:
     """Forget cached clients and tokens (tests; a rotated secret)."""
     _clients.clear()
     _token_cache.clear()
+    chat_db.reset()
 
 
 def admin_token(settings: Settings, region: str) -> str:
@@ -216,11 +226,15 @@ def handler(event: Any, context: Any) -> Any:
         logger.info("user provisioner: ignoring trigger %s", parsed.triggerSource)
         return event
     try:
-        settings = Settings.from_env(os.environ)
+        selected = chat_db.backends(os.environ)
+        settings = Settings.from_env(os.environ) if "synapse" in selected else None
         left = _remaining_seconds(context)
-        budget = (
-            settings.budget_seconds if left is None else min(settings.budget_seconds, left - 0.5)
+        own_budget = (
+            settings.budget_seconds
+            if settings is not None
+            else float(os.environ.get("PHENOM_PROVISION_BUDGET_SECONDS") or 3.5)
         )
+        budget = own_budget if left is None else min(own_budget, left - 0.5)
         deadline = _Deadline(max(budget, 0.1))
         region = parsed.region or os.environ.get("AWS_REGION", "")
         groups = cognito_groups(_client("cognito-idp", region), parsed.userPoolId, parsed.userName)
@@ -228,25 +242,6 @@ def handler(event: Any, context: Any) -> Any:
             parsed.request.userAttributes, parsed.userName, groups
         )
         identity = cognito_claims.identity_from_claims(claims)
-        token = admin_token(settings, region)
-        timeout = httpx2.Timeout(deadline.remaining(), connect=min(1.0, deadline.remaining()))
-        with SynapseAdmin(settings.homeserver_url, token, timeout=timeout) as admin:
-            result = provision_identity(admin, identity, settings, deadline)
-    except MatrixError as err:
-        if err.status == 401:
-            _token_cache.clear()  # maybe rotated: fetch again next time
-        logger.warning(
-            "user provisioner: Synapse refused for %s: %s (sign-in continues)", parsed.userName, err
-        )
-        return event
-    except (httpx2.HTTPError, TimeoutError, OSError) as err:
-        logger.warning(
-            "user provisioner: chat unreachable for %s: %s: %s (sign-in continues)",
-            parsed.userName,
-            type(err).__name__,
-            err,
-        )
-        return event
     except (BotoCoreError, ClientError) as err:
         logger.warning(
             "user provisioner: AWS call failed for %s: %s (sign-in continues)", parsed.userName, err
@@ -262,6 +257,61 @@ def handler(event: Any, context: Any) -> Any:
             "user provisioner: unexpected error for %s (sign-in continues)", parsed.userName
         )
         return event
+    if settings is not None:
+        _provision_synapse(parsed, identity, settings, region, deadline, started)
+    if "hasura" in selected:
+        try:
+            remaining = deadline.remaining()
+        except TimeoutError:
+            remaining = 0.1  # A used the budget up: B still gets a short try
+        chat_db.provision_identity(parsed.userName, identity, remaining, started, logger)
+    return event
+
+
+def _provision_synapse(
+    parsed: PostAuthenticationEvent,
+    identity: cognito_claims.CognitoIdentity,
+    settings: Settings,
+    region: str,
+    deadline: _Deadline,
+    started: float,
+) -> None:
+    """Implementation A: the Matrix account and its rooms. Logs, never raises."""
+    try:
+        token = admin_token(settings, region)
+        timeout = httpx2.Timeout(deadline.remaining(), connect=min(1.0, deadline.remaining()))
+        with SynapseAdmin(settings.homeserver_url, token, timeout=timeout) as admin:
+            result = provision_identity(admin, identity, settings, deadline)
+    except MatrixError as err:
+        if err.status == 401:
+            _token_cache.clear()  # maybe rotated: fetch again next time
+        logger.warning(
+            "user provisioner: Synapse refused for %s: %s (sign-in continues)", parsed.userName, err
+        )
+        return
+    except (httpx2.HTTPError, TimeoutError, OSError) as err:
+        logger.warning(
+            "user provisioner: chat unreachable for %s: %s: %s (sign-in continues)",
+            parsed.userName,
+            type(err).__name__,
+            err,
+        )
+        return
+    except (BotoCoreError, ClientError) as err:
+        logger.warning(
+            "user provisioner: AWS call failed for %s: %s (sign-in continues)", parsed.userName, err
+        )
+        return
+    except ValueError as err:
+        logger.error(
+            "user provisioner: cannot provision %s: %s (sign-in continues)", parsed.userName, err
+        )
+        return
+    except Exception:
+        logger.exception(
+            "user provisioner: unexpected error for %s (sign-in continues)", parsed.userName
+        )
+        return
     logger.info(
         "user provisioner: %s %s in %.0f ms; groups %s; joined %s; removed %s",
         result.user_id,
@@ -271,4 +321,3 @@ def handler(event: Any, context: Any) -> Any:
         ",".join(result.joined) or "-",
         ",".join(result.removed) or "-",
     )
-    return event

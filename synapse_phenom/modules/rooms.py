@@ -28,13 +28,14 @@ from synapse.types import UserID
 
 from synapse_phenom.cognito.login import sync_sso_login
 from synapse_phenom.db import now_ms
-from synapse_phenom.endpoints import GROUPS_PATH
+from synapse_phenom.endpoints import GROUPS_INDEX_PATH, GROUPS_PATH
 from synapse_phenom.modules._config import parse_module_config
 from synapse_phenom.modules._guard import guarded
 from synapse_phenom.modules._health import mark_loaded
 from synapse_phenom.modules._registry import register_rooms, rooms_module
 from synapse_phenom.modules._rooms_creation import RoomCreation
 from synapse_phenom.modules._rooms_http import GroupsResource
+from synapse_phenom.modules.groups_index import GroupsIndexResource
 from synapse_phenom.rooms import membership, store
 from synapse_phenom.rooms.config import RoomsConfig
 from synapse_phenom.rooms.membership import MembershipPlan
@@ -43,6 +44,7 @@ logger = logging.getLogger(__name__)
 
 _ALIAS_TTL_S = 60.0
 _MAX_RETRIES = 8
+AUTO_INVITE_CONTENT = {"msgtype": "m.notice", "reason": "Joined automatically for your group."}
 
 
 def get_rooms_module(api: ModuleApi) -> PhenomRooms | None:
@@ -76,6 +78,7 @@ class PhenomRooms(RoomCreation):
         # The system user invites and kicks on behalf of group sync: never throttle it.
         api.register_ratelimit_callbacks(get_ratelimit_override_for_user=self.ratelimit_override)
         api.register_web_resource(GROUPS_PATH, GroupsResource(self, api))
+        api.register_web_resource(GROUPS_INDEX_PATH, GroupsIndexResource(self, api))
         if api.should_run_background_tasks():
             api.delayed_background_call(100, self.ensure_rooms, desc="phenom_ensure_rooms")
             # Self-healing: cheap when every alias resolves.
@@ -257,7 +260,12 @@ class PhenomRooms(RoomCreation):
     async def join(self, key: str, user_id: str, current: str | None) -> None:
         room_id = self._room_ids[key]
         if self._config.rooms[key].join_rule != "public" and current != "invite":
-            await self._api.update_room_membership(self.system_user_id, user_id, room_id, "invite")
+            # Only a way in for the join below, never a notification: an m.notice msgtype
+            # makes the default override rule .m.rule.suppress_notices (dont_notify) match
+            # before .m.rule.invite_for_me, so no push and no /notifications entry.
+            await self._api.update_room_membership(
+                self.system_user_id, user_id, room_id, "invite", content=AUTO_INVITE_CONTENT
+            )
         await self._api.update_room_membership(user_id, user_id, room_id, "join")
 
     async def _remove(self, key: str, user_id: str) -> None:
@@ -266,7 +274,7 @@ class PhenomRooms(RoomCreation):
             user_id,
             self._room_ids[key],
             "leave",
-            content={"reason": membership.removal_reason(self._config, key)},
+            content=membership.removal_content(self._config, key),
         )
 
     async def set_groups_and_reconcile(

@@ -14,7 +14,7 @@ from urllib.parse import quote
 import attrs
 import httpx2
 
-from synapse_phenom.endpoints import GROUPS_PATH
+from synapse_phenom.endpoints import GROUPS_INDEX_PATH, GROUPS_PATH
 from synapse_phenom.rooms.membership import normalise_groups
 
 
@@ -159,6 +159,31 @@ class SynapseAdmin:
     def get_groups(self, user_id: str) -> list[str]:
         resp = self._http.get(GROUPS_PATH, params={"user_id": user_id}, headers=self._auth())
         return list(raise_for_matrix(resp)["groups"])
+
+    def users_with_groups(self, page_size: int = 500) -> dict[str, list[str]]:
+        """Every user with a non-empty stored group list: user id -> groups."""
+        out: dict[str, list[str]] = {}
+        after = ""
+        while True:
+            resp = self._http.get(
+                GROUPS_INDEX_PATH,
+                params={"from": after, "limit": page_size},
+                headers=self._auth(),
+            )
+            body = raise_for_matrix(resp)
+            for row in body["users"]:
+                out[str(row["user_id"])] = [str(g) for g in row["groups"]]
+            if not body.get("next"):
+                return out
+            after = str(body["next"])
+
+    def external_id_of(self, user_id: str, auth_provider: str) -> str | None:
+        """The id ``user_id`` is linked to on ``auth_provider`` (None: not linked / no user)."""
+        user = self.get_user(user_id)
+        for link in (user or {}).get("external_ids") or []:
+            if link.get("auth_provider") == auth_provider:
+                return str(link["external_id"])
+        return None
 
     def provision(
         self,

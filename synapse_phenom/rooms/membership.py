@@ -157,6 +157,25 @@ def removal_reason(config: RoomsConfig, room_key: str) -> str:
     return "You are no longer in the group " + " or ".join(repr(g) for g in groups) + "."
 
 
+REMOVAL_KEY = "app.phenom.removal"
+
+
+def removal_content(config: RoomsConfig, room_key: str) -> dict[str, object]:
+    """Content of the kick when groups no longer allow a room: text plus a machine-readable part.
+
+    ``app.phenom.removal``: ``{"code": "group_required", "room": <room key>, "groups": [...]}``
+    (``groups``: any one of them would let the user back in; empty: closed to the account).
+    """
+    return {
+        "reason": removal_reason(config, room_key),
+        REMOVAL_KEY: {
+            "code": "group_required",
+            "room": room_key,
+            "groups": list(groups_granting(config, room_key)),
+        },
+    }
+
+
 def normalise_groups(groups: Iterable[str]) -> list[str]:
     """Sorted, de-duplicated, stripped group names; rejects names Cognito could not have."""
     out = set()

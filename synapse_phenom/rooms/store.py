@@ -100,3 +100,13 @@ def claimed_room(txn: Txn, alias: str) -> str | None:
     txn.execute("SELECT room_id FROM phenom_room_claims WHERE alias = ?", (alias,))
     row = txn.fetchone()
     return None if row is None else row[0]
+
+
+def users_with_groups(txn: Txn, after: str, limit: int) -> list[tuple[str, list[str]]]:
+    """Users whose stored groups are not empty, by user id after ``after`` (paging)."""
+    txn.execute(
+        "SELECT user_id, groups_json FROM phenom_user_groups"
+        " WHERE user_id > ? AND groups_json <> '[]' ORDER BY user_id LIMIT ?",
+        (after, limit),
+    )
+    return [(str(row[0]), [str(g) for g in json.loads(row[1])]) for row in txn.fetchall()]

@@ -51,6 +51,8 @@ def start_second(first: SynapseStack, data_dir: Path) -> SynapseStack:
     """Another Synapse process (own port, pid, logs) on the first one's database."""
     data_dir.mkdir()
     shutil.copy(first.data_dir / "signing.key", data_dir / "signing.key")
+    first.admin_token  # noqa: B018 - make sure the dev admin (a row in the shared database) exists
+    shutil.copy(first.data_dir / "admin-credentials.json", data_dir / "admin-credentials.json")
     return SynapseStack.start(data_dir, first.database)
 
 
@@ -104,7 +106,8 @@ def test_two_processes_racing_on_an_empty_database(tmp_path: Path) -> None:
 
     def boot(name: str) -> None:
         try:
-            stacks.append(SynapseStack.start(tmp_path / name, database))
+            # Both would register the dev admin at once: check creation once both are up.
+            stacks.append(SynapseStack.start(tmp_path / name, database, wait_created=False))
         except BaseException as err:
             errors.append(err)
 
@@ -121,6 +124,7 @@ def test_two_processes_racing_on_an_empty_database(tmp_path: Path) -> None:
     try:
         assert not errors, errors
         assert stacks[0].rooms == stacks[1].rooms
+        stacks[0].wait_rooms_created()
         eventually(
             lambda: managed_room_count(stacks[0]) == dict.fromkeys(MANAGED_NAMES, 1), timeout=30
         )

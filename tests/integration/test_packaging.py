@@ -67,6 +67,13 @@ def test_docker_build_context_builds_a_complete_wheel(dockerfile: str, tmp_path:
     names = set(zipfile.ZipFile(wheel).namelist())
     assert "synapse_phenom/templates/homeserver.yaml.j2" in names
     assert "synapse_phenom/templates/log.yaml.j2" in names
+    # Implementation B's Hasura project (`phenom-chat lite migrate` reads it from the package)
+    lite = "synapse_phenom/lite/hasura/"
+    assert f"{lite}config.yaml" in names
+    assert f"{lite}migrations/default/1796050000000_chat_schema/up.sql" in names
+    assert f"{lite}migrations/default/1796050000000_chat_schema/down.sql" in names
+    assert f"{lite}metadata/actions.graphql" in names
+    assert f"{lite}metadata/databases/default/tables/chat_messages.yaml" in names
     entry_points = (
         zipfile.ZipFile(wheel)
         .read(next(n for n in names if n.endswith("entry_points.txt")))

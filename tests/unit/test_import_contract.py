@@ -25,6 +25,8 @@ CORES = [
     "memo.py",
     "endpoints.py",
     "config.py",
+    # Implementation B (PostgreSQL I/O, but never Synapse: it runs in the sidecar and Lambdas)
+    "lite",
 ]
 FORBIDDEN_IN_CORES = ("synapse", "twisted")
 
