@@ -97,6 +97,9 @@ class MentionPolicy(FrozenModel):
 class FloodPolicy(FrozenModel):
     messages: int = Field(ge=1)
     per_seconds: float = Field(gt=0, le=86400)
+    # Every event a user sends into the room counts (any type, state included) except
+    # these types. The default spares the link-preview module's follow-up cards.
+    exempt_event_types: tuple[str, ...] = ("app.phenom.link_preview",)
 
 
 class MediaPolicy(FrozenModel):

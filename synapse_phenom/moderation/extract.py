@@ -4,15 +4,25 @@ Rather than reading a fixed list of fields (which a crafted event would dodge), 
 whole content is walked: every string is text, HTML fields are parsed for their text
 and link targets, and media descriptions are collected wherever they appear (edits'
 ``m.new_content``, captions, polls, stickers, extensible-event blocks, previews).
+
+Extraction is **total**: any JSON shape, any markup, yields a result and never raises.
+HTML is parsed by Lexbor (``selectolax``), an HTML5 parser that recovers from any input
+exactly as browsers do (first duplicate attribute wins, ``<![ x`` is a bogus comment).
+Text is taken from every element a client might show, including ``<template>``
+content, ruby annotations, ``<noscript>``, ``<title>``, comments and text-bearing
+attributes (``alt``, ``title``, Element's ``data-mx-spoiler`` / ``data-mx-maths``):
+when in doubt, more is read, never less.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
+from html import unescape
 from typing import Any
 
 import attrs
-from bs4 import BeautifulSoup
+from selectolax.lexbor import LexborHTMLParser, LexborNode
 
 # Values that are identifiers or machine data, never shown as text.
 _SKIP_KEYS = frozenset(
@@ -52,57 +62,60 @@ _SKIP_KEYS = frozenset(
         "m.mentions",
     }
 )
-_HTML_KEYS = frozenset({"formatted_body"})
+# Keys holding a media URI (never shown); an mxc:// string elsewhere is text like any other.
+_MXC_KEYS = frozenset({"url", "thumbnail_url", "avatar_url", "og:image", "matrix:image"})
+_HTML_KEYS = frozenset({"formatted_body", "m.html", "org.matrix.msc1767.html"})
+_HTML_MIMETYPES = frozenset({"text/html", "application/xhtml+xml"})
 _MEDIA_MSGTYPES = frozenset({"m.image", "m.video", "m.audio", "m.file"})
-_MAX_DEPTH = 12
-_BLOCK_TAGS = [
-    "p",
-    "div",
-    "br",
-    "li",
-    "ul",
-    "ol",
-    "h1",
-    "h2",
-    "h3",
-    "h4",
-    "h5",
-    "h6",
-    "tr",
-    "td",
-    "th",
-    "blockquote",
-    "pre",
-    "hr",
-    "table",
-    "details",
+# Elements whose start and end break a line when rendered: a word does not continue
+# across them ("bad</p><p>word" is two words).
+_BLOCK_TAGS = frozenset(
+    {
+        "p", "div", "br", "li", "ul", "ol", "h1", "h2", "h3", "h4", "h5", "h6", "tr", "td",
+        "th", "blockquote", "pre", "hr", "table", "details", "summary", "mx-reply", "caption",
+        "dd", "dt", "dl", "section", "article", "header", "footer", "nav", "aside", "main",
+        "figure", "figcaption", "address", "fieldset", "legend", "option", "title", "rt", "rp",
+        "template", "noscript", "body", "head", "html", "style", "script",
+    }
+)  # fmt: skip
+# Inline boxes (replaced or form elements, SVG, MathML) between two words: a reader may
+# see them as one word or as two. Marked SOFT_BREAK; the rules check both readings.
+_SOFT_TAGS = frozenset(
+    {"img", "svg", "math", "button", "input", "select", "label", "textarea", "iframe", "video",
+     "audio", "object", "embed", "canvas", "picture", "meter", "progress", "output"}
+)  # fmt: skip
+SOFT_BREAK = "\x1f"
+# Attributes a client may show as text (tooltips, alt text, spoiler reasons, maths).
+_TEXT_ATTRS = (
+    "alt",
+    "title",
+    "aria-label",
+    "aria-description",
+    "placeholder",
+    "value",
+    "label",
     "summary",
-    "mx-reply",
-]
-_BLOCK_TAGS = [
-    "p",
-    "div",
-    "br",
-    "li",
-    "ul",
-    "ol",
-    "h1",
-    "h2",
-    "h3",
-    "h4",
-    "h5",
-    "h6",
-    "tr",
-    "td",
-    "th",
-    "blockquote",
-    "pre",
-    "hr",
-    "table",
-    "details",
-    "summary",
-    "mx-reply",
-]
+    "data-mx-spoiler",
+    "data-mx-maths",
+)
+# Attributes holding a link target.
+_LINK_ATTRS = (
+    "href",
+    "src",
+    "xlink:href",
+    "cite",
+    "action",
+    "formaction",
+    "poster",
+    "background",
+    "data",
+    "longdesc",
+    "ping",
+)
+_RAW_TAG = re.compile(r"<[a-zA-Z][^>]*")
+_RAW_ATTR = re.compile(
+    r"""[\s/"'](href|src)\s*=\s*(?:"([^"]*)"|'([^']*)'|([^\s"'>]+))""", re.IGNORECASE
+)
 
 
 @attrs.frozen
@@ -121,22 +134,87 @@ class Extracted:
     mentions_declared: bool = False  # m.mentions present (then body "@room" does not notify)
     msgtypes: list[str] = attrs.field(factory=list)
     media: list[Media] = attrs.field(factory=list)
+    bodies: list[str] = attrs.field(factory=list)  # plain "body" strings (legacy highlights)
+
+
+def _html_walk(node: LexborNode | None, text: list[str], links: list[str]) -> None:
+    """Depth-first with an explicit stack (no recursion, whatever the nesting): text as
+    rendered (inline tags join their neighbours, block tags break lines, inline boxes
+    are soft breaks), comments, text-bearing attributes, link targets, template contents.
+    A stack entry is a node to visit, or a string to emit when an element closes."""
+    stack: list[LexborNode | str | None] = [node]
+    while stack:
+        current = stack.pop()
+        if current is None:
+            continue
+        if isinstance(current, str):
+            text.append(current)
+            continue
+        stack.append(current.next)
+        if current.is_text_node:
+            value = current.text_content
+            if value:
+                text.append(value)
+            continue
+        if current.is_comment_node:
+            value = current.comment_content
+            if value:
+                text.append("\n" + value + "\n")
+            continue
+        tag = current.tag or ""
+        boundary = "\n" if tag in _BLOCK_TAGS else SOFT_BREAK if tag in _SOFT_TAGS else ""
+        text.append(boundary)
+        attributes = current.attributes if current.is_element_node else {}
+        for name in _TEXT_ATTRS:
+            value = attributes.get(name)
+            if value:
+                text.append("\n" + value + "\n")
+        for name in _LINK_ATTRS:
+            value = attributes.get(name)
+            if value and not (name == "src" and value.strip().lower().startswith("mxc:")):
+                links.append(value)
+        if boundary:
+            stack.append(boundary)
+        stack.append(current.child)
+        if tag == "template":
+            # Its content is a separate fragment (nested templates: the first is its own).
+            fragments = current.template_fragments()
+            if fragments:
+                stack.append(fragments[0].child)
+
+
+def _raw_link_attributes(html: str) -> list[str]:
+    """Every ``href``/``src`` value written in any start tag, duplicates included: a
+    safety net for renderers that do not keep the first duplicate as HTML5 does."""
+    out = []
+    for tag in _RAW_TAG.findall(html):
+        for name, *values in _RAW_ATTR.findall(tag):
+            value = unescape(next((v for v in values if v), ""))
+            if value and not (name.lower() == "src" and value.strip().lower().startswith("mxc:")):
+                out.append(value)
+    return out
 
 
 def html_text_and_links(html: str) -> tuple[str, list[str]]:
+    """Rendered text and link targets of an HTML fragment. Total: never raises."""
     if "<" not in html and "&" not in html:
         return html, []
-    soup = BeautifulSoup(html, "html.parser")
-    links = [str(a["href"]) for a in soup.find_all(href=True)]
-    links += [
-        str(i["src"]) for i in soup.find_all(src=True) if not str(i["src"]).startswith("mxc:")
-    ]
-    # Text as rendered: inline tags join their neighbours ("bad<i></i>word" shows as one
-    # word), block tags break lines.
-    for tag in soup.find_all(_BLOCK_TAGS):
-        tag.insert_before("\n")
-        tag.append("\n")
-    return soup.get_text(""), links
+    try:
+        tree = LexborHTMLParser(html)
+        text: list[str] = []
+        links: list[str] = []
+        first = tree.root
+        while first is not None and first.prev is not None:
+            first = first.prev  # comments before <html> are children of the document
+        _html_walk(first, text, links)
+        if "=" in html:
+            seen = set(links)
+            links.extend(v for v in _raw_link_attributes(html) if v not in seen)
+        return "".join(text), links
+    except Exception:  # pragma: no cover - Lexbor recovers from any input
+        # Never fail open: the markup itself is then the text (every tag, link and word
+        # in it is seen by the rules).
+        return html, []
 
 
 def _media_of(content: Mapping[str, Any], event_type: str) -> Media | None:
@@ -151,37 +229,33 @@ def _media_of(content: Mapping[str, Any], event_type: str) -> Media | None:
     mimetype = size = None
     if isinstance(info, Mapping):
         mimetype = info.get("mimetype") if isinstance(info.get("mimetype"), str) else None
-        size = info.get("size") if isinstance(info.get("size"), int) else None
+        raw_size = info.get("size")
+        size = raw_size if isinstance(raw_size, int) and not isinstance(raw_size, bool) else None
     return Media(str(msgtype or "m.file"), mimetype, size)
 
 
-def _walk(value: Any, out: Extracted, event_type: str, key: str, depth: int) -> None:
-    if depth > _MAX_DEPTH:
-        return
-    if isinstance(value, str):
-        if key in _SKIP_KEYS or value.startswith("mxc://"):
-            return
-        if key in _HTML_KEYS:
-            text, links = html_text_and_links(value)
-            out.texts.append(text)
-            out.hrefs.extend(links)
-        else:
-            out.texts.append(value)
-        return
-    if isinstance(value, list):
-        for item in value:
-            _walk(item, out, event_type, key, depth + 1)
-        return
-    if not isinstance(value, Mapping):
-        return
+def _add_html(out: Extracted, html: str) -> None:
+    text, links = html_text_and_links(html)
+    out.texts.append(text)
+    out.hrefs.extend(links)
+
+
+def _visit_mapping(value: Mapping[str, Any], out: Extracted, event_type: str) -> list[Any]:
+    """Collect what a mapping itself says; return its (key, value) children to walk."""
+    children: list[Any] = []
+    mimetype = value.get("mimetype")
+    body = value.get("body")
     # Extensible-events text block: {"mimetype": "text/html", "body": "<b>..</b>"}
-    if value.get("mimetype") == "text/html" and isinstance(value.get("body"), str):
-        text, links = html_text_and_links(value["body"])
-        out.texts.append(text)
-        out.hrefs.extend(links)
-        value = {k: v for k, v in value.items() if k != "body"}
-    if isinstance(value.get("msgtype"), str):
-        out.msgtypes.append(value["msgtype"])
+    html_block = (
+        isinstance(mimetype, str)
+        and mimetype.split(";", 1)[0].strip().lower() in _HTML_MIMETYPES
+        and isinstance(body, str)
+    )
+    if html_block and isinstance(body, str):
+        _add_html(out, body)
+    msgtype = value.get("msgtype")
+    if isinstance(msgtype, str):
+        out.msgtypes.append(msgtype)
     media = _media_of(value, event_type)
     if media is not None:
         out.media.append(media)
@@ -193,12 +267,31 @@ def _walk(value: Any, out: Extracted, event_type: str, key: str, depth: int) -> 
             out.user_mentions.update(i for i in ids if isinstance(i, str))
         if mentions.get("room") is True:
             out.room_mention = True
+    if isinstance(body, str) and not html_block:
+        out.bodies.append(body)
     for k, v in value.items():
-        _walk(v, out, event_type, k, depth + 1)
+        if html_block and k == "body":
+            continue
+        children.append((k if isinstance(k, str) else "", v))
+    return children
 
 
 def extract(event_type: str, content: Mapping[str, Any]) -> Extracted:
-    """Texts, link targets, mentions and media of a message-like or state event's content."""
+    """Texts, link targets, mentions and media of any event's content. Total: whatever
+    the shape of ``content`` (nesting, types, markup), it returns and never raises."""
     out = Extracted()
-    _walk(content, out, event_type, "", 0)
+    stack: list[tuple[str, Any]] = [("", content)]
+    while stack:
+        key, value = stack.pop()
+        if isinstance(value, str):
+            if key in _SKIP_KEYS or (key in _MXC_KEYS and value.startswith("mxc://")):
+                continue
+            if key in _HTML_KEYS:
+                _add_html(out, value)
+            else:
+                out.texts.append(value)
+        elif isinstance(value, list | tuple):
+            stack.extend((key, item) for item in reversed(value))
+        elif isinstance(value, Mapping):
+            stack.extend(reversed(_visit_mapping(value, out, event_type)))
     return out

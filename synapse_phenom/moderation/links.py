@@ -5,8 +5,9 @@ from __future__ import annotations
 import contextlib
 import re
 from collections.abc import Iterable
-from urllib.parse import unquote, urlsplit
+from urllib.parse import unquote
 
+import ada_url
 import attrs
 
 from synapse_phenom.moderation.normalize import fold
@@ -85,37 +86,79 @@ def find_mxids(text: str) -> list[str]:
 @attrs.frozen
 class Link:
     url: str
-    host: str  # lower-case, no port; "" for matrix: URIs
+    host: str  # lower-case ASCII (IDNA), no port, no trailing dot; "" when none
     kind: str  # "web" | "room" (matrix.to / matrix: room, alias or event) | "user" (pill)
     target: str = ""  # room/user identifier for Matrix links
 
 
-def classify(url: str) -> Link:
-    raw = url.strip().rstrip(".,;:!?)]}'\"")
-    if raw.lower().startswith("matrix:"):
-        kind = "user" if raw[7:].lower().startswith(("u/", "user/")) else "room"
-        return Link(raw, "", kind, raw[7:])
-    try:
-        parts = urlsplit(raw if "://" in raw else f"http://{raw}")
-    except ValueError:
-        # Unparseable ("http://[x"): still a link to judge, never an exception (the
-        # module would fail open and let the whole message through).
-        return Link(raw, _rough_host(raw), "web")
-    host = (parts.hostname or "").rstrip(".").lower()
+# Where a relative link target would lead is the client's own origin: not a site anybody
+# listed, so an allow list refuses it (fail closed), a block list ignores it.
+_RELATIVE_BASE = "https://relative.invalid/"
+_SIMPLE_WEB_URL = re.compile(
+    r"(?:https?|ftp)://((?:[a-z0-9-]+\.)*[a-z][a-z0-9-]*)\.?(?::[0-9]{1,5})?(?=[/?#]|$)", re.ASCII
+)
+_HAS_SCHEME = re.compile(r"[a-zA-Z][a-zA-Z0-9+.-]*://")
+_C0_AND_SPACE = "".join(chr(c) for c in range(0x21))
+
+
+def _matrix_uri(raw: str) -> Link:
+    rest = raw[7:]
+    path = unquote(rest.split("?", 1)[0])
+    kind, _, ident = path.partition("/")
+    if kind.lower() in ("u", "user"):
+        return Link(raw, "", "user", "@" + ident.split("/", 1)[0])
+    return Link(raw, "", "room", path)
+
+
+def classify(url: str, href: bool = False) -> Link:
+    """What a client does with ``url``: parsed by the WHATWG URL standard (``ada-url``),
+    as browsers do (``\\`` is ``/`` in http(s), userinfo, IDNA, percent-encoding, tabs
+    and newlines removed, IPv4 in any notation). ``href``: an HTML link target, which may
+    be relative (``//evil.com``); otherwise a URL found in text, which may lack a scheme."""
+    raw = url if href else url.strip().rstrip(".,;:!?)]}'\"")
+    # Browsers strip leading/trailing C0 controls and spaces and drop tabs and newlines.
+    cleaned = raw.strip(_C0_AND_SPACE).replace("\t", "").replace("\n", "").replace("\r", "")
+    if cleaned[:7].lower() == "matrix:":
+        return _matrix_uri(cleaned)
+    if not href and not _HAS_SCHEME.match(cleaned):
+        cleaned = "http://" + cleaned  # a bare domain or www. host: clients link it as http
+    simple = _SIMPLE_WEB_URL.match(cleaned)
+    if simple is not None and simple.group(1) != "matrix.to":
+        # Already canonical (lower-case ASCII labels, no userinfo, no escapes, a name not
+        # a number): every WHATWG step leaves the host as written. Saves the full parse.
+        return Link(raw, simple.group(1), "web")
+    parsed: ada_url.URL | None = None
+    with contextlib.suppress(ValueError):
+        parsed = ada_url.URL(cleaned, _RELATIVE_BASE) if href else ada_url.URL(cleaned)
+    if parsed is None:
+        # Not a URL a browser would open; judge the rough host text (never raise).
+        return Link(raw, _rough_host(cleaned), "web")
+    host = parsed.hostname.rstrip(".").lower()
+    if host == "relative.invalid":
+        host = ""
     if host == "matrix.to":
-        target = unquote(parts.fragment.lstrip("/"))
+        target = unquote(parsed.hash.lstrip("#").lstrip("/"))
         if target.startswith("@"):
             return Link(raw, host, "user", target.split("?", 1)[0].split("/", 1)[0])
         if target.startswith(("#", "!")):
             return Link(raw, host, "room", target)
-        return Link(raw, host, "web")
     return Link(raw, host, "web")
 
 
+def unicode_host(host: str) -> str:
+    """The Unicode form of an IDNA host (for look-alike matching of block lists)."""
+    if "xn--" not in host:
+        return host
+    try:
+        return str(ada_url.idna_to_unicode(host))
+    except Exception:
+        return host
+
+
 def _rough_host(url: str) -> str:
-    """The host text of a URL ``urlsplit`` refuses: after the scheme and any userinfo,
-    before the path, without brackets and port."""
-    netloc = re.split(r"[/?#]", url.split("://", 1)[-1], maxsplit=1)[0].rpartition("@")[2]
+    """The host text of a URL no parser accepts: after the scheme and any userinfo,
+    before the path (``\\`` included), without brackets and port."""
+    netloc = re.split(r"[/?#\\]", url.split("://", 1)[-1], maxsplit=1)[0].rpartition("@")[2]
     host = netloc.strip("[]")
     if host.count(":") == 1:
         host = host.split(":", 1)[0]
@@ -126,11 +169,13 @@ def domain_matches(host: str, domains: Iterable[str], lookalikes: bool = False) 
     """``host`` is one of ``domains`` or a subdomain of one. With ``lookalikes`` (block
     lists) homoglyph spellings count too; never for allow lists, where a lookalike is
     someone else's domain."""
+    host = host.rstrip(".").lower()
     variants = {host}
-    if not host.isascii() and lookalikes:
-        variants.add(fold(host))
-        with contextlib.suppress(UnicodeError):
-            variants.add(host.encode("idna").decode())
+    if lookalikes:
+        readable = unicode_host(host)
+        variants.update({readable, fold(readable), fold(host)})
+        with contextlib.suppress(UnicodeError, ValueError):
+            variants.add(str(ada_url.idna_to_ascii(readable)))
     for h in variants:
         for d in domains:
             if h == d or h.endswith("." + d):

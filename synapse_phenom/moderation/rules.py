@@ -21,22 +21,29 @@ from synapse_phenom.moderation import extract as ex
 from synapse_phenom.moderation import links as lk
 from synapse_phenom.moderation.config import RoomPolicy
 from synapse_phenom.moderation.keywords import KeywordMatcher
-from synapse_phenom.moderation.normalize import fold, strip_invisible
+from synapse_phenom.moderation.mentions import MemberIndex
+from synapse_phenom.moderation.normalize import fold, strip_invisible, visual_variant
 
 FORBIDDEN = "M_FORBIDDEN"
+# IDNA (UTS #46) label separators: clients' URL parsers read each as "."
+_IDNA_DOTS = str.maketrans({"\u3002": ".", "\uff0e": ".", "\uff61": "."})
 LIMIT_EXCEEDED = "M_LIMIT_EXCEEDED"
 
-# Event types whose content is never shown as text (or cannot be read).
-_UNCHECKED_TYPES = frozenset(
-    {"m.room.redaction", "m.room.encrypted", "m.poll.response", "org.matrix.msc3381.poll.response"}
+# Every message-like event type is read, whatever its type: custom types, encrypted
+# events (their plaintext ``m.mentions`` notifies), calls, reactions, redactions (Element
+# shows the reason). State events users see as text:
+_CHECKED_STATE = frozenset(
+    {"m.room.name", "m.room.topic", "m.room.tombstone", "m.room.canonical_alias"}
 )
-# What a person sends by hand and flood control counts (not, e.g., the link-preview
-# module's follow-up events, which are still content-checked).
-FLOOD_COUNTED_TYPES = frozenset(
-    {"m.room.message", "m.sticker", "m.reaction", "m.poll.start", "org.matrix.msc3381.poll.start"}
-)
-# State events users see as text.
-_CHECKED_STATE = frozenset({"m.room.name", "m.room.topic"})
+# What a muted user may still do: redact (their own events: the room's auth rules already
+# stop plain users redacting others') — and leave, which is a membership event that never
+# reaches the spam checker's message callback.
+MUTE_ALLOWED_TYPES = frozenset({"m.room.redaction"})
+# The follow-up card event of the link-preview module (``previews.msc4095.FOLLOW_UP_TYPE``).
+PREVIEW_CARD_TYPE = "app.phenom.link_preview"
+_PREVIEW_KEYS = ("com.beeper.linkpreviews", "m.url_previews")
+# Rule id of a message whose check failed because of its own content (never accepted).
+UNREADABLE = "unreadable"
 
 
 @attrs.frozen
@@ -59,9 +66,47 @@ def _blocked(what: str, rule: str, advice: str) -> str:
 
 
 def is_checked(event_type: str, is_state: bool) -> bool:
-    if is_state:
-        return event_type in _CHECKED_STATE
-    return event_type not in _UNCHECKED_TYPES and not event_type.startswith("m.call.")
+    """Whether the content of an event of this type is read (all non-state events)."""
+    return event_type in _CHECKED_STATE if is_state else True
+
+
+def is_preview_card(event_type: str, content: Mapping[str, Any]) -> bool:
+    """An event that claims to be the server's preview card for a message: the follow-up
+    type, or any other non-message event referencing a message with preview entries."""
+    if event_type == PREVIEW_CARD_TYPE:
+        return True
+    if event_type == "m.room.message" or not isinstance(content, Mapping):
+        return False
+    relates = content.get("m.relates_to")
+    return (
+        isinstance(relates, Mapping)
+        and relates.get("rel_type") == "m.reference"
+        and any(k in content for k in _PREVIEW_KEYS)
+    )
+
+
+def flood_counts(event_type: str, is_state: bool, exempt_types: Iterable[str]) -> bool:
+    """Whether flood control counts this event: everything a user sends into the room
+    (any type, state included) except the policy's ``flood.exempt_event_types``."""
+    return event_type not in exempt_types
+
+
+def _soft_readings(text: str) -> tuple[str, ...]:
+    if ex.SOFT_BREAK not in text:
+        return (text,)
+    return (text.replace(ex.SOFT_BREAK, ""), text.replace(ex.SOFT_BREAK, " "))
+
+
+def unreadable_violation(detail: str) -> Violation:
+    return Violation(
+        UNREADABLE,
+        _blocked(
+            "it could not be checked by the room's moderation",
+            "unreadable",
+            "Send it as plain text, or without unusual formatting.",
+        ),
+        detail,
+    )
 
 
 def _duration(seconds: float) -> str:
@@ -115,22 +160,34 @@ class CompiledPolicy:
         *,
         is_state: bool = False,
         new_account_until_s: float | None = None,
+        members: MemberIndex | None = None,
     ) -> Violation | None:
         """The first rule ``content`` breaks, or None. ``new_account_until_s``: when the
-        sender's account stops counting as new (None: not new)."""
+        sender's account stops counting as new (None: not new). ``members``: the room's
+        members by name, for the body highlights Synapse's legacy push rules apply.
+
+        Total: a failure tied to this content (it cannot happen with any known input)
+        refuses the event with the ``unreadable`` rule; it never lets it through."""
         if not is_checked(event_type, is_state):
             return None
-        extracted = ex.extract(event_type, content)
-        return (
-            self._check_media(event_type, extracted, new_account_until_s)
-            or self._check_mentions(extracted)
-            or self._check_text(extracted, new_account_until_s)
-        )
+        try:
+            extracted = ex.extract(event_type, content)
+            return (
+                self._check_media(event_type, extracted, new_account_until_s)
+                or self._check_mentions(extracted, content, members)
+                or self._check_text(extracted, new_account_until_s)
+            )
+        except Exception as err:
+            return unreadable_violation(f"{type(err).__name__} while checking")
 
     def check_display_name(self, name: str) -> Violation | None:
+        """A display name, folded like message text (also per-room names)."""
         if not self.policy.check_display_names:
             return None
-        return self._check_text(ex.Extracted(texts=[name]), None, what="display name")
+        try:
+            return self._check_text(ex.Extracted(texts=[name]), None, what="display name")
+        except Exception as err:
+            return unreadable_violation(f"{type(err).__name__} while checking a display name")
 
     def _check_media(
         self, event_type: str, e: ex.Extracted, new_until: float | None
@@ -202,7 +259,9 @@ class CompiledPolicy:
             f"account new until {int(until_s)}",
         )
 
-    def _check_mentions(self, e: ex.Extracted) -> Violation | None:
+    def _check_mentions(
+        self, e: ex.Extracted, content: Mapping[str, Any], members: MemberIndex | None
+    ) -> Violation | None:
         mentions = self.policy.mentions
         if not mentions.allow_room_mention:
             body_room = not e.mentions_declared and any("@room" in t for t in e.texts)
@@ -218,11 +277,16 @@ class CompiledPolicy:
         if mentions.max_user_mentions is not None:
             users = set(e.user_mentions)
             for href in e.hrefs:
-                link = lk.classify(href)
+                link = lk.classify(href, href=True)
                 if link.kind == "user":
                     users.add(link.target)
             for text in e.texts:
                 users.update(lk.find_mxids(text))
+            # Synapse's legacy push rules highlight members whose localpart or display
+            # name appears in the top-level body of an event without ``m.mentions``.
+            body = content.get("body")
+            if members is not None and not e.mentions_declared and isinstance(body, str):
+                users.update(members.named_in(body[: self.max_scan_chars]))
             if len(users) > mentions.max_user_mentions:
                 return Violation(
                     "mentions:users",
@@ -249,16 +313,18 @@ class CompiledPolicy:
         self, texts: list[str], hrefs: list[str], new_until: float | None, what: str
     ) -> Violation | None:
         lp = self.policy.links
-        urls = list(hrefs)
+        urls = [(h, True) for h in hrefs]
         for text in texts:
-            urls.extend(lk.find_urls(text))
+            if not text.isascii() and ("\u3002" in text or "\uff61" in text or "\uff0e" in text):
+                text = text.translate(_IDNA_DOTS)  # "evil。com" is evil.com to IDNA
+            urls.extend((u, False) for u in lk.find_urls(text))
             if self._blocked_domains is not None:
                 # Blocked domains named bare, whatever their TLD, also homoglyph-spelled.
-                urls.extend(self._blocked_domains.findall(text))
+                urls.extend((u, False) for u in self._blocked_domains.findall(text))
                 if not text.isascii():
-                    urls.extend(self._blocked_domains.findall(fold(text)))
-        for url in urls:
-            link = lk.classify(url)
+                    urls.extend((u, False) for u in self._blocked_domains.findall(fold(text)))
+        for url, is_href in urls:
+            link = lk.classify(url, href=is_href)
             if link.kind == "user":
                 continue  # a mention pill, counted by the mention rule
             if (
@@ -307,7 +373,13 @@ class CompiledPolicy:
         self, e: ex.Extracted, new_until: float | None, what: str = "room"
     ) -> Violation | None:
         limit = self.max_scan_chars
-        clean = [strip_invisible(t[:limit]) for t in e.texts if t]
+        texts = [t[:limit] for t in e.texts if t]
+        if any(ex.SOFT_BREAK in t for t in texts):
+            # An inline box between words (an image, an SVG...): read both ways.
+            texts = [v for t in texts for v in _soft_readings(t)]
+        # What readers see of bidi-reordered text is checked as well as the stored order.
+        texts += [v for v in map(visual_variant, texts) if v is not None]
+        clean = [strip_invisible(t) for t in texts]
         if self._links_rule_active(new_until):
             found = self._check_links(clean, e.hrefs, new_until, what)
             if found:

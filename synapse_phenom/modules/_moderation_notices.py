@@ -1,8 +1,8 @@
 """Notices to the moderators' room: the moderation module's mixin.
 
-Posted by the system user in the background after an action, at most one per user,
-room and rule a minute (a mute always notifies). Text from a room's live policy never
-reaches the moderators' room: only the rule kind is named.
+Posted by the system user in the background after an action in a Phenom-managed room, at
+most one per user, room and rule kind a minute (a mute always notifies). Only
+server-generated fields: no user-controlled text ever reaches the moderators' room.
 """
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ from typing import TYPE_CHECKING
 
 from synapse_phenom.memo import TtlMemo
 from synapse_phenom.moderation.config import RoomPolicy
-from synapse_phenom.moderation.rules import Violation
 from synapse_phenom.modules._registry import rooms_module
 
 if TYPE_CHECKING:
@@ -46,28 +45,29 @@ class ModeratorNotices:
     async def _notify(
         self,
         policy: RoomPolicy,
+        policy_name: str,
         room_id: str,
         user_id: str,
-        v: Violation,
+        kind: str,
         action: str,
         muted_until: int | None,
-        live: bool = False,
     ) -> None:
+        """An ``m.notice`` made only of server-generated fields: the action, the rule kind,
+        the user ID, the Phenom room key and the room ID. Never a rule name, keyword, link or
+        error text (those can come from users: a message, a live policy, an invalid regex);
+        the audit log has the detail. The caller posts notices only for managed rooms."""
         try:
             target, system = policy.notify_room, self._system_user
             if not target or not system:
                 return
-            rule = f"{kind_of(v.rule)} (room's live policy)" if live else v.rule
-            key = (user_id, room_id, rule)
+            key = (user_id, room_id, kind)
             if muted_until is None and self._notified.get(key):
-                return  # one notice per user, room and rule a minute (floods would spam)
+                return  # one notice per user, room and rule kind a minute (floods would spam)
             self._notified.put(key, True)
             notify_room_id = await self._resolve_room(target)
             if notify_room_id is None:
                 return
-            text = f"Moderation: {action} — {user_id} in {room_id}, rule '{rule}'"
-            if v.detail and not live:
-                text += f" ({v.detail})"
+            text = f"Moderation: {action} — {user_id} in {policy_name} ({room_id}), rule '{kind}'"
             if muted_until is not None:
                 until = time.strftime("%H:%M:%S UTC", time.gmtime(muted_until / 1000))
                 text += f"; muted until {until}"
@@ -79,11 +79,13 @@ class ModeratorNotices:
                     "content": {
                         "msgtype": "m.notice",
                         "body": text,
+                        "m.mentions": {},
                         "app.phenom.moderation": {
                             "action": action,
                             "user_id": user_id,
                             "room_id": room_id,
-                            "rule": rule,
+                            "room_key": policy_name,
+                            "rule": kind,
                         },
                     },
                 }

@@ -25,6 +25,7 @@ from synapse_phenom.moderation.config import (
     RoomPolicy,
     merge_live_policy,
 )
+from synapse_phenom.moderation.mentions import MemberIndex
 from synapse_phenom.moderation.rules import BAN_RULE_TYPES, BanList, CompiledPolicy
 from synapse_phenom.modules._registry import rooms_module
 
@@ -36,6 +37,7 @@ logger = logging.getLogger("synapse_phenom.modules.moderation")
 MAX_CACHED = 50_000
 _MAX_LIVE_POLICIES = 1000
 _NO_BANS = BanList([])
+_MEMBERS_TTL_S = 10.0
 
 
 @attrs.frozen
@@ -64,6 +66,7 @@ class RoomState:
         self._created_s: TtlMemo[float] = TtlMemo(MAX_CACHED, math.inf)
         self._managed: TtlMemo[bool] = TtlMemo(MAX_CACHED, math.inf)  # depends on config only
         self._bans: TtlMemo[BanList] = TtlMemo(1, ttl)
+        self._members: TtlMemo[MemberIndex] = TtlMemo(10_000, max(_MEMBERS_TTL_S, ttl))
 
     def _compile(self, name: str, policy: RoomPolicy) -> CompiledPolicy:
         return CompiledPolicy(name, policy, self._config.max_scan_chars, self._config.regex_max_mem)
@@ -161,6 +164,23 @@ class RoomState:
             managed = rooms.is_managed_user(user_id)
             self._managed.put(user_id, managed)
         return managed
+
+    async def member_index(self, room_id: str) -> MemberIndex:
+        """The room's joined members by localpart and display name (for the body
+        highlights of Synapse's legacy push rules), memoised per worker."""
+        cached = self._members.get(room_id)
+        if cached is not None:
+            return cached
+        state = await self._api.get_room_state(room_id, [("m.room.member", None)])
+        members = []
+        for (_, user_id), member in state.items():
+            content = member.content
+            if content.get("membership") == "join":
+                name = content.get("displayname")
+                members.append((user_id, name if isinstance(name, str) else None))
+        index = MemberIndex(members)
+        self._members.put(room_id, index)
+        return index
 
     async def _new_account_until(self, policy: RoomPolicy, user_id: str) -> float | None:
         if policy.new_accounts is None or policy.new_accounts.min_age_seconds == 0:

@@ -17,38 +17,44 @@ from __future__ import annotations
 
 import json
 import logging
-import time
 from typing import TYPE_CHECKING, Any
 
-import attrs
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter
 from synapse.api.errors import Codes
 from synapse.module_api import NOT_SPAM, ModuleApi
-from synapse.types import UserID
 
 from synapse_phenom.db import now_ms
 from synapse_phenom.endpoints import AUDIT_PATH
 from synapse_phenom.memo import TtlMemo
 from synapse_phenom.moderation import store
 from synapse_phenom.moderation.config import (
+    DEFAULT_POLICY,
     POLICY_EVENT_TYPE,
     ModerationConfig,
     merge_live_policy,
 )
 from synapse_phenom.moderation.rules import (
-    FLOOD_COUNTED_TYPES,
+    MUTE_ALLOWED_TYPES,
     Violation,
     ban_message,
+    flood_counts,
     flood_violation,
     is_checked,
+    is_preview_card,
     mute_violation,
 )
 from synapse_phenom.modules._config import parse_module_config
 from synapse_phenom.modules._guard import guarded
 from synapse_phenom.modules._health import mark_loaded
 from synapse_phenom.modules._moderation_audit import AuditResource
+from synapse_phenom.modules._moderation_content import ContentChecks
+from synapse_phenom.modules._moderation_events import (
+    CHECK_FAILURES,
+    PREVIEW_CARD_FORGED,
+    server_made,
+)
 from synapse_phenom.modules._moderation_notices import ModeratorNotices, kind_of
-from synapse_phenom.modules._moderation_state import MAX_CACHED, RoomState, RoomView
+from synapse_phenom.modules._moderation_state import MAX_CACHED, RoomView
 
 if TYPE_CHECKING:
     from synapse.events import EventBase
@@ -67,14 +73,9 @@ CHECKS = Counter(
     "Events checked by the moderation module",
     ["policy", "result"],
 )
-CHECK_SECONDS = Histogram(
-    "phenom_moderation_check_seconds",
-    "Time spent in the pure rule check of one event",
-    buckets=(0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.01, 0.05, 0.25),
-)
 
 
-class PhenomModeration(RoomState, ModeratorNotices):
+class PhenomModeration(ContentChecks, ModeratorNotices):
     def __init__(self, config: ModerationConfig, api: ModuleApi) -> None:
         self._config = config
         self._api = api
@@ -111,6 +112,9 @@ class PhenomModeration(RoomState, ModeratorNotices):
         return parse_module_config(ModerationConfig, config, MODULE)
 
     def _fallback_spam(self) -> Any:
+        # Reached only by infrastructure failures (database, room state): the content
+        # check itself is total and refuses what it cannot read (rule 'unreadable').
+        CHECK_FAILURES.labels("infrastructure").inc()
         if self._config.fail_closed:
             return (
                 Codes.FORBIDDEN,
@@ -122,6 +126,7 @@ class PhenomModeration(RoomState, ModeratorNotices):
         return NOT_SPAM
 
     def _fallback_allowed(self) -> tuple[bool, None]:
+        CHECK_FAILURES.labels("infrastructure").inc()
         return (not self._config.fail_closed, None)
 
     # -- state --------------------------------------------------------------------
@@ -164,20 +169,20 @@ class PhenomModeration(RoomState, ModeratorNotices):
         logger.info(
             "Moderation %s in %s: %s by %s (%s)", action, room_id, v.rule, user_id, v.detail
         )
-        # A room's own live policy is written by whoever holds power there (any room
-        # creator): its rule names and keywords must not become text in the moderators' room.
-        live = view.compiled is not self._compiled.get(view.policy_name)
-        self._api.run_as_background_process(
-            "phenom_moderation_notice",
-            self._notify,
-            policy,
-            room_id,
-            user_id,
-            v,
-            action,
-            muted_until,
-            live,
-        )
+        # Notices concern only Phenom-managed rooms: nobody can make the system user post
+        # into the moderators' room by breaking the rules of a room they created.
+        if view.policy_name != DEFAULT_POLICY:
+            self._api.run_as_background_process(
+                "phenom_moderation_notice",
+                self._notify,
+                policy,
+                view.policy_name,
+                room_id,
+                user_id,
+                kind,
+                action,
+                muted_until,
+            )
         return muted_until
 
     @staticmethod
@@ -191,38 +196,44 @@ class PhenomModeration(RoomState, ModeratorNotices):
         is_state = event.is_state()
         if is_state and event.type == POLICY_EVENT_TYPE:
             return await self._check_policy_event(event)
-        if not is_checked(event.type, is_state):
-            return NOT_SPAM
         sender, room_id = event.sender, event.room_id
-        if sender == self._system_user:
-            return NOT_SPAM
+        if event.type == "m.room.create" or sender == self._system_user:
+            return NOT_SPAM  # (a room being created has no state to read yet)
         view = await self.room_view(room_id)
-        bans = await self.ban_list()
-        ban = bans.match(sender)
+        if is_preview_card(event.type, event.content) and not server_made(event):
+            # Cards are the link-preview module's (server-made, no client transaction): one
+            # sent through the client API could put any text under anyone's message.
+            CHECKS.labels(view.policy_name, "block").inc()
+            await self.act(view, room_id, sender, event.type, PREVIEW_CARD_FORGED)
+            return self._reply(PREVIEW_CARD_FORGED)
+        ban = (await self.ban_list()).match(sender)
         if ban is not None:
             v = Violation("ban_list", ban_message(ban), f"{ban.source}: {ban.entity}")
             await self.act(view, room_id, sender, event.type, v, action="ban")
             return self._reply(v)
         policy = view.compiled.policy
-        new_until = await self._new_account_until(policy, sender)
-        started = time.perf_counter()
-        violation = view.compiled.check(
-            event.type, event.content, is_state=is_state, new_account_until_s=new_until
+        violation = (
+            await self._check_content(view, event) if is_checked(event.type, is_state) else None
         )
-        CHECK_SECONDS.observe(time.perf_counter() - started)
-        needs_gate = not is_state and bool(policy.flood or policy.escalation)
+        # Flood control and mutes cover every event a user sends into the room, state
+        # included (not while the room is being created: no power levels yet).
+        needs_gate = bool(policy.flood or policy.escalation) and (
+            not is_state or bool(view.power_levels)
+        )
         # Exemptions (power level, groups) are looked up only when they could matter.
         if (violation is not None or needs_gate) and await self.is_exempt(view, sender):
             CHECKS.labels(view.policy_name, "exempt").inc()
             return NOT_SPAM
         flood = None
-        if violation is None and policy.flood and event.type in FLOOD_COUNTED_TYPES:
+        if (
+            violation is None
+            and policy.flood
+            and flood_counts(event.type, is_state, policy.flood.exempt_event_types)
+        ):
             flood = (int(policy.flood.per_seconds * 1000), policy.flood.messages)
         unmuted_key = (sender, room_id)
         if needs_gate and flood is None and self._unmuted.get(unmuted_key):
-            needs_gate = (
-                False  # recently seen unmuted; a mute reaches other workers within cache_seconds
-            )
+            needs_gate = False  # seen unmuted; a mute reaches other workers within cache_seconds
         if needs_gate:
             await self._ensure_schema()
             now = now_ms()
@@ -231,7 +242,7 @@ class PhenomModeration(RoomState, ModeratorNotices):
             )
             if gate.muted_until is None:
                 self._unmuted.put(unmuted_key, True)
-            else:
+            elif event.type not in MUTE_ALLOWED_TYPES:  # a muted user may still redact
                 CHECKS.labels(view.policy_name, "muted").inc()
                 return self._reply(mute_violation(gate.muted_until, now))
             if gate.flood is not None and not gate.flood.allowed and policy.flood:
@@ -309,40 +320,6 @@ class PhenomModeration(RoomState, ModeratorNotices):
         view = await self.room_view(room_id)
         await self.act(view, room_id, user_id, f"m.room.member/{what}", v, action="ban")
         return (Codes.FORBIDDEN, {"error": message})
-
-    async def _check_event_allowed(
-        self, event: EventBase, state_events: Any
-    ) -> tuple[bool, dict[str, Any] | None]:
-        """Display names shown in a room: a name breaking the room's rules is replaced by
-        the user's localpart in that room (the event goes through, the name does not)."""
-        if event.type != "m.room.member" or not event.is_state():
-            return True, None
-        name = event.content.get("displayname")
-        if not isinstance(name, str) or not name or event.content.get("membership") != "join":
-            return True, None
-        user_id = event.state_key
-        if (
-            event.sender != user_id
-            or not self._api.is_mine(user_id)
-            or user_id == self._system_user
-        ):
-            return True, None
-        view = await self.room_view(event.room_id)
-        v = view.compiled.check_display_name(name)
-        if v is None or await self.is_exempt(view, user_id):
-            return True, None
-        replacement = UserID.from_string(user_id).localpart
-        await self.act(
-            view,
-            event.room_id,
-            user_id,
-            "m.room.member",
-            attrs.evolve(v, rule=f"display_name:{v.rule}"),
-            action="rename",
-        )
-        new = event.get_dict()
-        new["content"]["displayname"] = replacement
-        return True, new
 
     @guarded("moderation", fallback=None)
     async def _cleanup(self) -> None:

@@ -221,8 +221,9 @@ def test_extraction_covers_every_field() -> None:
     assert name.check("m.room.name", {"name": "so bad"}, is_state=True) is not None
     assert name.check("m.room.power_levels", {"users": {"@bad:x": 1}}, is_state=True) is None
     assert name.check_display_name("BAD guy").rule == "keywords:blocked words"
-    assert name.check("m.room.redaction", {"reason": "bad"}) is None
-    # Junk where a msgtype is expected must not make the check raise (the module fails open).
+    # Element shows a redaction's reason: it is text like any other.
+    assert name.check("m.room.redaction", {"reason": "bad"}) is not None
+    # Junk where a msgtype is expected must not make the check raise.
     for junk in ({"a": 1}, ["m.image"]):
         assert (
             name.check(

@@ -1,0 +1,105 @@
+"""The moderation module's content callbacks: a mixin of ``PhenomModeration``.
+
+The pure content check of an event (with the sender's account age and, for bodies
+without ``m.mentions``, the room's members for Synapse's legacy name highlights), and
+display names as they appear in a room's member events.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import TYPE_CHECKING, Any
+
+import attrs
+from prometheus_client import Histogram
+from synapse.types import UserID
+
+from synapse_phenom.moderation.rules import UNREADABLE, Violation
+from synapse_phenom.modules._moderation_events import CHECK_FAILURES, has_legacy_body
+from synapse_phenom.modules._moderation_state import RoomState, RoomView
+
+if TYPE_CHECKING:
+    from synapse.events import EventBase
+
+logger = logging.getLogger("synapse_phenom.modules.moderation")
+
+CHECK_SECONDS = Histogram(
+    "phenom_moderation_check_seconds",
+    "Time spent in the pure rule check of one event",
+    buckets=(0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.01, 0.05, 0.25),
+)
+
+
+class ContentChecks(RoomState):
+    """Mixed into ``PhenomModeration`` (which provides ``act``)."""
+
+    if TYPE_CHECKING:
+
+        async def act(
+            self,
+            view: RoomView,
+            room_id: str,
+            user_id: str,
+            event_type: str,
+            v: Violation,
+            action: str = "block",
+        ) -> int | None: ...
+
+    async def _check_content(self, view: RoomView, event: EventBase) -> Violation | None:
+        """The pure content check (total: what it cannot read it refuses as unreadable)."""
+        policy = view.compiled.policy
+        new_until = await self._new_account_until(policy, event.sender)
+        members = None
+        if policy.mentions.max_user_mentions is not None and has_legacy_body(event.content):
+            members = await self.member_index(event.room_id)
+        started = time.perf_counter()
+        violation = view.compiled.check(
+            event.type,
+            event.content,
+            is_state=event.is_state(),
+            new_account_until_s=new_until,
+            members=members,
+        )
+        CHECK_SECONDS.observe(time.perf_counter() - started)
+        if violation is not None and violation.rule == UNREADABLE:
+            CHECK_FAILURES.labels("content").inc()
+            logger.warning(
+                "Refused unreadable %s from %s: %s", event.type, event.sender, violation.detail
+            )
+        return violation
+
+    async def _check_event_allowed(
+        self, event: EventBase, state_events: Any
+    ) -> tuple[bool, dict[str, Any] | None]:
+        """Display names shown in a room: a name breaking the room's rules is replaced by
+        the user's localpart in that room (the event goes through, the name does not)."""
+        if event.type != "m.room.member" or not event.is_state():
+            return True, None
+        name = event.content.get("displayname")
+        membership = event.content.get("membership")
+        if not isinstance(name, str) or not name or membership not in ("join", "knock"):
+            return True, None
+        user_id = event.state_key
+        if (
+            event.sender != user_id
+            or not self._api.is_mine(user_id)
+            or user_id == self._system_user
+        ):
+            return True, None
+        view = await self.room_view(event.room_id)
+        v = view.compiled.check_display_name(name)
+        if v is None or await self.is_exempt(view, user_id):
+            return True, None
+        replacement = UserID.from_string(user_id).localpart
+        await self.act(
+            view,
+            event.room_id,
+            user_id,
+            "m.room.member",
+            attrs.evolve(v, rule=f"display_name:{v.rule}"),
+            action="rename",
+        )
+        new = event.get_dict()
+        new["content"]["displayname"] = replacement
+        return True, new
