@@ -26,12 +26,13 @@ from synapse.module_api import ModuleApi
 
 from synapse_phenom.admin import core, store
 from synapse_phenom.moderation import store as moderation_store
-from synapse_phenom.modules import ops_actions as actions
+from synapse_phenom.modules import _ops_actions as actions
+from synapse_phenom.modules._compat import require_module_api
 from synapse_phenom.modules._config import parse_module_config
 from synapse_phenom.modules._guard import guarded
 from synapse_phenom.modules._health import mark_loaded
+from synapse_phenom.modules._ops_resources import Endpoint, HealthResource, RevokedAgentsResource
 from synapse_phenom.modules._registry import rooms_module
-from synapse_phenom.modules.ops_resources import Endpoint, HealthResource, RevokedAgentsResource
 
 if TYPE_CHECKING:
     pass
@@ -47,6 +48,7 @@ def _now_ms() -> int:
 
 class PhenomOps:
     def __init__(self, config: core.OpsConfig, api: ModuleApi) -> None:
+        require_module_api("ops", api)
         self.config = config
         self.api = api
         self._schema_ready = False
