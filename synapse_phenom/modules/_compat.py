@@ -54,11 +54,18 @@ MODULE_API_NEEDS: dict[str, ApiNeeds] = {
         register_third_party_rules_callbacks="check_event_allowed",
     ),
     "moderation": _needs(
-        "create_and_send_event_into_room get_room_state get_user_by_req get_userinfo_by_id"
+        # _hs: the homeserver's macaroon secret, from which the card-signing key derives.
+        "_hs create_and_send_event_into_room get_room_state get_user_by_req get_userinfo_by_id"
         " is_mine is_user_admin lookup_room_alias looping_background_call register_web_resource"
         " run_as_background_process run_db_interaction should_run_background_tasks",
         register_spam_checker_callbacks="check_event_for_spam user_may_invite user_may_join_room",
         register_third_party_rules_callbacks="check_event_allowed",
+    ),
+    "ops": _needs(
+        "check_user_exists create_and_send_event_into_room get_room_state get_user_by_req"
+        " is_mine is_user_admin lookup_room_alias looping_background_call register_web_resource"
+        " run_db_interaction server_name set_user_admin should_run_background_tasks"
+        " update_room_membership worker_name"
     ),
     "rooms": _needs(
         "check_user_exists create_and_send_event_into_room create_room delayed_background_call"

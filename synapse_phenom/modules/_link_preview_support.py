@@ -205,8 +205,10 @@ class PreviewResource(DirectServeJsonResource):
         lookup: CardLookup,
         resolve: CardResolve,
         ensure_schema: Callable[[], Awaitable[None]],
+        sign: Callable[[dict[str, Any]], dict[str, Any]],
     ) -> None:
         super().__init__()
+        self._sign = sign
         self._api = api
         self._config = config
         self._resolver = resolver
@@ -255,5 +257,6 @@ class PreviewResource(DirectServeJsonResource):
         return 200, {
             "url": url,
             "card": card.model_dump(mode="json"),
-            "preview": msc4095.preview_entry(url, card),
+            # Signed: the app may send it unmodified in its message (docs/link-previews.md).
+            "preview": self._sign(msc4095.preview_entry(url, card)),
         }
