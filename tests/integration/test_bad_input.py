@@ -130,7 +130,7 @@ def test_every_endpoint_answers_bad_input_with_a_4xx_matrix_error(
             probe = http.request(
                 endpoint.methods[0], path, headers={"Authorization": f"Bearer {callers['user'][0]}"}
             )
-            assert probe.json().get("errcode") != "M_UNRECOGNIZED", f"{path} is not served"
+            assert probe.status_code != 404, f"{path} is not served"
             for who, (token, valid_user) in callers.items():
                 if who == "appservice" and endpoint.who != "appservice":
                     continue
