@@ -3,23 +3,31 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import re
 from collections.abc import Iterable
 from urllib.parse import unquote
 
 import ada_url
 import attrs
+from publicsuffixlist import PublicSuffixList
 
 from synapse_phenom.moderation.normalize import fold
 
-# Bare domains are recognised by a common TLD (clients linkify those).
-_TLDS = (
-    "com|net|org|info|biz|io|app|dev|co|me|ly|gg|tv|xyz|online|site|shop|store|link|click|"
-    "top|live|news|club|ru|cn|de|uk|fr|nl|eu|us|ca|au|in|jp|br|es|it|pl|ch|se|no|tk|ml|ga|cf|gq"
-)
-_TLD_AT = re.compile(r"(?i)\.(?:" + _TLDS + r")(?![a-z0-9-])")
+# Bare domains are recognised by their TLD, from the Public Suffix List: every TLD a
+# client's linkifier knows (linkifyjs, used by Element, links `evil.lol` too).
+_PSL = PublicSuffixList()
+_DOT_LABEL = re.compile(r"\.([^\W\d_]{2,63}|xn--[a-z0-9-]{1,59})(?![\w-])", re.IGNORECASE)
+
+
+@functools.lru_cache(maxsize=4096)
+def is_tld(label: str) -> bool:
+    return _PSL.publicsuffix("x." + label.lower(), accept_unknown=False) is not None
+
+
 _TAIL = re.compile(r"[^\s<>\"'`]*")
-_DOMAIN_CHARS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-."
+# The labels before a TLD, IDN labels included (clients link пример.рф too).
+_LABELS_BEFORE = re.compile(r"[^\W_][\w.-]*$")
 _SCHEMES = ("https", "http", "ftp")
 _MATRIX_URI = re.compile(r"(?i)\bmatrix:(?:r|roomid|u|user)/[^\s<>\"'`]+")
 # A bare user ID typed into the body: @localpart:server
@@ -28,7 +36,7 @@ _MXID = re.compile(r"(?<![\w/#])@[a-z0-9._=\-/+]+:[a-z0-9.\-]+(?::\d+)?", re.IGN
 
 def find_urls(text: str) -> list[str]:
     """URL-like strings in ``text``: scheme URLs, ``www.`` hosts, bare domains with a
-    common TLD, ``matrix:`` URIs. Driven by literal markers (``://``, ``www.``, ``.tld``)
+    known TLD, ``matrix:`` URIs. Driven by literal markers (``://``, ``www.``, ``.tld``)
     so ordinary chat costs a few substring searches, not a regex over every word."""
     if "." not in text and ":" not in text:
         return []
@@ -54,12 +62,15 @@ def find_urls(text: str) -> list[str]:
             found.append(text[i:end])
             spans.append((i, end))
         i = low.find("www.", i + 4)
-    for m in _TLD_AT.finditer(text):
+    for m in _DOT_LABEL.finditer(text):
+        if not is_tld(m.group(1)):
+            continue
         dot = m.start()
         if covered(dot):
             continue
         head = text[max(0, dot - 253) : dot]
-        start = dot - (len(head) - len(head.rstrip(_DOMAIN_CHARS)))
+        labels = _LABELS_BEFORE.search(head)
+        start = dot - (len(head) - labels.start()) if labels else dot
         while start < dot and text[start] in ".-":
             start += 1
         if start == dot or (start > 0 and text[start - 1] == "@"):

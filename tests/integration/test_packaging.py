@@ -139,10 +139,13 @@ def test_mcp_install_resolves_without_matrix_synapse(tmp_path: Path) -> None:
     installed = {i["metadata"]["name"].lower() for i in json.loads(report.read_text())["install"]}
     assert "mcp" in installed and "synapse-phenom" in installed
     assert not installed & {"matrix-synapse", "twisted", "signedjson"}
+    # B's sends run the moderation core in the sidecar: all of its libraries come along.
+    moderation = _names(_project_metadata()["optional-dependencies"]["moderation"])
+    assert moderation <= installed, moderation - installed
 
 
-# Import names of what only the `synapse` and `lambda` extras install (pyahocorasick is in
-# `mcp` too: BACKEND_TYPE=hasura sends through B's send path, which runs the moderation core).
+# Import names of what only the `synapse` and `lambda` extras install (the `moderation` extra
+# is in `mcp` too: BACKEND_TYPE=hasura sends through B's send path, which runs that core).
 NOT_IN_MCP_IMAGE = ("synapse", "twisted", "signedjson", "boto3", "botocore")
 
 

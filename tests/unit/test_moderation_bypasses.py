@@ -14,7 +14,7 @@ from moderation_fuzz import _PIECES, CORPUS, bodies, oracle_sees_violation
 
 from synapse_phenom.moderation.config import ModerationConfig, default_module_config
 from synapse_phenom.moderation.extract import extract, html_text_and_links
-from synapse_phenom.moderation.links import classify
+from synapse_phenom.moderation.links import classify, find_urls
 from synapse_phenom.moderation.mentions import MemberIndex
 from synapse_phenom.moderation.normalize import fold
 from synapse_phenom.moderation.rules import UNREADABLE, CompiledPolicy, is_preview_card
@@ -361,3 +361,25 @@ def test_html_parse_never_raises() -> None:
     for _ in range(300):
         s = "".join(rng.choice(_PIECES) for _ in range(rng.randint(1, 40)))
         html_text_and_links(s)
+
+
+@pytest.mark.parametrize(
+    ("text", "host"),
+    [
+        ("cheap stuff at evil.lol today", "evil.lol"),
+        ("see evil.zip", "evil.zip"),
+        ("пример.рф", "пример.рф"),
+        ("evil.xn--p1ai/free", "evil.xn--p1ai"),
+        ("Mega.Museum", "mega.museum"),
+    ],
+)
+def test_bare_domains_with_any_tld_a_client_links(text: str, host: str) -> None:
+    """Every TLD of the Public Suffix List counts, as in the clients' linkifiers."""
+    found = find_urls(text)
+    assert found, text
+    assert host in found[0].lower()
+
+
+@pytest.mark.parametrize("text", ["file.txt is ready", "version 1.2 works", "e.g. this", "a@b.lol"])
+def test_words_with_dots_that_are_not_domains(text: str) -> None:
+    assert find_urls(text) == []
