@@ -11,6 +11,8 @@ Variants (``--variants``, comma-separated):
   bare          dev config with ``modules:`` and the appservice removed
   full          dev config: every Phenom module + the MCP appservice registration
   no-as         full minus the appservice registration
+  no-names      full, moderation with ``display_names: off`` (no check_event_allowed)
+  full-as-push  full, but Synapse runs its appservice stream (no notify_appservices_from_worker)
   no-moderation full minus the moderation module
   no-previews   full minus the link-preview module
   no-rooms      full minus the rooms and agents modules
@@ -57,6 +59,11 @@ MODULE_DROPS: dict[str, set[str]] = {
     "no-previews": {hsconfig.LINK_PREVIEW_MODULE},
     "no-rooms": {hsconfig.ROOMS_MODULE, hsconfig.AGENTS_MODULE},
     "full-mentions": set(),
+    "full-as-push": set(),
+    "no-names": set(),
+}
+OVERRIDES: dict[str, dict[str, Any]] = {
+    "no-names": {hsconfig.MODERATION_MODULE: {"display_names": "off"}},
 }
 
 
@@ -77,7 +84,8 @@ class Instance:
             extra["modules"] = []
         else:
             drop = MODULE_DROPS[name]
-            extra["modules"] = [m for m in hsconfig.default_modules() if m["module"] not in drop]
+            modules = hsconfig.default_modules(OVERRIDES.get(name))
+            extra["modules"] = [m for m in modules if m["module"] not in drop]
             if name != "no-as":
                 reg = mcp_dev.write_registration_file(data_dir, "localhost")
                 extra["app_service_config_files"] = [str(reg)]
@@ -87,6 +95,8 @@ class Instance:
         )
         config = yaml.safe_load(config_path.read_text())
         config["bcrypt_rounds"] = 4
+        if name == "full-as-push":
+            config.pop("notify_appservices_from_worker", None)
         config_path.write_text(yaml.safe_dump(config, sort_keys=False))
         self.process = devstack.start_synapse(config_path)
         self.stack = SynapseStack(
