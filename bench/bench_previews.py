@@ -1,12 +1,15 @@
 """Benchmark: link previews in a real Synapse (SQLite), all traffic on 127.0.0.1.
 
-1. Send throughput of messages carrying a cached Phenom link (inline card added inside the
-   send) vs plain messages, same room, same clients, interleaved rounds (target >= 95 %).
+1. Send throughput of messages carrying a cached Phenom link (a follow-up event carries the
+   card; with --inline the card is added inside the send) vs plain messages, same room, same
+   clients, interleaved rounds (target >= 95 %); also messages with uncached links to an
+   unreachable origin (a tarpit that never answers; target >= 95 % of plain).
 2. Time from send to card visible in another user's /sync for an uncached link on a local
    origin, whichever path delivers it (inline within the budget, or the follow-up event)
    (target p95 <= 1 s).
 
     .venv/bin/python bench/bench_previews.py [--messages 400] [--concurrency 8] [--uncached 40]
+        [--inline]
 """
 
 from __future__ import annotations
@@ -33,7 +36,7 @@ from harness import (
     drop_postgres_database,
     unique,
 )
-from previews_site import PhenomSite
+from previews_site import PhenomSite, Tarpit
 from rich.console import Console
 from rich.table import Table
 
@@ -123,12 +126,26 @@ def main() -> int:
         metavar="DSN",
         help="run Synapse on PostgreSQL (e.g. postgresql://postgres@127.0.0.1:5432/postgres)",
     )
+    parser.add_argument(
+        "--inline",
+        action="store_true",
+        help="inline: true (cards inside the send; registers check_event_allowed)",
+    )
     args = parser.parse_args()
 
     site = PhenomSite().start()
+    pit = Tarpit().start()
+    down = "https://down.thephenom.test"
     data_dir = Path(tempfile.mkdtemp(prefix="bench-previews-"))
     overrides = {
-        hsconfig.LINK_PREVIEW_MODULE: {"origins": [{"url": site.origin, "trusted": True}]},
+        hsconfig.LINK_PREVIEW_MODULE: {
+            "origins": [
+                {"url": site.origin, "trusted": True},
+                {"url": down, "fetch_from": pit.origin, "trusted": True},
+            ],
+            "total_timeout_s": 2.0,
+            "inline": args.inline,
+        },
     }
     database = create_postgres_database(args.postgres) if args.postgres else hsconfig.DevDatabase()
     with console.status("starting Synapse…"):
@@ -155,6 +172,11 @@ def main() -> int:
         # Warm-up (JIT-less Python still warms caches, DB pages, connection pools).
         send_batch(senders, room_id, ["warm-up"] * 50)
         send_batch(senders, room_id, [f"warm-up {cached_link}"] * 50)
+        # The unreachable origin: the first link is tried (and times out), which opens its breaker.
+        send_batch(senders, room_id, [f"warm-up {down}/p/first"])
+        time.sleep(3.0)
+        assert pit.connections >= 1, "the unreachable origin was never tried"
+        pit_before = pit.connections
 
         # Diagnostic third kind: the same card supplied by the client (no server-side rewrite),
         # separating the cost of the bigger event from the cost of rewriting it in the send.
@@ -162,7 +184,7 @@ def main() -> int:
             "GET", "/_synapse/client/phenom/preview", params={"url": cached_link}
         ).json()["preview"]
         client_previews = {"com.beeper.linkpreviews": [card], "m.url_previews": [card]}
-        kinds = ["plain", "cached link", "client-supplied card"]
+        kinds = ["plain", "cached link", "client-supplied card", "unreachable origin"]
         totals = dict.fromkeys(kinds, 0.0)
         cpu = dict.fromkeys(kinds, 0.0)
         txns: dict[str, collections.Counter[str]] = {k: collections.Counter() for k in kinds}
@@ -175,6 +197,9 @@ def main() -> int:
                     "client-supplied card": [
                         f"client {i} about {cached_link} !" for i in range(per_round)
                     ],
+                    "unreachable origin": [
+                        f"down {i} {down}/p/{unique()} !" for i in range(per_round)
+                    ],
                 }[kind]
                 extra = client_previews if kind == "client-supplied card" else None
                 cpu_before = cpu_seconds(stack.process.popen.pid)
@@ -185,8 +210,10 @@ def main() -> int:
                 txns[kind].subtract(txns_before)
                 totals[kind] += seconds
                 latencies[kind] += lat
-        # Check the server really added the card to the cached-link sends of the last rounds.
-        recent = reader.messages(room_id, limit=min(1000, 3 * per_round))
+        unreachable_attempts = pit.connections - pit_before
+        # Check the server really delivered the card for the cached-link sends of the last rounds.
+        time.sleep(2.0)  # follow-ups are sent after the messages are stored
+        recent = reader.messages(room_id, limit=1000)
         ours = [
             e
             for e in recent
@@ -194,7 +221,9 @@ def main() -> int:
             and cached_link in e["content"]["body"]
         ]
         assert len(ours) >= per_round, "cached-link messages not found"
-        assert all("com.beeper.linkpreviews" in e["content"] for e in ours), "no inline card"
+        with_card = [e for e in ours if any(card_visible(r, e["event_id"]) for r in recent)]
+        delivered = len(with_card) / len(ours)
+        assert delivered > 0.9, f"only {delivered:.0%} of cached-link messages got their card"
 
         since = reader.sync()["next_batch"]
         times = []
@@ -206,6 +235,7 @@ def main() -> int:
     finally:
         stack.stop()
         site.stop()
+        pit.stop()
         if args.postgres:
             drop_postgres_database(args.postgres, database.name)
 
@@ -249,6 +279,13 @@ def main() -> int:
     )
     client = rates["client-supplied card"] / rates["plain"] * 100
     console.print(f"client-supplied card (diagnostic) = {client:.1f} % of plain")
+    mode = "inline (check_event_allowed)" if args.inline else "follow-up (default)"
+    console.print(f"mode: {mode}; cached-link messages with their card: {delivered:.0%}")
+    down_ratio = rates["unreachable origin"] / rates["plain"] * 100
+    console.print(
+        f"unreachable origin, uncached links = {down_ratio:.1f} % of plain (target >= 95 %); "
+        f"connections to it during the measured rounds: {unreachable_attempts}"
+    )
     console.print(
         f"uncached link, send -> card in another user's /sync over {len(times)} links: "
         f"p50 {statistics.median(times) * 1000:.0f} ms, p95 {percentile(times, 95) * 1000:.0f} ms, "

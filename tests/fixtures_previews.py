@@ -11,7 +11,7 @@ from collections.abc import Iterator
 
 import pytest
 from harness import SynapseConfigPart
-from previews_site import PhenomSite
+from previews_site import PhenomSite, Tarpit
 
 from synapse_phenom.ops import hsconfig
 
@@ -25,20 +25,42 @@ def phenom_site() -> Iterator[PhenomSite]:
     site.stop()
 
 
-def previews_module_config(site: PhenomSite) -> dict[str, object]:
+# The composer endpoint's per-user bucket in the shared test Synapse.
+COMPOSER_BURST = 10
+UNREACHABLE_TIMEOUT_S = 2.0
+
+
+@pytest.fixture(scope="session")
+def tarpit() -> Iterator[Tarpit]:
+    """An origin that accepts connections and never answers."""
+    pit = Tarpit().start()
+    yield pit
+    pit.stop()
+
+
+def previews_module_config(site: PhenomSite, tarpit: Tarpit | None = None) -> dict[str, object]:
+    origins: list[dict[str, object]] = [
+        {"url": site.origin, "trusted": True},
+        {"url": site.untrusted_origin, "trusted": False},
+    ]
+    if tarpit is not None:
+        # A public name served from the tarpit: fetch_from hides the internal address.
+        origins.append(
+            {"url": "https://down.thephenom.test", "fetch_from": tarpit.origin, "trusted": True}
+        )
     return {
-        "origins": [
-            {"url": site.origin, "trusted": True},
-            {"url": site.untrusted_origin, "trusted": False},
-        ],
+        "origins": origins,
         "budget_ms": PREVIEW_BUDGET_MS,
         "total_timeout_s": 4.0,
+        "connect_timeout_s": UNREACHABLE_TIMEOUT_S,
+        "composer_burst": COMPOSER_BURST,
+        "composer_rate_per_s": 0.2,
     }
 
 
 @pytest.fixture(scope="session")
-def previews_synapse_config(phenom_site: PhenomSite) -> SynapseConfigPart:
+def previews_synapse_config(phenom_site: PhenomSite, tarpit: Tarpit) -> SynapseConfigPart:
     """Extra template values / module config the shared test Synapse needs for previews."""
     return SynapseConfigPart(
-        module_overrides={hsconfig.LINK_PREVIEW_MODULE: previews_module_config(phenom_site)}
+        module_overrides={hsconfig.LINK_PREVIEW_MODULE: previews_module_config(phenom_site, tarpit)}
     )

@@ -73,6 +73,26 @@ BROKEN = """<html><head><meta property="og:title" content="Broken but readable">
 <body><p>unclosed <b><i>tags <div></span></html><script>var x = "</p>"""
 
 
+# Undeclared UTF-8 (no charset in the header or the page): must not be read as anything else.
+UNDECLARED_UTF8 = (
+    "<!doctype html><html><head><title>€5 for Ünïcödé</title></head><body></body></html>"
+)
+
+# The worst case for an HTML parser: ~750 KB of nested <div>s (quadratic tree building in
+# every conforming parser), plus JSON-LD nested far beyond Python's recursion limit.
+NESTED = (
+    '<!doctype html><html><head><meta property="og:title" content="Deep page">'
+    '<script type="application/ld+json">'
+    + "[" * 50_000
+    + "</script></head><body>"
+    + "<div>" * 150_000
+    + "</body></html>"
+)
+
+IRI_PAGE = """<!doctype html><html><head><meta property="og:title" content="Tromsø by night">
+</head><body></body></html>"""
+
+
 class _Handler(BaseHTTPRequestHandler):
     server: PhenomSite.Server
 
@@ -124,6 +144,10 @@ class _Handler(BaseHTTPRequestHandler):
             ),
             "/p/redirect-ok": lambda: self._redirect("/p/full"),
             "/internal/secret": lambda: self._html("<title>secret</title>"),
+            "/p/utf8-undeclared": lambda: self._send(200, UNDECLARED_UTF8.encode(), "text/html"),
+            "/p/nested": lambda: self._send(200, NESTED.encode(), "text/html"),
+            # The link is written https://.../p/tromsø-night: it arrives percent-encoded.
+            "/p/troms%C3%B8-night": lambda: self._html(IRI_PAGE),
         }
         if path.startswith("/img/"):
             self._send(200, LOGO, "image/png")
@@ -196,3 +220,51 @@ class PhenomSite:
     def stop(self) -> None:
         self._server.shutdown()
         self._server.server_close()
+
+
+class Tarpit:
+    """An unreachable origin: accepts connections and never answers (each fetch times out).
+    ``connections`` counts the attempts, so a test can prove the breaker held them back."""
+
+    def __init__(self) -> None:
+        import socket
+
+        self._sock = socket.socket()
+        self._sock.bind(("127.0.0.1", 0))
+        self._sock.listen(64)
+        self._sock.settimeout(0.2)
+        self.port = int(self._sock.getsockname()[1])
+        self._held: list[object] = []
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    @property
+    def origin(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def connections(self) -> int:
+        with self._lock:
+            return len(self._held)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                conn, _ = self._sock.accept()
+            except OSError:
+                continue
+            with self._lock:
+                self._held.append(conn)
+
+    def start(self) -> Tarpit:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=2)
+        with self._lock:
+            for conn in self._held:
+                conn.close()  # type: ignore[attr-defined]
+        self._sock.close()

@@ -47,6 +47,19 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--cognito-port", type=int, default=9229, help="Cognito emulator port (default 9229)"
     )
+    p.add_argument(
+        "--backend",
+        choices=("synapse", "hasura"),
+        default="synapse",
+        help="synapse (default): Synapse + MCP server; hasura: the MCP server on Implementation B "
+        "(the chat tables in PostgreSQL)",
+    )
+    p.add_argument(
+        "--database-url",
+        metavar="URL",
+        help="with --backend hasura: PostgreSQL to use (postgresql://...); default: an embedded "
+        "PostgreSQL in DIR/postgres (pip extra 'dev': pgserver)",
+    )
     p.set_defaults(func=run)
 
 
@@ -59,6 +72,19 @@ def run(args: argparse.Namespace) -> int:
 
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
+    if args.backend == "hasura":
+        from synapse_phenom.cli.dev_hasura import run_hasura
+
+        if args.sso or args.public_url:
+            return fail(
+                "--sso and --public-url are for the Synapse dev stack, not --backend hasura"
+            )
+
+        return run_hasura(args, data_dir, stop)
+    if args.database_url:
+        return fail(
+            "--database-url is for --backend hasura (Synapse's dev stack runs on SQLite)", code=2
+        )
 
     first_run = not (data_dir / "homeserver.yaml").exists()
     overrides = None

@@ -40,11 +40,7 @@ import psycopg
 from synapse_phenom.config import InvalidConfig, parse_model
 from synapse_phenom.lambdas import chat_db
 from synapse_phenom.lite import previews_cache
-from synapse_phenom.previews import msc4095
 from synapse_phenom.previews.config import ResolverConfig
-from synapse_phenom.previews.fetch_httpx import HttpxFetcher
-from synapse_phenom.previews.policy import Refused
-from synapse_phenom.previews.resolver import PreviewResolver
 
 logger = logging.getLogger("synapse_phenom.link_preview_lambda")
 logger.setLevel(logging.INFO)
@@ -63,36 +59,10 @@ def config_from_env(env: Mapping[str, str]) -> ResolverConfig:
     return parse_model(ResolverConfig, raw, "PHENOM_PREVIEW_CONFIG")
 
 
-def _result(url: str, **fields: Any) -> dict[str, Any]:
-    out: dict[str, Any] = {
-        "url": url,
-        "card": None,
-        "preview": None,
-        "error": None,
-        "reason": None,
-        "ttl_seconds": 0,
-    }
-    out.update(fields)
-    return out
-
-
-async def preview(url: str, config: ResolverConfig) -> tuple[int, dict[str, Any]]:
-    """(HTTP-like status, result object) for one link."""
-    async with HttpxFetcher(config) as fetcher:
-        try:
-            resolution = await PreviewResolver(config, fetcher).resolve(url)
-        except Refused as err:
-            return 400, _result(url, error=str(err), reason=err.reason)
-    if resolution.card is None:
-        return 404, _result(
-            url, error=resolution.error, reason=resolution.reason, ttl_seconds=resolution.ttl_s
-        )
-    return 200, _result(
-        url,
-        card=resolution.card.model_dump(mode="json"),
-        preview=msc4095.preview_entry(url, resolution.card),
-        ttl_seconds=resolution.ttl_s,
-    )
+# One resolution path for the Lambda, the send Action and the MCP hasura backend (it lives
+# with B's cache so that those need nothing of the Lambda's AWS dependencies).
+_result = previews_cache.result_object
+preview = previews_cache.resolve
 
 
 def _url_of(event: Mapping[str, Any]) -> tuple[str | None, bool]:

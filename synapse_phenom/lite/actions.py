@@ -34,13 +34,13 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from synapse_phenom.config import describe_validation_error
-from synapse_phenom.lambdas.link_preview import preview as resolve_preview
 from synapse_phenom.lite import previews_cache
 from synapse_phenom.lite.moderation import LiteModeration
 from synapse_phenom.lite.send import (
     EditMessageInput,
     SendError,
     SendMessageInput,
+    Sent,
     edit_message,
     send_message,
 )
@@ -141,19 +141,27 @@ class ActionHandler:
         try:
             if name == "editMessage":
                 return JSONResponse(await anyio.to_thread.run_sync(self._edit, user_id, role, edit))
-            sent = await anyio.to_thread.run_sync(self._send, user_id, role, inp)
+            sent = await self.send(user_id, role, inp)
         except SendError as err:
             return error(err.status, err.message, err.code, **err.extensions)
         except psycopg.Error:
             logger.exception("sendMessage: database error")
             return error(503, "Chat is unavailable right now; try again shortly.", "unavailable")
+        return JSONResponse(sent.output())
+
+    async def send(self, user_id: str, role: str, inp: SendMessageInput) -> Sent:
+        """Send as ``user_id`` (cards from the cache inline, the rest filled in afterwards).
+
+        The one send path of B: the Action above and the MCP ``hasura`` backend call it.
+        Raises ``SendError`` (a refusal, with A's texts) or ``psycopg.Error``."""
+        sent: Sent = await anyio.to_thread.run_sync(self._send, user_id, role, inp)
         if sent.pending_links:
             task = asyncio.create_task(self._fill_previews(sent.message_id, sent.pending_links))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
-        return JSONResponse(sent.output())
+        return sent
 
-    def _send(self, user_id: str, role: str, inp: SendMessageInput) -> Any:
+    def _send(self, user_id: str, role: str, inp: SendMessageInput) -> Sent:
         with self.pool.connection() as conn:
             entries: list[dict[str, Any]] = []
             missing: list[str] = []
@@ -177,7 +185,7 @@ class ActionHandler:
         results = []
         for link in links:
             try:
-                results.append((link, *await resolve_preview(link, self.settings.previews)))
+                results.append((link, *await previews_cache.resolve(link, self.settings.previews)))
             except Exception:
                 logger.exception("sendMessage: preview of %s failed", link[:200])
         try:

@@ -23,9 +23,9 @@ import psycopg
 from synapse_phenom.moderation import store
 from synapse_phenom.moderation.config import DEFAULT_POLICY, ModerationConfig
 from synapse_phenom.moderation.rules import (
-    FLOOD_COUNTED_TYPES,
     CompiledPolicy,
     Violation,
+    flood_counts,
     flood_violation,
     mute_violation,
 )
@@ -125,7 +125,11 @@ class LiteModeration:
         txn = ChatTxn(conn)
         if needs_gate:
             flood = None
-            if violation is None and policy.flood and MESSAGE_TYPE in FLOOD_COUNTED_TYPES:
+            if (
+                violation is None
+                and policy.flood
+                and flood_counts(MESSAGE_TYPE, False, policy.flood.exempt_event_types)
+            ):
                 flood = (int(policy.flood.per_seconds * 1000), policy.flood.messages)
             gate = store.gate(txn, sender.user_id, room_id, now_ms, flood)
             if gate.muted_until is not None:

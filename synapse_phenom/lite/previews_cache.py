@@ -6,11 +6,18 @@ Rows hold the link-preview Lambda's result object (``card``, MSC4095 ``preview``
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping
 from typing import Any
 
 import psycopg
 from psycopg.types.json import Jsonb
+
+from synapse_phenom.previews import msc4095
+from synapse_phenom.previews.config import ResolverConfig
+from synapse_phenom.previews.fetch_httpx import HttpxFetcher
+from synapse_phenom.previews.policy import Refused
+from synapse_phenom.previews.resolver import PreviewResolver
 
 # Results worth caching: a card (200) or "this page has no card" (404). Refusals (400:
 # origin or address not allowed) depend on config, not the page, and are not cached.
@@ -66,3 +73,39 @@ def lookup(conn: psycopg.Connection[Any], url: str) -> tuple[int, dict[str, Any]
         "ttl_seconds": ttl,
     }
     return (200 if card is not None else 404), result
+
+
+def result_object(url: str, **fields: Any) -> dict[str, Any]:
+    """A result object as the cache stores it (and the link-preview Lambda answers)."""
+    out: dict[str, Any] = {
+        "url": url,
+        "card": None,
+        "preview": None,
+        "error": None,
+        "reason": None,
+        "ttl_seconds": 0,
+    }
+    out.update(fields)
+    return out
+
+
+async def resolve(url: str, config: ResolverConfig) -> tuple[int, dict[str, Any]]:
+    """(HTTP-like status, result object) for one link, from the previews core: 200 a card,
+    404 no card for this page, 400 refused (not a Phenom link, or an address not allowed)."""
+    async with HttpxFetcher(config) as fetcher:
+        try:
+            resolution = await PreviewResolver(config, fetcher, run_cpu=asyncio.to_thread).resolve(
+                url
+            )
+        except Refused as err:
+            return 400, result_object(url, error=err.public, reason=err.reason)
+    if resolution.card is None:
+        return 404, result_object(
+            url, error=resolution.error, reason=resolution.reason, ttl_seconds=resolution.ttl_s
+        )
+    return 200, result_object(
+        url,
+        card=resolution.card.model_dump(mode="json"),
+        preview=msc4095.preview_entry(url, resolution.card),
+        ttl_seconds=resolution.ttl_s,
+    )

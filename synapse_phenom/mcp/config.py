@@ -15,10 +15,14 @@ import yaml
 from pydantic import Field, field_validator, model_validator
 
 from synapse_phenom.config import FrozenModel, InvalidConfig, parse_model
+from synapse_phenom.moderation.config import ModerationConfig
+from synapse_phenom.previews.config import ResolverConfig
+from synapse_phenom.rooms.config import RoomsConfig
 
 ROOM_KEYS = ("internal", "partners", "community")
 AGENT_LOCALPART = re.compile(r"^[a-z0-9._=\-/]+$")
 DEFAULT_AGENT_PREFIX = "agent-"
+DATABASE_URL_ENV = "CHAT_DATABASE_URL"
 
 
 class AgentProfile(FrozenModel):
@@ -94,6 +98,43 @@ class SynapseBackendConfig(FrozenModel):
         return self.room_aliases.get(key) or f"#{key}:{self.server_name}"
 
 
+class HasuraBackendConfig(FrozenModel):
+    """Implementation B ("Hasura Lite"): the chat tables in PostgreSQL, reached directly."""
+
+    # libpq URL of the database holding the `chat` schema (hasura/migrations/default).
+    # CHAT_DATABASE_URL in the environment overrides it (keep passwords out of files).
+    database_url: str
+    # Connection pool of the tool calls (the LISTEN connection for wait_for_messages is extra).
+    pool_min_size: int = Field(1, ge=0, le=100)
+    pool_max_size: int = Field(10, ge=1, le=500)
+    # Every statement of a tool call is cancelled after this long.
+    statement_timeout_ms: int = Field(10_000, ge=100, le=300_000)
+    # Shown in IDs (@agent-x:<server_name>, #community:<server_name>), as on Synapse.
+    server_name: str = "localhost"
+    # The rooms core's config (same keys as the rooms module's): agents get the smallest
+    # groups granting their profile's rooms, as on Synapse.
+    rooms: RoomsConfig = Field(default_factory=RoomsConfig)
+    # The previews core's config for get_link_preview and cards on sent messages (same keys
+    # as the link-preview module's).
+    previews: ResolverConfig = Field(default_factory=ResolverConfig)
+    # The moderation core's config for sends (the moderation module's keys); default: the
+    # shipped policies, as on Synapse and in the send Action.
+    moderation: ModerationConfig | None = None
+
+    @field_validator("database_url")
+    @classmethod
+    def _dsn(cls, v: str) -> str:
+        if not v.startswith(("postgresql://", "postgres://")):
+            raise ValueError("must be a PostgreSQL URL such as postgresql://user@host:5432/phenom")
+        return v
+
+    @model_validator(mode="after")
+    def _pool(self) -> HasuraBackendConfig:
+        if self.pool_min_size > self.pool_max_size:
+            raise ValueError("pool_min_size is larger than pool_max_size")
+        return self
+
+
 class McpConfig(FrozenModel):
     host: str = "127.0.0.1"
     port: int = Field(3001, ge=1, le=65535)
@@ -104,6 +145,7 @@ class McpConfig(FrozenModel):
     allowed_origins: tuple[str, ...] = ("http://127.0.0.1:*", "http://localhost:*")
     backend: Literal["synapse", "hasura"] = "synapse"
     synapse: SynapseBackendConfig | None = None
+    hasura: HasuraBackendConfig | None = None
     auth: AuthConfig
     # Cognito app client id -> agent profile.
     agents: dict[str, AgentProfile] = Field(min_length=1)
@@ -116,6 +158,10 @@ class McpConfig(FrozenModel):
         if self.backend == "synapse" and self.synapse is None:
             raise ValueError(
                 "backend 'synapse' needs a 'synapse' section (homeserver_url, registration_file)"
+            )
+        if self.backend == "hasura" and self.hasura is None:
+            raise ValueError(
+                "backend 'hasura' needs a 'hasura' section (database_url, or set CHAT_DATABASE_URL)"
             )
         seen: dict[str, str] = {}
         for client_id, profile in self.agents.items():
@@ -148,4 +194,10 @@ def load_config(path: Path, env: Mapping[str, str]) -> McpConfig:
         raise InvalidConfig(f"{path}: expected a mapping at the top level")
     if env.get("BACKEND_TYPE"):
         raw["backend"] = env["BACKEND_TYPE"]
+    if env.get(DATABASE_URL_ENV):
+        section = raw.get("hasura")
+        raw["hasura"] = {
+            **(section if isinstance(section, dict) else {}),
+            "database_url": env[DATABASE_URL_ENV],
+        }
     return parse_model(McpConfig, raw, "mcp")

@@ -35,7 +35,7 @@ DEV_AGENTS: dict[str, dict[str, Any]] = {
 
 @attrs.frozen
 class McpDevFiles:
-    registration: Path
+    registration: Path | None  # None on the hasura backend (no application service)
     config: Path
     token: Path
     signer: DevSigner
@@ -61,16 +61,50 @@ def prepare_mcp(
     """Step 2: signing key + JWKS, the server config and the dev agent's token."""
     data_dir = data_dir.resolve()
     registration = registration or write_registration_file(data_dir, server_name)
-    signer = DevSigner.load_or_create(data_dir)
-    config = {
-        "host": host,
-        "port": port,
+    backend = {
         "backend": "synapse",
         "synapse": {
             "homeserver_url": homeserver_url,
             "server_name": server_name,
             "registration_file": str(registration),
         },
+    }
+    return _write_files(data_dir, host, port, agents, backend, registration)
+
+
+def prepare_mcp_hasura(
+    data_dir: Path,
+    database_url: str,
+    server_name: str = "localhost",
+    host: str = "127.0.0.1",
+    port: int = 3001,
+    agents: Mapping[str, Mapping[str, Any]] | None = None,
+    previews: Mapping[str, Any] | None = None,
+) -> McpDevFiles:
+    """The same files for the ``hasura`` backend (Implementation B) on ``database_url``."""
+    data_dir = data_dir.resolve()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    section: dict[str, Any] = {"database_url": database_url, "server_name": server_name}
+    if previews is not None:
+        section["previews"] = dict(previews)
+    return _write_files(
+        data_dir, host, port, agents, {"backend": "hasura", "hasura": section}, None
+    )
+
+
+def _write_files(
+    data_dir: Path,
+    host: str,
+    port: int,
+    agents: Mapping[str, Mapping[str, Any]] | None,
+    backend: Mapping[str, Any],
+    registration: Path | None,
+) -> McpDevFiles:
+    signer = DevSigner.load_or_create(data_dir)
+    config = {
+        "host": host,
+        "port": port,
+        **backend,
         "auth": {"issuer": signer.issuer, "jwks_file": str(data_dir / JWKS_FILE)},
         "agents": {k: dict(v) for k, v in (agents or DEV_AGENTS).items()},
     }

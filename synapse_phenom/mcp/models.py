@@ -58,6 +58,11 @@ class WaitResult(BaseModel):
     messages: list[Message] = Field(description="Oldest first")
     next_cursor: str = Field(description="Pass as `since` to wait for the messages after these")
     timed_out: bool
+    more: bool = Field(
+        default=False,
+        description="true when the result was cut at its limit: "
+        "call again with next_cursor at once for the rest",
+    )
     notice: str = UNTRUSTED_NOTICE
 
 

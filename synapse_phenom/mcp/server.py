@@ -319,10 +319,10 @@ def build_app(config: McpConfig, backend: ChatBackend) -> Starlette:
 
 def make_backend(config: McpConfig, env: Mapping[str, str] | None = None) -> ChatBackend:
     if config.backend == "hasura":
-        raise NotImplementedError(
-            "BACKEND_TYPE=hasura (PostgreSQL chat tables) is not implemented yet; use "
-            "BACKEND_TYPE=synapse"
-        )
+        from synapse_phenom.mcp.hasura_backend import HasuraBackend
+
+        assert config.hasura is not None  # guaranteed by McpConfig
+        return HasuraBackend(config.hasura, config.agents)
     from synapse_phenom.mcp.appservice import read_as_token
     from synapse_phenom.mcp.synapse_backend import SynapseBackend
 

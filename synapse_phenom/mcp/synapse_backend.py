@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import uuid
 from collections.abc import Sequence
 from typing import Any
@@ -121,9 +122,21 @@ class SynapseBackend(AgentSession):
             }
         }
         params = {"next_batch": cursor} if cursor else None
-        found = await self._call(
-            "POST", "/_matrix/client/v3/search", agent, params=params, json_body=body
-        )
+        try:
+            found = await self._call(
+                "POST", "/_matrix/client/v3/search", agent, params=params, json_body=body
+            )
+        except Unavailable:
+            # Synapse's SQLite full-text search answers 500 to some query syntax (e.g.
+            # `a' OR 1=1 --` becomes the MATCH ` OR 1 AND 1 NOT  NOT `); search for the plain
+            # words instead, each quoted so that none is read as an operator.
+            words = " ".join(f'"{w}"' for w in re.findall(r"\w+", query))
+            if not words or words == query:
+                raise
+            body["search_categories"]["room_events"]["search_term"] = words
+            found = await self._call(
+                "POST", "/_matrix/client/v3/search", agent, params=params, json_body=body
+            )
         events = found.get("search_categories", {}).get("room_events", {})
         messages: list[Message] = []
         for hit in events.get("results", []):

@@ -22,6 +22,7 @@ from synapse.api.errors import Codes, SynapseError
 from synapse.module_api import DirectServeJsonResource, ModuleApi
 
 from synapse_phenom.endpoints import AGENT_ROOMS_PATH
+from synapse_phenom.modules._compat import requester_app_service_id, require_module_api
 from synapse_phenom.modules._config import parse_module_config
 from synapse_phenom.modules._registry import rooms_module
 from synapse_phenom.rooms.config import AgentsConfig
@@ -35,6 +36,7 @@ logger = logging.getLogger(__name__)
 
 class PhenomAgents:
     def __init__(self, config: AgentsConfig, api: ModuleApi) -> None:
+        require_module_api("agents", api)
         self._config = config
         self._api = api
         api.register_web_resource(AGENT_ROOMS_PATH, AgentRoomsResource(config, api))
@@ -56,7 +58,7 @@ class AgentRoomsResource(DirectServeJsonResource):
         from synapse.http.servlet import parse_json_object_from_request
 
         requester = await self._api.get_user_by_req(request)
-        if requester.app_service_id not in self._config.appservice_ids:
+        if requester_app_service_id(requester) not in self._config.appservice_ids:
             raise SynapseError(
                 403,
                 "Only the Phenom MCP application service may manage agent rooms",
@@ -78,7 +80,7 @@ class AgentRoomsResource(DirectServeJsonResource):
             groups = groups_for_rooms(rooms.config, wanted)
         except ValueError as err:
             raise SynapseError(400, str(err), Codes.INVALID_PARAM) from None
-        user_id = requester.user_id
+        user_id = requester.user.to_string()
         await rooms.set_groups(user_id, groups, "mcp-agent")
         current: dict[str, str | None] = {}
         room_ids: dict[str, str] = {}

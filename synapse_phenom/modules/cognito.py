@@ -36,6 +36,7 @@ from synapse_phenom.cognito.config import MAPPING_PROVIDER, CognitoMappingConfig
 from synapse_phenom.cognito.login import ensure_schema, put_and_purge
 from synapse_phenom.config import InvalidConfig, parse_model
 from synapse_phenom.db import now_ms
+from synapse_phenom.modules._compat import require_module_api
 
 logger = logging.getLogger(__name__)
 
@@ -44,6 +45,7 @@ class CognitoMappingProvider:
     """Maps Cognito ID-token claims to a Matrix account; see ``cognito_claims``."""
 
     def __init__(self, parsed_config: CognitoMappingConfig, module_api: ModuleApi) -> None:
+        require_module_api("cognito", module_api)
         self._config = parsed_config
         self._api = module_api
 

@@ -43,6 +43,7 @@ from synapse_phenom.moderation.rules import (
     is_preview_card,
     mute_violation,
 )
+from synapse_phenom.modules._compat import require_module_api
 from synapse_phenom.modules._config import parse_module_config
 from synapse_phenom.modules._guard import guarded
 from synapse_phenom.modules._moderation_audit import AuditResource
@@ -76,6 +77,7 @@ CHECKS = Counter(
 
 class PhenomModeration(ContentChecks, ModeratorNotices):
     def __init__(self, config: ModerationConfig, api: ModuleApi) -> None:
+        require_module_api("moderation", api)
         self._config = config
         self._api = api
         self._compiled = {

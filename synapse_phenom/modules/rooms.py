@@ -30,12 +30,13 @@ from synapse_phenom.cognito.login import sync_sso_login
 from synapse_phenom.db import now_ms
 from synapse_phenom.endpoints import GROUPS_INDEX_PATH, GROUPS_PATH
 from synapse_phenom.modules import _push_defaults as push_defaults
+from synapse_phenom.modules._compat import require_module_api
 from synapse_phenom.modules._config import parse_module_config
 from synapse_phenom.modules._guard import guarded
 from synapse_phenom.modules._registry import register_rooms, rooms_module
 from synapse_phenom.modules._rooms_creation import RoomCreation
+from synapse_phenom.modules._rooms_groups_index import GroupsIndexResource
 from synapse_phenom.modules._rooms_http import GroupsResource
-from synapse_phenom.modules.groups_index import GroupsIndexResource
 from synapse_phenom.rooms import membership, store
 from synapse_phenom.rooms.config import RoomsConfig
 from synapse_phenom.rooms.membership import MembershipPlan
@@ -54,6 +55,7 @@ def get_rooms_module(api: ModuleApi) -> PhenomRooms | None:
 
 class PhenomRooms(RoomCreation):
     def __init__(self, config: RoomsConfig, api: ModuleApi) -> None:
+        require_module_api("rooms", api)
         self._config = config
         self._api = api
         self._server_name = api.server_name

@@ -39,8 +39,10 @@ __all__ = [
 async def resolve_link(url: str, config: ResolverConfig | None = None) -> Resolution:
     """Resolve one link with a short-lived httpx2 fetcher. Raises ``Refused`` for non-Phenom
     links."""
+    import asyncio
+
     from synapse_phenom.previews.fetch_httpx import HttpxFetcher
 
     config = config or ResolverConfig()
     async with HttpxFetcher(config) as fetcher:
-        return await PreviewResolver(config, fetcher).resolve(url)
+        return await PreviewResolver(config, fetcher, run_cpu=asyncio.to_thread).resolve(url)

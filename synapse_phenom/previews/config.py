@@ -8,29 +8,15 @@ from urllib.parse import urlsplit
 from pydantic import Field, field_validator, model_validator
 
 from synapse_phenom.config import FrozenModel
+from synapse_phenom.previews import urls
 
 DEFAULT_ORIGINS = ("https://thephenom.app", "https://www.thephenom.app")
 
 
 def origin_of(url: str) -> str | None:
-    """``HTTPS://Host:443/x`` -> ``https://host``; None for non-http(s) URLs, URLs with
-    credentials and URLs ``urlsplit`` refuses (``https://[x``)."""
-    try:
-        parts = urlsplit(url.strip())
-    except ValueError:
-        return None
-    scheme = parts.scheme.lower()
-    if scheme not in ("http", "https") or not parts.hostname or parts.username or parts.password:
-        return None
-    try:
-        port = parts.port
-    except ValueError:
-        return None
-    host = parts.hostname.lower()
-    if ":" in host:  # IPv6 literal
-        host = f"[{host}]"
-    default = 443 if scheme == "https" else 80
-    return f"{scheme}://{host}" if port in (None, default) else f"{scheme}://{host}:{port}"
+    """``HTTPS://Host:443/x`` -> ``https://host`` as a browser parses it (WHATWG URL); None for
+    non-http(s) URLs, URLs with credentials and URLs that do not parse (``https://[x``)."""
+    return urls.origin_of(url)
 
 
 def normalise_origin(value: str) -> str:
@@ -123,3 +109,14 @@ class LinkPreviewConfig(ResolverConfig):
     rehost_images: bool = True
     # Localpart of the user recorded as uploader of re-hosted images.
     system_user: str = "phenom"
+    # Add cached cards to the message itself inside the send. This needs Synapse's
+    # check_event_allowed, which makes Synapse load the whole room state for EVERY event of
+    # the server once registered (docs/benchmarks.md); off, cards arrive as follow-up events.
+    inline: bool = False
+    # An origin that was unreachable is tried again after this long (doubling per failure
+    # in a row up to origin_retry_max_s); meanwhile its links get no card and cost nothing.
+    origin_retry_s: float = Field(default=30.0, ge=1, le=3600)
+    origin_retry_max_s: float = Field(default=600.0, ge=1, le=86_400)
+    # Composer endpoint, per user across all processes: cache misses (fetches) allowed.
+    composer_rate_per_s: float = Field(default=0.5, gt=0, le=100)
+    composer_burst: int = Field(default=10, ge=1, le=1000)

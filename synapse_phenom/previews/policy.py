@@ -6,14 +6,13 @@ after DNS resolution and connect only to the address it returned.
 
 from __future__ import annotations
 
-import codecs
 import ipaddress
 import re
 from collections.abc import Iterable, Sequence
-from urllib.parse import urljoin, urlsplit, urlunsplit
 
 import attrs
 
+from synapse_phenom.previews import urls
 from synapse_phenom.previews.config import OriginConfig, ResolverConfig, origin_of
 
 PAGE_TYPES = (
@@ -45,14 +44,48 @@ _EXTRA_BLOCKED = (
 )
 
 
+# What users (composer endpoint, Lambda, MCP) are told per reason. Never the detail: it can
+# name internal fetch addresses (``fetch_from``, resolved IPs) and Python exception text.
+PUBLIC_REASONS = {
+    "origin": "not a link to a configured Phenom origin",
+    "url": "not a valid http(s) link",
+    "address": "the site's address is not allowed",
+    "dns": "the site's name could not be resolved",
+    "redirect": "the page redirects too often or to a place that is not allowed",
+    "status": "the page answered with an error",
+    "content_type": "the link is not a web page",
+    "too_large": "the page is too large",
+    "timeout": "the page took too long to answer",
+    "connect": "the site could not be reached",
+    "unavailable": "the site is not reachable at the moment; try again later",
+    "no_metadata": "the page gives no preview",
+}
+
+
 class PreviewError(Exception):
     """No card for this link. ``reason`` is a short code (``origin``, ``address``, ``timeout``,
-    ...)."""
+    ...).
+
+    ``detail`` is for logs only; ``public`` is the text that may be shown to users.
+    """
 
     def __init__(self, reason: str, detail: str) -> None:
         super().__init__(f"{reason}: {detail}")
         self.reason = reason
         self.detail = detail
+
+    @property
+    def public(self) -> str:
+        return public_error(self.reason)
+
+
+def public_error(reason: str | None) -> str:
+    return PUBLIC_REASONS.get(reason or "", "no preview available")
+
+
+# Failures that say the origin itself is unreachable (not this one page): they open the
+# per-origin circuit breaker.
+ORIGIN_FAILURES = frozenset({"dns", "timeout", "connect"})
 
 
 class Refused(PreviewError):
@@ -83,9 +116,12 @@ def find_links(text: str) -> list[str]:
 
 
 def normalise_url(url: str) -> str:
-    """Cache key of a link: lower-case scheme/host, default port dropped, fragment dropped."""
-    parts = urlsplit(url)
-    return f"{origin_of(url) or ''}{parts.path or '/'}{'?' + parts.query if parts.query else ''}"
+    """Cache key and fetch URL of a link: the WHATWG serialisation (IRI -> URI: UTF-8
+    percent-encoded path/query, IDNA host), default port and fragment dropped."""
+    parsed = urls.parse(url.strip())
+    if parsed is None:
+        return url
+    return parsed.without_fragment()
 
 
 @attrs.frozen
@@ -134,14 +170,15 @@ class OriginPolicy:
         pool = self.origins + (self.image_origins if images else ())
         origin = self._origin(url, pool)
         if origin is not None:
+            url = normalise_url(url)
             if origin.fetch_from:
-                parts = urlsplit(url)
-                base = urlsplit(origin.fetch_from)
-                url = urlunsplit((base.scheme, base.netloc, parts.path or "/", parts.query, ""))
+                parts = urls.parse(url)
+                assert parts is not None  # it has an origin
+                url = origin.fetch_from + parts.without_fragment()[len(parts.origin) :]
             return FetchTarget(url=url, trusted=origin.trusted)
         mirror = next((o for o in pool if o.fetch_from and o.fetch_from == origin_str), None)
         if mirror is not None:
-            return FetchTarget(url=url, trusted=mirror.trusted)
+            return FetchTarget(url=normalise_url(url), trusted=mirror.trusted)
         raise Refused("origin", f"{origin_str or url[:80]} is not a configured Phenom origin")
 
     def public_url(self, fetched_url: str) -> str:
@@ -150,18 +187,17 @@ class OriginPolicy:
         mirror = next((o for o in self.origins if o.fetch_from and o.fetch_from == origin), None)
         if mirror is None:
             return fetched_url
-        parts = urlsplit(fetched_url)
-        pub = urlsplit(mirror.url)
-        return urlunsplit((pub.scheme, pub.netloc, parts.path, parts.query, ""))
+        parts = urls.parse(fetched_url)
+        if parts is None:
+            return fetched_url
+        return mirror.url + parts.without_fragment()[len(parts.origin) :]
 
 
 def redirect_target(current: str, location: str) -> str:
-    try:
-        return urljoin(current, location.strip())
-    except ValueError:
-        raise FetchFailed(
-            "redirect", f"unparseable Location {location[:80]!r} from {current}"
-        ) from None
+    target = urls.parse(location.strip(), current)
+    if target is None:
+        raise FetchFailed("redirect", f"unparseable Location {location[:80]!r} from {current}")
+    return target.without_fragment()
 
 
 def is_forbidden_address(address: str) -> bool:
@@ -201,19 +237,6 @@ def check_addresses(host: str, addresses: Sequence[str], trusted: bool) -> str:
 
 def content_type_of(header: str | None) -> str:
     return (header or "").split(";", 1)[0].strip().lower()
-
-
-def charset_of(header: str | None) -> str | None:
-    """The ``charset=`` parameter of a Content-Type header, if it names a known codec."""
-    for param in (header or "").split(";")[1:]:
-        name, _, value = param.partition("=")
-        if name.strip().lower() == "charset":
-            value = value.strip().strip('"')
-            try:
-                return codecs.lookup(value).name
-            except LookupError:
-                return None
-    return None
 
 
 def check_content_type(header: str | None, accept: Sequence[str]) -> str:

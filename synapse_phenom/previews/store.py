@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from synapse_phenom.db import Txn
 from synapse_phenom.previews.card import Card, CardImage
+from synapse_phenom.previews.limits import Bucket, OriginHealth, Taken, after_failure, take
 
 SCHEMA = (
     """
@@ -35,6 +36,22 @@ SCHEMA = (
     )
     """,
     "CREATE INDEX IF NOT EXISTS phenom_preview_media_sha ON phenom_preview_media (sha256)",
+    # Origins that were unreachable: not tried again before retry_ts (one probe per interval).
+    """
+    CREATE TABLE IF NOT EXISTS phenom_preview_origins (
+        origin TEXT NOT NULL PRIMARY KEY,
+        failures INTEGER NOT NULL,
+        retry_ts BIGINT NOT NULL
+    )
+    """,
+    # Token bucket per user for the composer endpoint.
+    """
+    CREATE TABLE IF NOT EXISTS phenom_preview_ratelimit (
+        user_id TEXT NOT NULL PRIMARY KEY,
+        tokens DOUBLE PRECISION NOT NULL,
+        updated_ts BIGINT NOT NULL
+    )
+    """,
 )
 
 # What a lookup found: a fresh card, a fresh failure (error text), or nothing usable.
@@ -129,3 +146,66 @@ def put_media(txn: Txn, source_url: str, sha256: str, image: CardImage, now_ms: 
             now_ms,
         ),
     )
+
+
+def origin_health(txn: Txn, origin: str) -> OriginHealth | None:
+    txn.execute("SELECT failures, retry_ts FROM phenom_preview_origins WHERE origin = ?", (origin,))
+    row = txn.fetchone()
+    return OriginHealth(failures=int(row[0]), retry_ms=int(row[1])) if row else None
+
+
+def claim_origin(txn: Txn, origin: str, now_ms: int, probe_ms: int) -> tuple[bool, int]:
+    """(may this process fetch from ``origin`` now, until when it is closed otherwise).
+
+    A healthy origin (no row) is always allowed. A failed one is allowed to exactly one
+    caller across all processes once its retry time has passed: that caller moves the retry
+    time ``probe_ms`` ahead in the same statement, so concurrent callers see it taken.
+    """
+    health = origin_health(txn, origin)
+    if health is None:
+        return True, 0
+    if health.retry_ms > now_ms:
+        return False, health.retry_ms
+    txn.execute(
+        "UPDATE phenom_preview_origins SET retry_ts = ? WHERE origin = ? AND retry_ts = ?",
+        (now_ms + probe_ms, origin, health.retry_ms),
+    )
+    claimed = txn.rowcount == 1  # type: ignore[attr-defined]
+    return claimed, now_ms + probe_ms
+
+
+def record_origin(
+    txn: Txn, origin: str, reachable: bool, now_ms: int, interval_ms: int, max_interval_ms: int
+) -> int:
+    """Store the outcome of a fetch; returns the retry time (0 when healthy)."""
+    if reachable:
+        txn.execute("DELETE FROM phenom_preview_origins WHERE origin = ?", (origin,))
+        return 0
+    health = after_failure(origin_health(txn, origin), now_ms, interval_ms, max_interval_ms)
+    txn.execute(
+        """
+        INSERT INTO phenom_preview_origins (origin, failures, retry_ts) VALUES (?, ?, ?)
+        ON CONFLICT (origin) DO UPDATE SET
+            failures = excluded.failures, retry_ts = excluded.retry_ts
+        """,
+        (origin, health.failures, health.retry_ms),
+    )
+    return health.retry_ms
+
+
+def take_token(txn: Txn, user_id: str, now_ms: int, rate_per_s: float, burst: int) -> Taken:
+    """One token from ``user_id``'s bucket (read and written in one transaction)."""
+    txn.execute(
+        "SELECT tokens, updated_ts FROM phenom_preview_ratelimit WHERE user_id = ?", (user_id,)
+    )
+    row = txn.fetchone()
+    taken = take(Bucket(float(row[0]), int(row[1])) if row else None, now_ms, rate_per_s, burst)
+    txn.execute(
+        """
+        INSERT INTO phenom_preview_ratelimit (user_id, tokens, updated_ts) VALUES (?, ?, ?)
+        ON CONFLICT (user_id) DO UPDATE SET
+            tokens = excluded.tokens, updated_ts = excluded.updated_ts
+        """,
+        (user_id, taken.bucket.tokens, taken.bucket.updated_ms),
+    )
+    return taken

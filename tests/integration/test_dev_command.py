@@ -7,10 +7,16 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
 from pathlib import Path
+from typing import Any
 
+import anyio
 import httpx2
+import pytest
 from harness import PRODUCTION_ENV, MatrixClient, env_without_phenom, free_port
+from mcp import Client
+from mcp.client.streamable_http import streamable_http_client
 
 BIN = Path(sys.executable).parent / "phenom-chat"
 
@@ -87,6 +93,7 @@ def provision(data_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+@pytest.mark.slow  # dev tooling: not in the oldest-Synapse run (scripts/test-oldest)
 def test_dev_stack_lifecycle(tmp_path: Path) -> None:
     data_dir = tmp_path / "dev"
     port = free_port()
@@ -146,3 +153,86 @@ def test_render_config_names_missing_variables(tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stderr
     assert 'server_name: "chat.example.org"' in out.read_text()
+
+
+def test_dev_hasura_backend_with_embedded_postgres(tmp_path: Path) -> None:
+    """`dev --backend hasura` with no database: embedded PostgreSQL, migrations, rooms, an agent
+    token that works; a second run keeps the data; nothing outlives the command."""
+    data_dir = tmp_path / "dev-b"
+    mcp_port = free_port()
+
+    def start() -> subprocess.Popen[str]:
+        return subprocess.Popen(
+            [
+                str(BIN),
+                "dev",
+                "--backend",
+                "hasura",
+                "--data-dir",
+                str(data_dir),
+                "--mcp-port",
+                str(mcp_port),
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env={**os.environ, "COLUMNS": "200"},
+        )
+
+    async def call(tool: str, **args: object) -> dict[str, Any]:
+        token = (data_dir / "agent-token").read_text().strip()
+        async with (
+            httpx2.AsyncClient(headers={"Authorization": f"Bearer {token}"}, timeout=60) as http,
+            Client(
+                streamable_http_client(f"http://127.0.0.1:{mcp_port}/mcp", http_client=http)
+            ) as client,
+        ):
+            if tool == "tools/list":
+                return {"tools": [t.name for t in (await client.list_tools()).tools]}
+            result = await client.call_tool(tool, dict(args))
+            assert not result.is_error, result.content
+            assert result.structured_content is not None
+            return result.structured_content
+
+    body = f"hello from B {uuid.uuid4().hex}"
+    proc = start()
+    children: list[int] = []
+    try:
+        banner = wait_up(proc)
+        assert "hasura backend" in banner and "embedded" in banner
+        for alias in ("#internal:localhost", "#partners:localhost", "#community:localhost"):
+            assert alias in banner
+        assert len(anyio.run(call, "tools/list")["tools"]) == 9
+        anyio.run(lambda: call("send_message", room="community", body=body))
+        children = child_pids(proc.pid)
+        assert children, "dev started no processes"
+    finally:
+        stop_cleanly(proc, signal.SIGTERM, children)
+
+    proc = start()
+    children = []
+    try:
+        wait_up(proc)
+        page = anyio.run(lambda: call("get_messages", room="community", limit=5))
+        assert [m["body"] for m in page["messages"]][:1] == [body]
+        children = child_pids(proc.pid)
+    finally:
+        stop_cleanly(proc, signal.SIGINT, children)
+
+
+def test_dev_database_url_needs_the_hasura_backend(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [
+            str(BIN),
+            "dev",
+            "--data-dir",
+            str(tmp_path),
+            "--database-url",
+            "postgresql://x@127.0.0.1/y",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "COLUMNS": "200"},
+    )
+    assert result.returncode == 2 and "--backend hasura" in result.stderr

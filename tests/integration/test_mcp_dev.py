@@ -13,6 +13,7 @@ from pathlib import Path
 
 import anyio
 import httpx2
+import pytest
 from harness import free_port
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
@@ -20,6 +21,7 @@ from mcp.client.streamable_http import streamable_http_client
 BIN = Path(sys.executable).parent / "phenom-chat"
 
 
+@pytest.mark.slow  # dev tooling: not in the oldest-Synapse run (scripts/test-oldest)
 def test_dev_serves_mcp_next_to_synapse(tmp_path: Path) -> None:
     data_dir = tmp_path / "dev"
     port, mcp_port = free_port(), free_port()

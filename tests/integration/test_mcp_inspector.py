@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -54,7 +55,9 @@ def inspector(stack: McpStack, tmp_path: Path, *args: str) -> tuple[int, Any, st
     return proc.returncode, parsed, proc.stdout + proc.stderr
 
 
-def test_inspector_lists_and_calls_tools(mcp_stack: McpStack, tmp_path: Path) -> None:
+def test_inspector_lists_and_calls_tools(chat: McpStack, tmp_path: Path) -> None:
+    """On every backend (sqlite, postgres: Synapse; hasura): nine tools, send -> get round trip."""
+    mcp_stack = chat
     code, listed, output = inspector(mcp_stack, tmp_path, "--method", "tools/list")
     assert code == 0, output
     tools = {t["name"]: t for t in listed["tools"]}
@@ -76,3 +79,26 @@ def test_inspector_lists_and_calls_tools(mcp_stack: McpStack, tmp_path: Path) ->
     assert called.get("isError") in (None, False), output
     members = {m["user_id"] for m in called["structuredContent"]["members"]}
     assert mcp_stack.agent_user_id() in members
+
+    body = f"inspector round trip {uuid.uuid4().hex}"
+    code, sent, output = inspector(
+        mcp_stack,
+        tmp_path,
+        *("--method", "tools/call", "--tool-name", "send_message"),
+        *("--tool-arg", "room=community", "--tool-arg", f"body={body}"),
+    )
+    assert code == 0 and sent.get("isError") in (None, False), output
+    event_id = sent["structuredContent"]["event_id"]
+    code, page, output = inspector(
+        mcp_stack,
+        tmp_path,
+        *("--method", "tools/call", "--tool-name", "get_messages"),
+        *("--tool-arg", "room=community", "--tool-arg", "limit=5"),
+    )
+    assert code == 0 and page.get("isError") in (None, False), output
+    newest = page["structuredContent"]["messages"][0]
+    assert (newest["event_id"], newest["body"], newest["sender"]) == (
+        event_id,
+        body,
+        mcp_stack.agent_user_id(),
+    )

@@ -1,7 +1,9 @@
-"""The nine MCP tools through the real `mcp` client over HTTP, against the real Synapse.
+"""The nine MCP tools through the real `mcp` client over HTTP, on every backend.
 
-Agents act as their own Matrix users (application service masquerading); a human test
-user checks over the Matrix client API what the agents did.
+The same assertions run against the real Synapse (Implementation A: agents act as their own
+Matrix users) and the ``hasura`` backend (Implementation B: the ``chat`` tables in the real
+test PostgreSQL). A person checks what the agents did through the backend's own people
+side (``chat_worlds``): the Matrix client API on A, the chat tables on B.
 """
 
 # mypy: disable-error-code="union-attr"
@@ -17,13 +19,14 @@ from typing import Any
 import anyio
 import httpx2
 import pytest
+from chat_worlds import Person
 from fixtures_mcp import COMMUNITY, FULL, SLOW, McpStack
 from harness import MatrixClient, eventually
 from mcp import Client
 from mcp_types import CallToolResult
 from previews_site import PhenomSite
 
-pytestmark = pytest.mark.synapse
+pytestmark = pytest.mark.synapse  # the Synapse runs; the hasura run needs only PostgreSQL
 
 NINE = {
     "list_rooms",
@@ -56,16 +59,13 @@ async def error_text(client: Client, tool: str, **args: Any) -> str:
 
 
 @pytest.fixture
-def human(mcp_stack: McpStack) -> MatrixClient:
-    user = mcp_stack.synapse.register(displayname="Hugo Human")
-    community = mcp_stack.synapse.rooms["community"]
-    eventually(lambda: community in user.joined_rooms())
-    return user
+def human(chat: McpStack) -> Person:
+    return chat.world.register("Hugo Human")
 
 
-def test_exactly_nine_tools_with_schemas_and_annotations(mcp_stack: McpStack) -> None:
+def test_exactly_nine_tools_with_schemas_and_annotations(chat: McpStack) -> None:
     async def main() -> None:
-        async with mcp_stack.client() as client:
+        async with chat.client() as client:
             tools = {t.name: t for t in (await client.list_tools()).tools}
         assert set(tools) == NINE
         for tool in tools.values():
@@ -93,23 +93,22 @@ def test_exactly_nine_tools_with_schemas_and_annotations(mcp_stack: McpStack) ->
     run(main)
 
 
-def test_rooms_members_and_agent_identity(mcp_stack: McpStack, human: MatrixClient) -> None:
+def test_rooms_members_and_agent_identity(chat: McpStack, human: Person) -> None:
     async def main() -> None:
-        async with mcp_stack.client() as client:
+        async with chat.client() as client:
             rooms = (await ok(client, "list_rooms"))["rooms"]
             members = await ok(client, "list_room_members", room="#community:localhost")
-        async with mcp_stack.client(mcp_stack.token(COMMUNITY)) as client:
+        async with chat.client(chat.token(COMMUNITY)) as client:
             community_only = (await ok(client, "list_rooms"))["rooms"]
             denied = await error_text(client, "get_messages", room="internal")
-            denied_id = await error_text(
-                client, "list_room_members", room=mcp_stack.synapse.rooms["partners"]
-            )
+            denied_id = await error_text(client, "list_room_members", room=chat.rooms["partners"])
             missing = await error_text(client, "get_messages", room="#no-such-room:localhost")
             invalid = await error_text(client, "get_messages", room="the lobby")
             remote = await error_text(client, "get_messages", room="#community:elsewhere.example")
         assert {r["key"] for r in rooms} == {"internal", "partners", "community"}
         by_key = {r["key"]: r for r in rooms}
-        assert by_key["internal"]["room_id"] == mcp_stack.synapse.rooms["internal"]
+        assert by_key["internal"]["room_id"] == chat.rooms["internal"]
+        assert by_key["community"]["alias"] == "#community:localhost"
         assert (
             by_key["community"]["name"] == "Community" and by_key["community"]["member_count"] >= 2
         )
@@ -121,30 +120,21 @@ def test_rooms_members_and_agent_identity(mcp_stack: McpStack, human: MatrixClie
         assert "not a room of this server" in remote
         roles = {m["user_id"]: m for m in members["members"]}
         assert roles["@phenom:localhost"]["role"] == "admin"
-        assert roles[mcp_stack.agent_user_id()]["display_name"] == "Full Agent"
+        assert roles[chat.agent_user_id()]["display_name"] == "Full Agent"
         assert roles[human.user_id]["role"] == "member"
 
     run(main)
     # The agent got into the invite-only rooms its profile allows, the community-only one did not.
-    internal = mcp_stack.synapse.rooms["internal"]
-    admin = mcp_stack.synapse.admin()
-    members = admin._http.get(
-        f"/_synapse/admin/v1/rooms/{internal}/members",
-        headers={"Authorization": f"Bearer {admin.token}"},
-    ).json()["members"]
-    assert mcp_stack.agent_user_id(FULL) in members
-    assert mcp_stack.agent_user_id(COMMUNITY) not in members
+    assert chat.world.is_member(chat.agent_user_id(FULL), "internal")
+    assert not chat.world.is_member(chat.agent_user_id(COMMUNITY), "internal")
 
 
-def test_send_markdown_reply_and_thread_seen_by_a_matrix_user(
-    mcp_stack: McpStack, human: MatrixClient
-) -> None:
-    community = mcp_stack.synapse.rooms["community"]
-    since = human.sync()["next_batch"]
-    question = human.send(community, f"question {uuid.uuid4().hex}")
+def test_send_markdown_reply_and_thread_seen_by_a_person(chat: McpStack, human: Person) -> None:
+    community = chat.rooms["community"]
+    question = human.send("community", f"question {uuid.uuid4().hex}")
 
     async def main() -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
-        async with mcp_stack.client() as client:
+        async with chat.client() as client:
             sent = await ok(
                 client,
                 "send_message",
@@ -159,31 +149,23 @@ def test_send_markdown_reply_and_thread_seen_by_a_matrix_user(
             return sent, threaded, thread
 
     sent, threaded, thread = run(main)
-    assert sent["sender"] == mcp_stack.agent_user_id() and sent["room_id"] == community
-    event = human.event(community, sent["event_id"])
-    assert event["sender"] == "@agent-full:localhost"
-    assert event["content"]["format"] == "org.matrix.custom.html"
-    assert event["content"]["formatted_body"] == "<strong>Yes</strong> — see <code>docs</code>"
-    assert event["content"]["m.relates_to"]["m.in_reply_to"]["event_id"] == question
+    assert sent["sender"] == chat.agent_user_id() and sent["room_id"] == community
+    stored = chat.world.stored("community", sent["event_id"])
+    assert stored.sender == "@agent-full:localhost"
+    assert stored.body == "**Yes** — see `docs`"
+    assert stored.formatted_body == "<strong>Yes</strong> — see <code>docs</code>"
+    assert stored.reply_to == question
     assert [m["event_id"] for m in thread["messages"]] == [threaded["event_id"]]
     assert thread["messages"][0]["thread_id"] == question
-
-    def seen_in_sync() -> bool:
-        timeline = human.sync(since=since)["rooms"]["join"].get(community, {}).get("timeline", {})
-        return any(
-            e["event_id"] == sent["event_id"] and e["sender"] == "@agent-full:localhost"
-            for e in timeline.get("events", [])
-        )
-
-    eventually(seen_in_sync)
+    assert chat.world.sees(human, "community", sent["event_id"])
 
 
-def test_agents_are_not_exempt_from_moderation(mcp_stack: McpStack) -> None:
+def test_agents_are_not_exempt_from_moderation(chat: McpStack) -> None:
     # agent-full may use #internal, so the agents module gave it the "team" group, which
     # the shipped Community policy exempts (staff). An agent (often steered by what users
     # write) must not inherit a staff exemption from a group it only holds to enter rooms.
     async def main() -> str:
-        async with mcp_stack.client() as client:
+        async with chat.client() as client:
             return await error_text(
                 client, "send_message", room="community", body="get free crypto now"
             )
@@ -191,13 +173,13 @@ def test_agents_are_not_exempt_from_moderation(mcp_stack: McpStack) -> None:
     assert "not sent" in run(main)
 
 
-def test_idempotency_key_never_posts_twice(mcp_stack: McpStack, human: MatrixClient) -> None:
+def test_idempotency_key_never_posts_twice(chat: McpStack) -> None:
     key = f"order-{uuid.uuid4().hex}"
     body = f"exactly once {key}"
 
     async def main() -> list[str]:
         ids = []
-        async with mcp_stack.client() as client:
+        async with chat.client() as client:
             for _ in range(2):
                 ids.append(
                     (
@@ -207,7 +189,7 @@ def test_idempotency_key_never_posts_twice(mcp_stack: McpStack, human: MatrixCli
                     )["event_id"]
                 )
         # A second connection (as another replica would have) with the same key.
-        async with mcp_stack.client() as client:
+        async with chat.client() as client:
             ids.append(
                 (await ok(client, "send_message", room="partners", body=body, idempotency_key=key))[
                     "event_id"
@@ -225,22 +207,18 @@ def test_idempotency_key_never_posts_twice(mcp_stack: McpStack, human: MatrixCli
     first, second, other_room, third = run(main)
     assert first == second == third
     assert other_room != first
-    bodies = [
-        e["content"].get("body")
-        for e in human.messages(mcp_stack.synapse.rooms["community"], limit=50)
-    ]
-    assert bodies.count(body) == 1
+    assert chat.world.bodies("community").count(body) == 1
 
 
-def test_get_messages_pages_newest_first(mcp_stack: McpStack, human: MatrixClient) -> None:
-    community = mcp_stack.synapse.rooms["community"]
+def test_get_messages_pages_newest_first(chat: McpStack, human: Person) -> None:
+    community = chat.rooms["community"]
     tag = uuid.uuid4().hex[:8]
-    sent = [human.send(community, f"page {tag} #{i}") for i in range(5)]
+    sent = [human.send("community", f"page {tag} #{i}") for i in range(5)]
 
     async def main() -> list[dict[str, Any]]:
         pages = []
         cursor = None
-        async with mcp_stack.client() as client:
+        async with chat.client() as client:
             for _ in range(3):
                 page = await ok(client, "get_messages", room=community, limit=2, before=cursor)
                 pages.append(page)
@@ -260,14 +238,13 @@ def test_get_messages_pages_newest_first(mcp_stack: McpStack, human: MatrixClien
     assert "untrusted" in pages[0]["notice"]
 
 
-def test_search_react_and_delete(mcp_stack: McpStack, human: MatrixClient) -> None:
-    community = mcp_stack.synapse.rooms["community"]
+def test_search_react_and_delete(chat: McpStack, human: Person) -> None:
     word = f"zebra{uuid.uuid4().hex[:8]}"
-    target = human.send(community, f"the {word} crossed")
+    target = human.send("community", f"the {word} crossed")
 
     async def main() -> dict[str, Any]:
         out: dict[str, Any] = {}
-        async with mcp_stack.client() as client:
+        async with chat.client() as client:
             deadline = time.monotonic() + 10
             while True:
                 found = await ok(client, "search_messages", query=word)
@@ -293,31 +270,32 @@ def test_search_react_and_delete(mcp_stack: McpStack, human: MatrixClient) -> No
             out["bad_id"] = await error_text(
                 client, "react_to_message", room="community", event_id="abc", emoji="👍"
             )
+            # Query syntax is never an error: SQL-looking text is just words to search for.
+            out["odd"] = await ok(client, "search_messages", query="a' OR 1=1 --")
+            out["odd2"] = await ok(client, "search_messages", query='"unclosed -(')
         return out
 
     out = run(main)
     assert [m["event_id"] for m in out["search"]["messages"]] == [target]
     assert out["search"]["messages"][0]["sender_display_name"] == "Hugo Human"
     assert out["react"]["event_id"] == out["react_again"]["event_id"]
-    reaction = human.event(community, out["react"]["event_id"])
-    assert reaction["content"]["m.relates_to"] == {
-        "rel_type": "m.annotation",
-        "event_id": target,
-        "key": "👍",
-    }
-    assert reaction["sender"] == mcp_stack.agent_user_id()
+    assert chat.world.reaction("community", out["react"]["event_id"]) == (
+        chat.agent_user_id(),
+        target,
+        "👍",
+    )
     assert "Not allowed" in out["not_mine"]
-    assert human.event(community, out["own"]["event_id"])["content"] == {}
+    assert chat.world.stored("community", out["own"]["event_id"]).body is None
+    assert word not in json.dumps(out["odd"]) and word not in json.dumps(out["odd2"])
     assert out["own"]["event_id"] not in [m["event_id"] for m in out["after"]["messages"]]
     assert "Invalid event ID" in out["bad_id"]
 
 
-def test_wait_for_messages_long_polls(mcp_stack: McpStack, human: MatrixClient) -> None:
-    community = mcp_stack.synapse.rooms["community"]
+def test_wait_for_messages_long_polls(chat: McpStack, human: Person) -> None:
     body = f"wake up {uuid.uuid4().hex}"
 
     async def main() -> tuple[dict[str, Any], float, dict[str, Any]]:
-        async with mcp_stack.client() as client:
+        async with chat.client() as client:
             start = await ok(client, "wait_for_messages", room="community", timeout_seconds=0)
             assert start["messages"] == [] and start["timed_out"] is True
             result: dict[str, Any] = {}
@@ -343,7 +321,7 @@ def test_wait_for_messages_long_polls(mcp_stack: McpStack, human: MatrixClient) 
                     room="community",
                     body="the agent's own words are not news",
                 )
-                await anyio.to_thread.run_sync(human.send, community, body)
+                await anyio.to_thread.run_sync(human.send, "community", body)
             waited = time.monotonic() - began
             after = await ok(
                 client, "wait_for_messages", since=result["next_cursor"], timeout_seconds=1
@@ -358,11 +336,11 @@ def test_wait_for_messages_long_polls(mcp_stack: McpStack, human: MatrixClient) 
     assert after["messages"] == [] and after["timed_out"] is True
 
 
-def test_link_preview(mcp_stack: McpStack, phenom_site: PhenomSite) -> None:
+def test_link_preview(chat: McpStack, phenom_site: PhenomSite) -> None:
     link = f"{phenom_site.origin}/p/full?t={uuid.uuid4().hex}"
 
     async def main() -> tuple[dict[str, Any], str]:
-        async with mcp_stack.client() as client:
+        async with chat.client() as client:
             card = await ok(client, "get_link_preview", url=link)
             refused = await error_text(
                 client, "get_link_preview", url="http://169.254.169.254/latest/meta-data/"
@@ -375,12 +353,12 @@ def test_link_preview(mcp_stack: McpStack, phenom_site: PhenomSite) -> None:
     assert "Only links to" in refused
 
 
-def test_rate_limit_per_agent(mcp_stack: McpStack) -> None:
+def test_rate_limit_per_agent(chat: McpStack) -> None:
     async def main() -> tuple[list[bool], str, bool]:
-        async with mcp_stack.client(mcp_stack.token(SLOW)) as client:
+        async with chat.client(chat.token(SLOW)) as client:
             oks = [not (await client.call_tool("list_rooms", {})).is_error for _ in range(3)]
             limited = await error_text(client, "list_rooms")
-        async with mcp_stack.client(mcp_stack.token(FULL)) as client:
+        async with chat.client(chat.token(FULL)) as client:
             other_fine = not (await client.call_tool("list_rooms", {})).is_error
         return oks, limited, other_fine
 
@@ -390,42 +368,43 @@ def test_rate_limit_per_agent(mcp_stack: McpStack) -> None:
     assert other_fine
 
 
-def test_ops_endpoints_audit_and_metrics(mcp_stack: McpStack) -> None:
+def test_ops_endpoints_audit_and_metrics(chat: McpStack) -> None:
     async def main() -> str:
-        async with mcp_stack.client() as client:
+        async with chat.client() as client:
             return str(
                 (await ok(client, "send_message", room="community", body="audited"))["event_id"]
             )
 
     event_id = run(main)
-    health = httpx2.get(f"{mcp_stack.base_url}/health", timeout=10)
+    health = httpx2.get(f"{chat.base_url}/health", timeout=10)
     assert health.status_code == 200 and health.json()["status"] == "ok"
+    assert health.json()["backend"] == chat.backend
     metadata = httpx2.get(
-        f"{mcp_stack.base_url}/.well-known/oauth-protected-resource/mcp", timeout=10
+        f"{chat.base_url}/.well-known/oauth-protected-resource/mcp", timeout=10
     ).json()
     assert metadata["resource"].endswith("/mcp")
-    assert metadata["authorization_servers"] == [mcp_stack.signer.issuer]
+    assert metadata["authorization_servers"] == [chat.signer.issuer]
     assert set(metadata["scopes_supported"]) == {
         "chat-mcp/read",
         "chat-mcp/write",
         "chat-mcp/moderate",
     }
-    metrics = httpx2.get(f"{mcp_stack.base_url}/metrics", timeout=10).text
+    metrics = httpx2.get(f"{chat.base_url}/metrics", timeout=10).text
     assert 'phenom_mcp_tool_calls_total{outcome="ok",tool="send_message"}' in metrics
 
     def post_with(header: str, value: str) -> int:
         headers = {
             header: value,
-            "Authorization": f"Bearer {mcp_stack.token()}",
+            "Authorization": f"Bearer {chat.token()}",
             "Content-Type": "application/json",
         }
-        return httpx2.post(mcp_stack.url, headers=headers, content=b"{}", timeout=10).status_code
+        return httpx2.post(chat.url, headers=headers, content=b"{}", timeout=10).status_code
 
     assert post_with("Host", "evil.example") == 421  # DNS rebinding
     assert post_with("Origin", "https://evil.example") == 403
 
     def audited() -> dict[str, Any] | None:
-        log = (mcp_stack.config_path.parent / "mcp.log").read_text()
+        log = (chat.config_path.parent / "mcp.log").read_text()
         for line in log.splitlines():
             if line.startswith("{") and event_id in line:
                 return dict(json.loads(line))
@@ -440,8 +419,12 @@ def test_ops_endpoints_audit_and_metrics(mcp_stack: McpStack) -> None:
     )
 
 
-def test_only_the_mcp_appservice_may_place_agents(mcp_stack: McpStack, human: MatrixClient) -> None:
-    """A person calling the agents module for themselves gets 403 and stays out of Internal."""
+def test_only_the_mcp_appservice_may_place_agents(mcp_stack: McpStack) -> None:
+    """A person calling the agents module for themselves gets 403 and stays out of Internal.
+
+    Synapse only: on hasura, agents are placed by the MCP server's own database role
+    (`test_rooms_members_and_agent_identity` checks the rooms it gets)."""
+    human: MatrixClient = mcp_stack.synapse.register(displayname="Hugo Human")
     resp = human.request(
         "POST", "/_synapse/client/phenom/v1/agent_rooms", json={"rooms": ["internal"]}
     )

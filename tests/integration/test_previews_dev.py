@@ -44,6 +44,7 @@ def test_bad_content_origin_fails_before_starting(tmp_path: Path) -> None:
     assert not (tmp_path / "d" / "homeserver.yaml").exists()
 
 
+@pytest.mark.slow  # dev tooling: not in the oldest-Synapse run (scripts/test-oldest)
 @pytest.mark.synapse
 def test_dev_content_origin_serves_cards_from_local_site(
     tmp_path: Path, phenom_site: PhenomSite

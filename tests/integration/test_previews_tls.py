@@ -128,7 +128,7 @@ TWISTED_SCRIPT = textwrap.dedent(
         root = Certificate.loadPEM(Path(ca).read_bytes()) if ca else None
         fetcher = TwistedFetcher(config, reactor, trust_root=root)
         result = await PreviewResolver(config, fetcher).resolve(url)
-        print(result.card.title if result.card else "ERROR " + str(result.error))
+        print(result.card.title if result.card else "ERROR " + str(result.detail))
 
     task.react(lambda reactor: defer.ensureDeferred(main(reactor)))
     """
@@ -160,4 +160,6 @@ def test_twisted_fetcher_total_timeout(phenom_site: PhenomSite) -> None:
         f"{phenom_site.origin}/p/slow?t=tw", phenom_site.origin, None, timeout=SLOW_SECONDS / 4
     )
     assert out.startswith("ERROR timeout:")
-    assert time.monotonic() - start < SLOW_SECONDS + 3  # interpreter start-up included
+    # Interpreter start-up included (seconds on a loaded 2-core machine); the timeout itself
+    # is proven by the "timeout" reason, this only catches a fetch that hangs.
+    assert time.monotonic() - start < SLOW_SECONDS + 10

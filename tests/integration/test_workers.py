@@ -81,9 +81,15 @@ def cluster(phenom_site: PhenomSite, tmp_path_factory: pytest.TempPathFactory) -
         main = SynapseStack.start(
             data_dir,
             database,
-            # The shared Synapse's previews config (the local Phenom site); no ban list:
+            # The shared Synapse's previews config (the local Phenom site) with inline cards
+            # (check_event_allowed on the worker; misses still get follow-ups); no ban list:
             # its alias is on another server name.
-            module_overrides={hsconfig.LINK_PREVIEW_MODULE: previews_module_config(phenom_site)},
+            module_overrides={
+                hsconfig.LINK_PREVIEW_MODULE: {
+                    **previews_module_config(phenom_site),
+                    "inline": True,
+                }
+            },
             extra_values={"replication": hsconfig.replication_values("127.0.0.1", free_port())},
             server_name=f"{unique('w')}.localhost",
         )
@@ -283,7 +289,7 @@ def test_preview_endpoint_on_the_worker_rehosts_into_the_shared_media_store(
 def test_uncached_link_gets_exactly_one_follow_up_from_main(
     cluster: Cluster, phenom_site: PhenomSite
 ) -> None:
-    """The worker does not resolve for messages; main (background tasks) sends the card once."""
+    """The process that handled the send resolves its links and sends the card exactly once."""
     main = cluster.main
     alice = cluster.on_worker(main.register())
     room = alice.call("POST", "/_matrix/client/v3/createRoom", json={"preset": "private_chat"})[

@@ -441,23 +441,42 @@ def test_config_errors_name_the_key(tmp_path: Path) -> None:
             ),
             {},
         )
+    hasura = {"database_url": "postgresql://mcp@db/phenom"}
     assert (
-        load_config(write_config(tmp_path / "d.yaml"), {"BACKEND_TYPE": "hasura"}).backend
+        load_config(
+            write_config(tmp_path / "d.yaml", hasura=hasura), {"BACKEND_TYPE": "hasura"}
+        ).backend
         == "hasura"
     )
     with pytest.raises(InvalidConfig, match=r"mcp\.backend"):
         load_config(write_config(tmp_path / "e.yaml"), {"BACKEND_TYPE": "mongo"})
 
 
-def test_hasura_backend_fails_clearly_at_startup(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> None:
-    config = load_config(write_config(tmp_path / "h.yaml"), {"BACKEND_TYPE": "hasura"})
-    with pytest.raises(NotImplementedError, match="not implemented yet"):
-        make_backend(config)
-    monkeypatch.setenv("BACKEND_TYPE", "hasura")
-    assert cli_main(["mcp", "--config", str(tmp_path / "h.yaml")]) == 2
-    assert "BACKEND_TYPE=hasura" in capsys.readouterr().err
+def test_hasura_backend_config(tmp_path: Path) -> None:
+    with pytest.raises(InvalidConfig, match="backend 'hasura' needs a 'hasura' section"):
+        load_config(write_config(tmp_path / "h.yaml"), {"BACKEND_TYPE": "hasura"})
+    with pytest.raises(InvalidConfig, match=r"mcp\.hasura\.database_url"):
+        load_config(
+            write_config(tmp_path / "i.yaml", hasura={"database_url": "mysql://x"}),
+            {"BACKEND_TYPE": "hasura"},
+        )
+    with pytest.raises(InvalidConfig, match=r"mcp\.hasura\.rooms"):
+        load_config(
+            write_config(
+                tmp_path / "j.yaml",
+                hasura={"database_url": "postgresql://x/y", "rooms": {"everyone": ["lobby"]}},
+            ),
+            {"BACKEND_TYPE": "hasura"},
+        )
+    # CHAT_DATABASE_URL supplies (or overrides) the URL, so passwords stay out of the file.
+    config = load_config(
+        write_config(tmp_path / "k.yaml"),
+        {"BACKEND_TYPE": "hasura", "CHAT_DATABASE_URL": "postgresql://mcp:secret@db:5432/phenom"},
+    )
+    assert config.hasura is not None and config.hasura.database_url.endswith("@db:5432/phenom")
+    assert config.hasura.pool_max_size == 10 and config.hasura.server_name == "localhost"
+    backend = make_backend(config)  # lazy: connects on the first call, not here
+    assert type(backend).__name__ == "HasuraBackend"
 
 
 def test_registration_namespace_and_tokens(tmp_path: Path) -> None:

@@ -401,12 +401,10 @@ def test_memo_expires_and_evicts_least_recent() -> None:
 
 
 def test_charset_from_header_decodes_the_page() -> None:
-    from synapse_phenom.previews.policy import charset_of
+    from synapse_phenom.previews.decode import http_charset
 
-    assert charset_of('text/html; charset="ISO-8859-1"') == "iso8859-1"
-    assert charset_of("text/html; charset=nope") is None and charset_of(None) is None
+    # WHATWG labels: ISO-8859-1 means windows-1252 in browsers.
+    assert http_charset('text/html; charset="ISO-8859-1"') == "windows-1252"
+    assert http_charset("text/html; charset=nope") is None and http_charset(None) is None
     body = '<meta property="og:title" content="Café">'.encode("latin-1")
-    assert (
-        parse.parse_html(body, charset_of("text/html; charset=iso-8859-1")).meta["og:title"]
-        == "Café"
-    )
+    assert parse.parse_html(body, "text/html; charset=iso-8859-1").meta["og:title"] == "Café"
