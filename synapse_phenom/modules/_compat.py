@@ -61,7 +61,10 @@ MODULE_API_NEEDS: dict[str, ApiNeeds] = {
         register_third_party_rules_callbacks="check_event_allowed",
     ),
     "rooms": _needs(
-        "check_user_exists create_and_send_event_into_room create_room delayed_background_call"
+        # _store, _push_rules_handler: a room's default notification level is a push rule
+        # for the member; the module API cannot create one (_rooms_push_defaults.py).
+        "_push_rules_handler _store"
+        " check_user_exists create_and_send_event_into_room create_room delayed_background_call"
         " get_room_state get_user_by_req is_mine is_user_admin lookup_room_alias"
         " looping_background_call register_user register_web_resource run_as_background_process"
         " run_db_interaction server_name should_run_background_tasks sleep"

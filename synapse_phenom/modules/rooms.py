@@ -29,7 +29,7 @@ from synapse.types import UserID
 from synapse_phenom.cognito.login import sync_sso_login
 from synapse_phenom.db import now_ms
 from synapse_phenom.endpoints import GROUPS_INDEX_PATH, GROUPS_PATH
-from synapse_phenom.modules import _push_defaults as push_defaults
+from synapse_phenom.modules import _rooms_push_defaults as push_defaults
 from synapse_phenom.modules._compat import require_module_api
 from synapse_phenom.modules._config import parse_module_config
 from synapse_phenom.modules._guard import guarded
