@@ -41,6 +41,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+import httpx2
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
@@ -165,6 +166,22 @@ def mentions_only(client: MatrixClient, room_id: str) -> None:
     resp.raise_for_status()
 
 
+AS_TXNS = ("appservice", "get_all_new_event_ids_stream", "get_new_events_for_appservice")
+
+
+def txn_counts(inst: Instance) -> tuple[float, float]:
+    """(all database transactions, appservice-stream ones) so far, from /_synapse/metrics."""
+    text = httpx2.get(f"{inst.stack.base_url}/_synapse/metrics", timeout=30).text
+    total = appservice = 0.0
+    for line in text.splitlines():
+        if line.startswith("synapse_storage_transaction_time_count"):
+            value = float(line.rsplit(" ", 1)[1])
+            total += value
+            if any(name in line for name in AS_TXNS):
+                appservice += value
+    return total, appservice
+
+
 def devstack_free_port() -> int:
     import socket
 
@@ -173,8 +190,8 @@ def devstack_free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def run_round(inst: Instance, n: int) -> tuple[float, float, list[float]]:
-    """(seconds, Synapse CPU seconds, latencies ms) for n messages from the senders."""
+def run_round(inst: Instance, n: int) -> tuple[float, float, list[float], tuple[float, float]]:
+    """(seconds, Synapse CPU seconds, latencies ms, (txns, appservice txns)) for n messages."""
     assert inst.reader is not None
     started: dict[str, float] = {}
     arrived: dict[str, float] = {}
@@ -207,17 +224,19 @@ def run_round(inst: Instance, n: int) -> tuple[float, float, list[float]]:
         with lock:
             started[resp.json()["event_id"]] = t0
 
+    txn0 = txn_counts(inst)
     cpu0 = cpu_seconds(inst.process.popen.pid)
     t0 = time.perf_counter()
     with ThreadPoolExecutor(len(inst.senders)) as pool:
         list(pool.map(one, range(n)))
     seconds = time.perf_counter() - t0
     cpu = cpu_seconds(inst.process.popen.pid) - cpu0
+    txn1 = txn_counts(inst)
     stopped_at[0] = time.perf_counter()
     stop.set()
     reader.join(40)
     lat = [(arrived[e] - s) * 1000 for e, s in started.items() if e in arrived]
-    return seconds, cpu, lat
+    return seconds, cpu, lat, (txn1[0] - txn0[0], txn1[1] - txn0[1])
 
 
 def pct(values: list[float], q: float) -> float:
@@ -237,7 +256,14 @@ def main() -> int:
     parser.add_argument("--postgres", metavar="DSN")
     parser.add_argument("--json", metavar="FILE", help="append results (one JSON line per size)")
     parser.add_argument("--plot", metavar="PNG", help="plot msgs/s and p50 latency vs members")
+    parser.add_argument(
+        "--plot-from", metavar="JSONL", help="only plot the rows a --json run wrote, to --plot"
+    )
     args = parser.parse_args()
+    if args.plot_from:
+        rows = [json.loads(line) for line in Path(args.plot_from).read_text().splitlines()]
+        plot(rows, list(rows[0]["variants"]), args.plot, rows[0]["engine"])
+        return 0
     variants = args.variants.split(",")
     sizes = [int(s) for s in args.members.split(",")]
     engine = "PostgreSQL" if args.postgres else "SQLite"
@@ -263,10 +289,13 @@ def main() -> int:
             cpu = {v: 0.0 for v in variants}
             lats: dict[str, list[float]] = {v: [] for v in variants}
             per_round: dict[str, list[float]] = {v: [] for v in variants}
+            txns = {v: [0.0, 0.0] for v in variants}
             for r in range(args.rounds):
                 order = instances[r % len(instances) :] + instances[: r % len(instances)]
                 for inst in order:
-                    s, c, lat = run_round(inst, args.messages)
+                    s, c, lat, (t_all, t_as) = run_round(inst, args.messages)
+                    txns[inst.name][0] += t_all
+                    txns[inst.name][1] += t_as
                     secs[inst.name] += s
                     cpu[inst.name] += c
                     lats[inst.name] += lat
@@ -276,7 +305,8 @@ def main() -> int:
             row: dict[str, Any] = {"members": size, "engine": engine, "variants": {}}
             print(
                 f"{'variant':<14} {'msgs/s':>8} {'ratio':>7} {'CPU ms/msg':>10} "
-                f"{'cpu ratio':>9} {'p50 ms':>8} {'p95 ms':>8}  per-round msgs/s"
+                f"{'cpu ratio':>9} {'p50 ms':>8} {'p95 ms':>8} {'txn/msg':>7} {'AS txn':>6}"
+                "  per-round msgs/s"
             )
             for v in variants:
                 rate = sent / secs[v]
@@ -287,7 +317,8 @@ def main() -> int:
                 rounds = " ".join(f"{x:.1f}" for x in per_round[v])
                 print(
                     f"{v:<14} {rate:8.1f} {ratio:7.3f} {cpm:10.2f} {cratio:9.3f} "
-                    f"{p50:8.1f} {p95:8.1f}  {rounds}",
+                    f"{p50:8.1f} {p95:8.1f} {txns[v][0] / sent:7.2f} {txns[v][1] / sent:6.2f}"
+                    f"  {rounds}",
                     flush=True,
                 )
                 row["variants"][v] = {
@@ -296,6 +327,8 @@ def main() -> int:
                     "cpu_ms": cpm,
                     "cpu_ratio": cratio,
                     "p50_ms": p50,
+                    "txn_per_msg": txns[v][0] / sent,
+                    "as_txn_per_msg": txns[v][1] / sent,
                     "p95_ms": p95,
                     "rounds": per_round[v],
                     "median_round_ratio": statistics.median(
