@@ -26,4 +26,34 @@ PREVIEW_PATH = f"{V1}/preview"
 LEGACY_PREVIEW_PATH = f"{PREFIX}/preview"
 PREVIEW_PATHS = (PREVIEW_PATH, LEGACY_PREVIEW_PATH)
 
-ALL_PATHS = (GROUPS_PATH, GROUPS_INDEX_PATH, AGENT_ROOMS_PATH, AUDIT_PATH, *PREVIEW_PATHS)
+# Ops module (docs/operations.md). Public: the loaded Phenom modules of this process.
+HEALTH_PATH = f"{V1}/health"
+# Ops module, admin only (phenom-chat admin): lockdown (POST; GET lists), slow mode, bans,
+# unmute, admin audit rows, revoked agents (POST revoke/enable; GET lists).
+LOCKDOWN_PATH = f"{V1}/admin/rooms/lockdown"
+SLOW_MODE_PATH = f"{V1}/admin/rooms/slow_mode"
+BAN_PATH = f"{V1}/admin/users/ban"
+UNMUTE_PATH = f"{V1}/admin/users/unmute"
+ADMIN_AUDIT_PATH = f"{V1}/admin/audit"
+AGENT_REVOCATIONS_PATH = f"{V1}/admin/agents/revoked"
+# Ops module, the MCP application service (its token) or admins: revoked agents' user ids.
+REVOKED_AGENTS_PATH = f"{V1}/agents/revoked"
+OPS_PATHS = (
+    HEALTH_PATH,
+    LOCKDOWN_PATH,
+    SLOW_MODE_PATH,
+    BAN_PATH,
+    UNMUTE_PATH,
+    ADMIN_AUDIT_PATH,
+    AGENT_REVOCATIONS_PATH,
+    REVOKED_AGENTS_PATH,
+)
+
+ALL_PATHS = (
+    GROUPS_PATH,
+    GROUPS_INDEX_PATH,
+    AGENT_ROOMS_PATH,
+    AUDIT_PATH,
+    *PREVIEW_PATHS,
+    *OPS_PATHS,
+)

@@ -8,9 +8,11 @@ import sys
 from collections.abc import Sequence
 
 from synapse_phenom.cli import (
+    admin_cmd,
     config_cmd,
     dev_cmd,
     dev_token_cmd,
+    doctor_cmd,
     lite_cmd,
     mcp_cmd,
     moderation_cmd,
@@ -26,6 +28,8 @@ COMMANDS = [
     provision_cmd,
     reconcile_cmd,
     moderation_cmd,
+    admin_cmd,
+    doctor_cmd,
     mcp_cmd,
     dev_token_cmd,
     sso_login_cmd,

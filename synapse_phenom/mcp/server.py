@@ -33,6 +33,7 @@ from starlette.routing import Route
 from synapse_phenom.mcp.auth import CognitoTokenVerifier, key_source, short_scopes
 from synapse_phenom.mcp.backend import ChatBackend
 from synapse_phenom.mcp.config import McpConfig
+from synapse_phenom.mcp.http_metrics import instrument as instrument_http
 from synapse_phenom.mcp.middleware import CountUnauthorized, ScopeGate
 from synapse_phenom.mcp.models import (
     Deletion,
@@ -45,6 +46,7 @@ from synapse_phenom.mcp.models import (
     WaitResult,
 )
 from synapse_phenom.mcp.observability import JsonLogFormatter, Metrics, configure_logging
+from synapse_phenom.mcp.revocation import with_revocations
 from synapse_phenom.mcp.tools import ChatTools, Principal, ToolFailure
 
 __all__ = [
@@ -107,7 +109,8 @@ def principal(config: McpConfig) -> Principal:
 
 
 def build_mcp(config: McpConfig, tools: ChatTools, metrics: Metrics) -> MCPServer:
-    verifier = CognitoTokenVerifier(config.auth, config.agents, key_source(config.auth))
+    cognito = CognitoTokenVerifier(config.auth, config.agents, key_source(config.auth))
+    verifier = with_revocations(cognito, config)  # revoked agents: 401 (mcp/revocation.py)
     mcp: MCPServer = MCPServer(
         "phenom-chat",
         instructions=INSTRUCTIONS,
@@ -312,6 +315,7 @@ def build_app(config: McpConfig, backend: ChatBackend) -> Starlette:
                 scopes_supported=scopes,
                 resource_name="Phenom chat MCP",
             )[0]
+    instrument_http(app, metrics.registry)  # phenom_mcp_http_responses_total
     if not gated:  # an SDK change moved the auth wrapper: refuse to run without the scope gate
         raise RuntimeError("cannot find the authenticated /mcp route to install the scope check on")
     return app

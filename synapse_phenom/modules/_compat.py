@@ -60,6 +60,12 @@ MODULE_API_NEEDS: dict[str, ApiNeeds] = {
         register_spam_checker_callbacks="check_event_for_spam user_may_invite user_may_join_room",
         register_third_party_rules_callbacks="check_event_allowed",
     ),
+    "ops": _needs(
+        "check_user_exists create_and_send_event_into_room get_room_state get_user_by_req"
+        " is_mine is_user_admin lookup_room_alias looping_background_call register_web_resource"
+        " run_db_interaction server_name set_user_admin should_run_background_tasks"
+        " update_room_membership worker_name"
+    ),
     "rooms": _needs(
         # _store, _push_rules_handler: a room's default notification level is a push rule
         # for the member; the module API cannot create one (_rooms_push_defaults.py).

@@ -24,6 +24,7 @@ from synapse.module_api import DirectServeJsonResource, ModuleApi
 from synapse_phenom.endpoints import AGENT_ROOMS_PATH
 from synapse_phenom.modules._compat import requester_app_service_id, require_module_api
 from synapse_phenom.modules._config import parse_module_config
+from synapse_phenom.modules._health import mark_loaded
 from synapse_phenom.modules._registry import rooms_module
 from synapse_phenom.rooms.config import AgentsConfig
 from synapse_phenom.rooms.membership import check_wanted, groups_for_rooms, plan_agent_rooms
@@ -40,6 +41,7 @@ class PhenomAgents:
         self._config = config
         self._api = api
         api.register_web_resource(AGENT_ROOMS_PATH, AgentRoomsResource(config, api))
+        mark_loaded(api, "synapse_phenom.modules.agents.PhenomAgents")  # modules.ops health
 
     @staticmethod
     def parse_config(config: dict[str, Any]) -> AgentsConfig:

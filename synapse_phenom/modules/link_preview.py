@@ -35,6 +35,7 @@ from synapse_phenom.memo import TtlMemo
 from synapse_phenom.modules._compat import require_module_api
 from synapse_phenom.modules._config import parse_module_config
 from synapse_phenom.modules._guard import guarded
+from synapse_phenom.modules._health import mark_loaded
 from synapse_phenom.modules._link_preview_support import (
     DbOriginGate,
     ImageRehoster,
@@ -43,6 +44,7 @@ from synapse_phenom.modules._link_preview_support import (
     wait_until_persisted,
 )
 from synapse_phenom.modules._preview_fetch_twisted import TwistedFetcher
+from synapse_phenom.modules.preview_metrics import InstrumentedFetcher
 from synapse_phenom.previews import msc4095
 from synapse_phenom.previews import store as preview_store
 from synapse_phenom.previews.card import Card
@@ -72,7 +74,7 @@ class PhenomLinkPreviews:
         # Parsing and card building run in Synapse's thread pool, never on the reactor.
         self._resolver = PreviewResolver(
             config,
-            TwistedFetcher(config, yieldable=make_deferred_yieldable),
+            InstrumentedFetcher(TwistedFetcher(config, yieldable=make_deferred_yieldable)),
             run_cpu=api.defer_to_thread,
             gate=self._gate,
         )
@@ -93,6 +95,7 @@ class PhenomLinkPreviews:
         )
         for path in endpoints.PREVIEW_PATHS:  # versioned, and the documented legacy path
             api.register_web_resource(path, resource)
+        mark_loaded(api, MODULE_PATH)  # modules.ops health
         if api.should_run_background_tasks():
             api.looping_background_call(
                 self.prune, _PRUNE_INTERVAL_MS, desc="phenom_link_preview_prune"

@@ -46,6 +46,7 @@ from synapse_phenom.moderation.rules import (
 from synapse_phenom.modules._compat import require_module_api
 from synapse_phenom.modules._config import parse_module_config
 from synapse_phenom.modules._guard import guarded
+from synapse_phenom.modules._health import mark_loaded
 from synapse_phenom.modules._moderation_audit import AuditResource
 from synapse_phenom.modules._moderation_content import ContentChecks
 from synapse_phenom.modules._moderation_events import (
@@ -106,6 +107,7 @@ class PhenomModeration(ContentChecks, ModeratorNotices):
             # Synapse has no per-event-type filter: registered, it runs for every event.
             api.register_third_party_rules_callbacks(check_event_allowed=self.check_event_allowed)
         api.register_web_resource(AUDIT_PATH, AuditResource(self, api))
+        mark_loaded(api, MODULE)  # modules.ops health
         if api.should_run_background_tasks():
             api.looping_background_call(self._cleanup, 600_000, desc="phenom_moderation_cleanup")
 

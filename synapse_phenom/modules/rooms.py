@@ -33,6 +33,7 @@ from synapse_phenom.modules import _rooms_push_defaults as push_defaults
 from synapse_phenom.modules._compat import require_module_api
 from synapse_phenom.modules._config import parse_module_config
 from synapse_phenom.modules._guard import guarded
+from synapse_phenom.modules._health import mark_loaded
 from synapse_phenom.modules._registry import register_rooms, rooms_module
 from synapse_phenom.modules._rooms_creation import RoomCreation
 from synapse_phenom.modules._rooms_groups_index import GroupsIndexResource
@@ -86,6 +87,7 @@ class PhenomRooms(RoomCreation):
             # Self-healing: cheap when every alias resolves.
             api.looping_background_call(self.ensure_rooms, 60_000, desc="phenom_ensure_rooms")
         register_rooms(api, self)
+        mark_loaded(api, "synapse_phenom.modules.rooms.PhenomRooms")  # modules.ops health
 
     @staticmethod
     def parse_config(config: dict[str, Any]) -> RoomsConfig:

@@ -25,6 +25,7 @@ ROOMS_MODULE = "synapse_phenom.modules.rooms.PhenomRooms"
 AGENTS_MODULE = "synapse_phenom.modules.agents.PhenomAgents"
 LINK_PREVIEW_MODULE = "synapse_phenom.modules.link_preview.PhenomLinkPreviews"
 MODERATION_MODULE = "synapse_phenom.modules.moderation.PhenomModeration"
+OPS_MODULE = "synapse_phenom.modules.ops.PhenomOps"
 
 
 @attrs.frozen
@@ -130,6 +131,8 @@ def default_modules(overrides: Mapping[str, Any] | None = None) -> list[dict[str
         LINK_PREVIEW_MODULE: {},
         # Working Community policy (docs/moderation.md); other rooms lenient.
         MODERATION_MODULE: moderation_defaults(),
+        # Admin actions (lockdown, bans, agent revocation), health endpoint: docs/operations.md.
+        OPS_MODULE: {},
     }
     for name, extra in overrides.items():
         if name not in configs:

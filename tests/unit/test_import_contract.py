@@ -17,6 +17,7 @@ import pytest
 PACKAGE = Path(__file__).resolve().parents[2] / "synapse_phenom"
 CORES = [
     "rooms",
+    "admin",
     "cognito",
     "moderation",
     "previews",

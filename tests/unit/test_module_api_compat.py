@@ -39,12 +39,8 @@ class Uses:
 def _is_api(node: ast.expr) -> bool:
     if isinstance(node, ast.Name):
         return node.id in API_NAMES
-    return (
-        isinstance(node, ast.Attribute)
-        and isinstance(node.value, ast.Name)
-        and node.value.id == "self"
-        and node.attr in API_SELF_ATTRIBUTES
-    )
+    # self._api, but also another object's: self._ops.api, module.api, ...
+    return isinstance(node, ast.Attribute) and node.attr in API_SELF_ATTRIBUTES
 
 
 def scan(path: Path) -> Uses:
@@ -267,6 +263,7 @@ def _module_class(key: str) -> Any:
     from synapse_phenom.modules.cognito import CognitoMappingProvider
     from synapse_phenom.modules.link_preview import PhenomLinkPreviews
     from synapse_phenom.modules.moderation import PhenomModeration
+    from synapse_phenom.modules.ops import PhenomOps
     from synapse_phenom.modules.rooms import PhenomRooms
 
     classes: dict[str, Any] = {
@@ -274,6 +271,7 @@ def _module_class(key: str) -> Any:
         "cognito": CognitoMappingProvider,
         "link_preview": PhenomLinkPreviews,
         "moderation": PhenomModeration,
+        "ops": PhenomOps,
         "rooms": PhenomRooms,
     }
     return classes[key]
