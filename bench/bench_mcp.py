@@ -124,7 +124,10 @@ class RawMcp:
             ),
         )
         resp.raise_for_status()
-        data = next(line[5:] for line in resp.text.splitlines() if line.startswith("data:"))
+        if resp.headers.get("content-type", "").startswith("application/json"):
+            data = resp.text  # the server's plain-JSON answer (no progress was asked for)
+        else:
+            data = next(line[5:] for line in resp.text.splitlines() if line.startswith("data:"))
         if json.loads(data)["result"].get("isError"):
             raise RuntimeError(f"{tool}: {data[:200]}")
 

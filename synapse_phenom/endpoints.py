@@ -8,6 +8,8 @@ Pure constants: importable without synapse.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 PREFIX = "/_synapse/client/phenom"
 V1 = f"{PREFIX}/v1"
 
@@ -57,3 +59,32 @@ ALL_PATHS = (
     *PREVIEW_PATHS,
     *OPS_PATHS,
 )
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """What a path accepts: its methods, query parameters and JSON body fields."""
+
+    path: str
+    methods: tuple[str, ...]
+    query: tuple[str, ...] = ()
+    body: tuple[str, ...] = ()
+    who: str = "user"  # who may call it: user, admin or appservice
+
+
+CONTRACT = {
+    GROUPS_PATH: Endpoint(
+        GROUPS_PATH, ("GET", "POST"), ("user_id",), ("user_id", "groups", "source"), "admin"
+    ),
+    GROUPS_INDEX_PATH: Endpoint(GROUPS_INDEX_PATH, ("GET",), ("from", "limit"), (), "admin"),
+    AGENT_ROOMS_PATH: Endpoint(AGENT_ROOMS_PATH, ("POST",), (), ("rooms",), "appservice"),
+    AUDIT_PATH: Endpoint(
+        AUDIT_PATH, ("GET",), ("room_id", "user_id", "since", "limit"), (), "admin"
+    ),
+    **{p: Endpoint(p, ("GET",), ("url",)) for p in PREVIEW_PATHS},
+}
+
+
+def contract(path: str) -> Endpoint:
+    """The declared contract of ``path``; a path without one is swept with every method."""
+    return CONTRACT.get(path) or Endpoint(path, ("GET", "POST", "PUT", "DELETE"))

@@ -35,6 +35,7 @@ from previews_site import PhenomSite
 from synapse_phenom.mcp import dev as mcp_dev
 from synapse_phenom.mcp.devkeys import DevSigner
 from synapse_phenom.ops import devstack
+from synapse_phenom.previews.config import ResolverConfig
 
 FULL = "test-agent-full"  # every room, every scope it is given
 COMMUNITY = "test-agent-community"  # community only
@@ -173,7 +174,12 @@ def hasura_mcp_stack(
     dsn, rooms = hasura_database
     data_dir = tmp_path_factory.mktemp("mcp-hasura")
     port = free_port()
-    previews = {k: v for k, v in previews_module_config(phenom_site).items() if k != "budget_ms"}
+    # The resolver's keys only (the module's budget and composer rate limit are Synapse-side).
+    previews = {
+        k: v
+        for k, v in previews_module_config(phenom_site).items()
+        if k in ResolverConfig.model_fields
+    }
     files = mcp_dev.prepare_mcp_hasura(
         data_dir, dsn, port=port, agents=TEST_AGENTS, previews=previews
     )

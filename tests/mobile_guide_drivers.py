@@ -147,6 +147,19 @@ return {
   other: await composerCard(client, "https://example.org/not-phenom"),
 };
 """,
+    "send-with-card": r"""
+const client = createPhenomClient(env.session);
+const { preview } = await composerCard(client, env.phenomUrl);
+const body = `Tonight: ${env.phenomUrl}`;
+return {
+  signed: await sendWithCard(client, env.roomId, body, preview),
+  changed: await sendWithCard(client, env.roomId, body, { ...preview, "og:title": "Free tickets" }),
+  invented: await sendWithCard(client, env.roomId, body, {
+    matched_url: env.phenomUrl,
+    "og:title": "Made up",
+  }),
+};
+""",
     "media": r"""
 const client = createPhenomClient(env.session);
 const bytes = Uint8Array.from(Buffer.from(env.pngBase64, "base64"));

@@ -44,6 +44,14 @@ FULL = """<!doctype html><html><head>
 <meta name="theme-color" content="#1E90FF">
 </head><body><h1>Aurora</h1><p>Body text that should not be used.</p></body></html>"""  # noqa: E501 (page data)
 
+# A Phenom page whose card text would break the Community rules if it were the user's:
+# a non-allowed domain and a blocked keyword (docs/link-previews.md: card text is not user text).
+TRAILER = """<!doctype html><html><head>
+<meta property="og:title" content="Trailer night at Phenom">
+<meta property="og:description" content="Watch the trailer on youtube.com first. Beware of scammers selling free crypto tickets.">
+<meta property="og:site_name" content="Phenom">
+</head><body></body></html>"""  # noqa: E501 (page data)
+
 OEMBED_ONLY = """<!doctype html><html><head>
 <link rel="alternate" type="application/json+oembed" href="/oembed.json?url=x" title="oEmbed">
 </head><body></body></html>"""
@@ -125,6 +133,7 @@ class _Handler(BaseHTTPRequestHandler):
         routes: dict[str, Callable[[], None]] = {
             "/p/full": lambda: self._html(FULL, {"Cache-Control": "public, max-age=600"}),
             "/p/oembed": lambda: self._html(OEMBED_ONLY),
+            "/p/trailer": lambda: self._html(TRAILER),
             "/oembed.json": lambda: self._send(
                 200, json.dumps(OEMBED).encode(), "application/json"
             ),

@@ -3,12 +3,27 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
+from typing import TextIO
 
 from rich.console import Console
 
-console = Console()
-err_console = Console(stderr=True)
+
+def _console(stream: TextIO, stderr: bool = False) -> Console:
+    """A rich console; into a pipe or file (logs, CI, a script) it never wraps lines, so
+    printed commands and paths stay copy-pasteable whatever COLUMNS says."""
+    try:
+        terminal = stream.isatty()
+    except (AttributeError, ValueError):
+        terminal = False
+    if terminal:
+        return Console(stderr=stderr)
+    return Console(stderr=stderr, soft_wrap=True, width=10_000)
+
+
+console = _console(sys.stdout)
+err_console = _console(sys.stderr, stderr=True)
 
 DEFAULT_DATA_DIR = Path(".phenom-dev")
 

@@ -86,6 +86,20 @@ def run(args: argparse.Namespace) -> int:
             "--database-url is for --backend hasura (Synapse's dev stack runs on SQLite)", code=2
         )
 
+    busy = devstack.busy_ports(
+        [
+            (args.host, args.port, "Synapse (--port)"),
+            (args.host, args.mcp_port, "the MCP server (--mcp-port)"),
+        ]
+    )
+    if busy:
+        return fail(
+            "cannot start the dev stack:\n  "
+            + "\n  ".join(busy)
+            + "\nStop what uses it (another `phenom-chat dev`?) or choose other ports with "
+            "--port / --mcp-port.",
+            code=2,
+        )
     first_run = not (data_dir / "homeserver.yaml").exists()
     overrides = None
     if args.content_origin:
@@ -185,12 +199,16 @@ def _print_welcome(
     table.add_row("Config", str(data_dir / "homeserver.yaml"))
     table.add_row("Log", str(data_dir / "homeserver.log"))
     console.print(table)
+    # soft_wrap: a narrow terminal may fold the command visually, but never breaks it with
+    # a newline (copy-paste keeps working).
     console.print(
         "Create a user (in another terminal):\n"
         f"  {_own_command()} provision-user --data-dir {data_dir} --username alice "
         "--password 'choose-one' --groups team\n"
         "then sign in from Element (homeserver "
-        f"{base_url}) or any Matrix client. Ctrl-C stops everything."
+        f"{base_url}) or any Matrix client. Ctrl-C stops everything.",
+        soft_wrap=True,
+        highlight=False,
     )
 
 

@@ -16,12 +16,10 @@ from typing import TYPE_CHECKING, Any
 
 from synapse_phenom.mcp import hasura_sql as q
 from synapse_phenom.mcp.config import AgentProfile
-from synapse_phenom.mcp.models import WaitResult
+from synapse_phenom.mcp.models import WAIT_LIMIT, WaitResult
 
 if TYPE_CHECKING:
     from synapse_phenom.mcp.hasura_backend import HasuraBackend
-
-WAIT_LIMIT = 100  # messages per result; the rest follow at once with next_cursor
 
 
 def positions_from(since: str | None, room_ids: Sequence[str]) -> tuple[dict[str, int], list[str]]:

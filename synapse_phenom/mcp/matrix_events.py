@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -131,3 +132,47 @@ def role_for(power: int | None) -> str:
     if power >= 50:
         return "moderator"
     return "member"
+
+
+# Synapse's search (synapse/storage/databases/main/search.py) reads "phrases", `or` and a
+# leading `-` (not) and skips these stop words; on SQLite it turns that into an FTS4 MATCH
+# where NOT/OR must stand between two terms and NEAR/AND/OR/NOT in capitals are operators.
+_STOP_WORDS = frozenset({"the", "a", "you", "me", "and", "but"})
+_TERM = re.compile(r"(?P<neg>(?<![\w-])-)?(?P<word>\w+)")
+
+
+def search_query(query: str) -> str:
+    """The query as Synapse's search reads it without error on SQLite and PostgreSQL.
+
+    Words (lower-cased, so no word is an FTS operator), balanced "phrases", `or` only
+    between two terms and `-word` only after a term (SQLite's NOT is binary); everything
+    else (quotes left open, `*`, `(`, `--`, `'`, NUL) is dropped. Empty when nothing
+    searchable is left.
+    """
+    parts = query.split('"')
+    if len(parts) % 2 == 0:  # an unbalanced quote: what follows it is plain words
+        parts[-2:] = [f"{parts[-2]} {parts[-1]}"]
+    out: list[str] = []
+    either = False  # an `or` is waiting for the term after it
+    for i, part in enumerate(parts):
+        if i % 2:  # inside a phrase
+            words = [w for w in re.findall(r"\w+", part.lower()) if w not in _STOP_WORDS]
+            if words:
+                out.append(("or " if either and out else "") + '"' + " ".join(words) + '"')
+                either = False
+            continue
+        for term in _TERM.finditer(part):
+            word = term["word"].lower()
+            if word in _STOP_WORDS:
+                continue
+            if word == "or" and not term["neg"]:
+                either = bool(out)
+                continue
+            if term["neg"]:
+                if out:  # "a or -b" is read as "a -b": NOT right after OR is a syntax error
+                    out.append(f"-{word}")
+                either = False
+                continue
+            out.append(("or " if either else "") + word)
+            either = False
+    return " ".join(out)

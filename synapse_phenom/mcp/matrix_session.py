@@ -265,6 +265,11 @@ def _error(status: int, body: dict[str, Any]) -> BackendError:
         return RateLimited(
             f"the chat server is throttling this agent ({text})", (retry_ms or 1000) / 1000
         )
+    if status == 413 or errcode == "M_TOO_LARGE":
+        return InvalidRequest(
+            f"Too large for the chat server ({text}): shorten it or split it into several "
+            "messages; retrying unchanged cannot succeed."
+        )
     if status == 404:
         return NotFound(f"Not found: {text} ({errcode})")
     if status == 403:

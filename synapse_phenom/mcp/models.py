@@ -54,6 +54,9 @@ class MessagePage(BaseModel):
     notice: str = UNTRUSTED_NOTICE
 
 
+WAIT_LIMIT = 100  # wait_for_messages: messages per result on every backend; `more` says cut
+
+
 class WaitResult(BaseModel):
     messages: list[Message] = Field(description="Oldest first")
     next_cursor: str = Field(description="Pass as `since` to wait for the messages after these")

@@ -16,6 +16,7 @@ from typing import Any
 
 from synapse_phenom.endpoints import PREVIEW_PATH
 from synapse_phenom.mcp import matrix_events as me
+from synapse_phenom.mcp import synapse_wait
 from synapse_phenom.mcp.backend import (
     Forbidden,
     InvalidRequest,
@@ -111,10 +112,16 @@ class SynapseBackend(AgentSession):
             room_ids = [(await self._room(agent, room))[1]]
         else:
             room_ids = list((await self._ensure_agent(agent)).values())
+        term = me.search_query(query)
+        if not term:
+            raise InvalidRequest(
+                f"Nothing to search for in {query!r}: give at least one word (operators, "
+                "punctuation and words like 'the' alone match nothing)."
+            )
         body = {
             "search_categories": {
                 "room_events": {
-                    "search_term": query,
+                    "search_term": term,
                     "order_by": "recent",
                     "filter": {"rooms": room_ids, "limit": limit, "types": ["m.room.message"]},
                     "event_context": {"before_limit": 0, "after_limit": 0, "include_profile": True},
@@ -234,69 +241,7 @@ class SynapseBackend(AgentSession):
         else:
             room_ids = list((await self._ensure_agent(agent)).values())
 
-        def sync_filter(limit: int) -> str:
-            return json.dumps(
-                {
-                    "presence": {"not_types": ["*"]},
-                    "account_data": {"not_types": ["*"]},
-                    "room": {
-                        "rooms": room_ids,
-                        "timeline": {
-                            "types": ["m.room.message"],
-                            "limit": limit,
-                            "not_senders": [self.user_id(agent)],
-                        },
-                        # Redundant members too: every poll must name its senders, whatever
-                        # an earlier poll on this (shared) device already received.
-                        "state": {
-                            "lazy_load_members": True,
-                            "include_redundant_members": True,
-                            "types": ["m.room.member"],
-                        },
-                        "ephemeral": {"not_types": ["*"]},
-                        "account_data": {"not_types": ["*"]},
-                    },
-                }
-            )
-
-        if not since:
-            # "From now on": an empty sync only to learn the current position.
-            first = await self._call(
-                "GET",
-                "/_matrix/client/v3/sync",
-                agent,
-                params={"filter": sync_filter(1), "timeout": 0},
-            )
-            since = str(first["next_batch"])
-        try:
-            result = await self._call(
-                "GET",
-                "/_matrix/client/v3/sync",
-                agent,
-                params={
-                    "filter": sync_filter(100),
-                    "since": since,
-                    "timeout": timeout_seconds * 1000,
-                },
-                wait=timeout_seconds + 30,
-            )
-        except InvalidRequest:
-            raise InvalidRequest(
-                "since is not a cursor returned by wait_for_messages; omit it to start from now."
-            ) from None
-        messages: list[Message] = []
-        for room_id, data in (result.get("rooms", {}).get("join") or {}).items():
-            if room_id not in room_ids:
-                continue
-            timeline = data.get("timeline", {}).get("events", [])
-            names = me.display_names([*data.get("state", {}).get("events", []), *timeline])
-            messages.extend(
-                m for m in (me.message_from_event(e, room_id, names) for e in timeline) if m
-            )
-        messages.sort(key=lambda m: m.timestamp)
-        return WaitResult(
-            messages=messages, next_cursor=str(result["next_batch"]), timed_out=not messages
-        )
+        return await synapse_wait.wait(self, agent, room_ids, since, timeout_seconds)
 
     async def delete_message(
         self, agent: AgentProfile, room: str, event_id: str, reason: str | None

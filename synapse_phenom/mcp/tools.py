@@ -49,6 +49,13 @@ TOOL_SCOPES: dict[str, str] = {
 WRITE_TOOLS = frozenset({"send_message", "react_to_message", "delete_message"})
 MAX_LIMIT = 100
 MAX_BODY_CHARS = 30_000  # Matrix events are capped at 64 KiB; leave room for HTML and JSON.
+# The message content as JSON (body + rendered HTML), in UTF-8 bytes: the 64 KiB event cap
+# less room for the event's envelope (ids, signatures, hashes, relations).
+MAX_CONTENT_BYTES = 60_000
+TOO_LARGE = (
+    "The message is too large for the chat server: {size} bytes as sent (text plus its "
+    "rendered HTML; at most {limit}). Shorten it or split it into several messages."
+)
 _ROOM_HELP = (
     "Use internal, partners or community, an alias like #community:server, or a room ID like "
     "!abc:server"
@@ -248,7 +255,8 @@ class ChatTools:
         limit: int = 20,
         cursor: str | None = None,
     ) -> MessagePage:
-        query = query.strip()
+        # NUL is never searchable and PostgreSQL cannot take it as text: a word separator.
+        query = query.replace("\x00", " ").strip()
         if not query or len(query) > 500:
             raise ToolFailure("query must be 1 to 500 characters of words to search for.")
         ref = check_room_ref(room) if room else None
@@ -273,6 +281,8 @@ class ChatTools:
         ref = check_room_ref(room)
         if not body.strip():
             raise ToolFailure("body is empty: write the message text (Markdown allowed).")
+        if "\x00" in body:
+            raise ToolFailure("body contains NUL characters (\\u0000); remove them and send again.")
         if len(body) > MAX_BODY_CHARS:
             raise ToolFailure(
                 f"body is {len(body)} characters; the limit is {MAX_BODY_CHARS}. Shorten or "
@@ -282,9 +292,13 @@ class ChatTools:
             raise ToolFailure(
                 "idempotency_key must be 1-128 characters of letters, digits and . _ : ~ -"
             )
+        html = render_markdown(body)
+        size = len(json.dumps({"body": body, "formatted_body": html}, ensure_ascii=False).encode())
+        if size > MAX_CONTENT_BYTES:
+            raise ToolFailure(TOO_LARGE.format(size=size, limit=MAX_CONTENT_BYTES))
         message = b.OutgoingMessage(
             body=body,
-            formatted_body=render_markdown(body),
+            formatted_body=html,
             reply_to=check_event_id(reply_to) if reply_to else None,
             thread_id=check_event_id(thread_id) if thread_id else None,
             idempotency_key=idempotency_key,

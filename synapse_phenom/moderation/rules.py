@@ -44,6 +44,10 @@ PREVIEW_CARD_TYPE = "app.phenom.link_preview"
 _PREVIEW_KEYS = ("com.beeper.linkpreviews", "m.url_previews")
 # Rule id of a message whose check failed because of its own content (never accepted).
 UNREADABLE = "unreadable"
+# Refusals that are audited but never count towards a mute: a flood refusal (an app's
+# queue flushed on reconnect must not mute its user; the refusal itself already throttles)
+# and a client-made preview card (a client's doing, refused whatever the user wrote).
+NON_ESCALATING_RULES = ("flood", "preview_card")
 
 
 @attrs.frozen
@@ -53,11 +57,14 @@ class Violation:
     detail: str = ""  # for moderators (audit log, notice): what matched
     errcode: str = FORBIDDEN
     retry_after_ms: int | None = None
+    muted_until_ms: int | None = None
 
     def error_dict(self) -> dict[str, Any]:
         body: dict[str, Any] = {"error": self.message, "app.phenom.moderation.rule": self.rule}
         if self.retry_after_ms is not None:
             body["retry_after_ms"] = self.retry_after_ms
+        if self.muted_until_ms is not None:
+            body["app.phenom.moderation.muted_until_ms"] = self.muted_until_ms
         return body
 
 
@@ -469,6 +476,8 @@ def mute_violation(until_ms: int, now_ms: int) -> Violation:
         "mute",
         f"You are muted in this room for another {_duration(left)} after repeated rule violations.",
         errcode=FORBIDDEN,
+        retry_after_ms=max(1, until_ms - now_ms),
+        muted_until_ms=until_ms,
     )
 
 

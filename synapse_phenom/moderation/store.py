@@ -11,7 +11,7 @@ from typing import Any
 import attrs
 
 from synapse_phenom.db import Txn
-from synapse_phenom.moderation.rules import FloodDecision, flood_decision
+from synapse_phenom.moderation.rules import NON_ESCALATING_RULES, FloodDecision, flood_decision
 
 SCHEMA = (
     """
@@ -139,7 +139,7 @@ def record(txn: Txn, row: AuditRow, escalation: tuple[int, int, int] | None = No
     row, mute the user once they reach ``violations`` blocks in the window (blocks from
     before their last mute ended do not count again). Returns the new mute's end, if any."""
     _insert(txn, row)
-    if escalation is None or row.action != "block":
+    if escalation is None or row.action != "block" or row.rule in NON_ESCALATING_RULES:
         return None
     violations, window_ms, mute_ms = escalation
     txn.execute(
@@ -152,8 +152,9 @@ def record(txn: Txn, row: AuditRow, escalation: tuple[int, int, int] | None = No
         return None  # already muted
     txn.execute(
         "SELECT COUNT(*) FROM phenom_moderation_audit"
-        " WHERE user_id = ? AND room_id = ? AND action = 'block' AND ts >= ?",
-        (row.user_id, row.room_id, since),
+        " WHERE user_id = ? AND room_id = ? AND action = 'block' AND ts >= ?"
+        f" AND rule NOT IN ({', '.join('?' for _ in NON_ESCALATING_RULES)})",
+        (row.user_id, row.room_id, since, *NON_ESCALATING_RULES),
     )
     count_row = txn.fetchone()
     if count_row is None or int(count_row[0]) < violations:

@@ -54,7 +54,8 @@ MODULE_API_NEEDS: dict[str, ApiNeeds] = {
         register_third_party_rules_callbacks="check_event_allowed",
     ),
     "moderation": _needs(
-        "create_and_send_event_into_room get_room_state get_user_by_req get_userinfo_by_id"
+        # _hs: the homeserver's macaroon secret, from which the card-signing key derives.
+        "_hs create_and_send_event_into_room get_room_state get_user_by_req get_userinfo_by_id"
         " is_mine is_user_admin lookup_room_alias looping_background_call register_web_resource"
         " run_as_background_process run_db_interaction should_run_background_tasks",
         register_spam_checker_callbacks="check_event_for_spam user_may_invite user_may_join_room",
@@ -72,7 +73,8 @@ MODULE_API_NEEDS: dict[str, ApiNeeds] = {
         "_push_rules_handler _store"
         " check_user_exists create_and_send_event_into_room create_room delayed_background_call"
         " get_room_state get_user_by_req is_mine is_user_admin lookup_room_alias"
-        " looping_background_call register_user register_web_resource run_as_background_process"
+        " looping_background_call public_room_list_manager register_user register_web_resource"
+        " run_as_background_process"
         " run_db_interaction server_name should_run_background_tasks sleep"
         " update_room_membership worker_name",
         register_spam_checker_callbacks="user_may_invite user_may_join_room",

@@ -18,6 +18,7 @@ from synapse.api.errors import Codes, LimitExceededError, SynapseError
 from synapse.module_api import DirectServeJsonResource, ModuleApi
 from synapse.types import UserID
 
+from synapse_phenom.modules import _http
 from synapse_phenom.previews import msc4095
 from synapse_phenom.previews import store as preview_store
 from synapse_phenom.previews.card import Card, CardImage
@@ -204,8 +205,10 @@ class PreviewResource(DirectServeJsonResource):
         lookup: CardLookup,
         resolve: CardResolve,
         ensure_schema: Callable[[], Awaitable[None]],
+        sign: Callable[[dict[str, Any]], dict[str, Any]],
     ) -> None:
         super().__init__()
+        self._sign = sign
         self._api = api
         self._config = config
         self._resolver = resolver
@@ -227,12 +230,8 @@ class PreviewResource(DirectServeJsonResource):
             raise LimitExceededError("phenom_preview", retry_after_ms=taken.retry_after_ms)
 
     async def _async_render_GET(self, request: Request) -> tuple[int, dict[str, Any]]:
-        requester = await self._api.get_user_by_req(request)
-        raw = (request.args or {}).get(b"url", [b""])[0]
-        try:
-            url = raw.decode("utf-8").strip()
-        except UnicodeDecodeError:
-            raise SynapseError(400, "'url' must be UTF-8", Codes.INVALID_PARAM) from None
+        requester = await _http.requester(self._api.get_user_by_req, request)
+        url = _http.query_str(request, "url", max_chars=4096)
         if not url:
             raise SynapseError(
                 400,
@@ -258,5 +257,6 @@ class PreviewResource(DirectServeJsonResource):
         return 200, {
             "url": url,
             "card": card.model_dump(mode="json"),
-            "preview": msc4095.preview_entry(url, card),
+            # Signed: the app may send it unmodified in its message (docs/link-previews.md).
+            "preview": self._sign(msc4095.preview_entry(url, card)),
         }

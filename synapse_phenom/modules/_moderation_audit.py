@@ -7,6 +7,8 @@ from typing import TYPE_CHECKING, Any
 from synapse.api.errors import Codes, SynapseError
 from synapse.module_api import DirectServeJsonResource, ModuleApi
 
+from synapse_phenom.modules import _http
+
 if TYPE_CHECKING:
     from synapse.http.site import SynapseRequest as Request
 
@@ -22,29 +24,18 @@ class AuditResource(DirectServeJsonResource):
         self._api = api
 
     async def _async_render_GET(self, request: Request) -> tuple[int, dict[str, Any]]:
-        requester = await self._api.get_user_by_req(request)
+        requester = await _http.requester(self._api.get_user_by_req, request)
         if not await self._api.is_user_admin(requester.user.to_string()):
             raise SynapseError(
                 403, "Only server administrators may read the moderation audit log", Codes.FORBIDDEN
             )
-        args = request.args or {}
-
-        def arg(name: str) -> str | None:
-            raw = args.get(name.encode(), [b""])[0].decode()
-            return raw or None
-
-        try:
-            since = int(arg("since") or -1)
-            limit = int(arg("limit") or 100)
-        except ValueError:
-            raise SynapseError(
-                400,
-                "'since' and 'limit' must be integers (since: ms since the epoch)",
-                Codes.INVALID_PARAM,
-            ) from None
-        if not 1 <= limit <= 10_000:
-            raise SynapseError(400, "'limit' must be between 1 and 10000", Codes.INVALID_PARAM)
+        # since: ms since the epoch
+        since = _http.query_int(request, "since", default=-1, minimum=0)
+        limit = _http.query_int(request, "limit", default=100, minimum=1, maximum=10_000)
         rows = await self._module.audit(
-            arg("room_id"), arg("user_id"), since if since >= 0 else None, limit
+            _http.query_str(request, "room_id", max_chars=255),
+            _http.query_str(request, "user_id", max_chars=255),
+            since if since >= 0 else None,
+            limit,
         )
         return 200, {"entries": [r.to_json() for r in rows]}

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 import attrs
@@ -46,8 +47,11 @@ class ContentChecks(RoomState):
             action: str = "block",
         ) -> int | None: ...
 
-    async def _check_content(self, view: RoomView, event: EventBase) -> Violation | None:
-        """The pure content check (total: what it cannot read it refuses as unreadable)."""
+    async def _check_content(
+        self, view: RoomView, event: EventBase, content: Mapping[str, Any]
+    ) -> Violation | None:
+        """The pure content check (total: what it cannot read it refuses as unreadable) of
+        ``content``: the event's content without the server-signed preview cards."""
         policy = view.compiled.policy
         new_until = await self._new_account_until(policy, event.sender)
         members = None
@@ -56,7 +60,7 @@ class ContentChecks(RoomState):
         started = time.perf_counter()
         violation = view.compiled.check(
             event.type,
-            event.content,
+            content,
             is_state=event.is_state(),
             new_account_until_s=new_until,
             members=members,

@@ -12,7 +12,8 @@ from typing import TYPE_CHECKING, Any
 
 from prometheus_client import Counter
 
-from synapse_phenom.moderation.rules import Violation
+from synapse_phenom.moderation.rules import Violation, is_preview_card
+from synapse_phenom.previews.signing import split_cards
 
 if TYPE_CHECKING:
     from synapse.events import EventBase
@@ -29,6 +30,14 @@ PREVIEW_CARD_FORGED = Violation(
     "Link preview cards are created by the server only; this event was not sent.",
     "client-sent preview card",
 )
+PREVIEW_CARD_UNSIGNED = Violation(
+    "preview_card",
+    "Your message was not sent: it carries a link preview card the server did not make "
+    "(rule 'preview_card'). Send it without m.url_previews / com.beeper.linkpreviews (the "
+    "server adds Phenom cards itself), or with the composer endpoint's 'preview' entry "
+    "unmodified.",
+    "client-made preview entry",
+)
 
 
 def server_made(event: EventBase) -> bool:
@@ -43,6 +52,21 @@ def server_made(event: EventBase) -> bool:
         except AttributeError:
             continue
     return not event.is_state()
+
+
+def card_verdict(event: EventBase, key: bytes) -> tuple[dict[str, Any], Violation | None, bool]:
+    """(content without the server-signed preview entries, a refusal, is the server's own
+    follow-up card). Signed entries are the server's words, never the user's: the rules do
+    not read them. A card event sent through the client API (it could put any text under
+    anyone's message) and any unsigned entry (a card a client made up, for any URL:
+    clients render bundled previews for every link) are refused."""
+    card_event = is_preview_card(event.type, event.content)
+    if card_event and not server_made(event):
+        return {}, PREVIEW_CARD_FORGED, False
+    content, unsigned = split_cards(event.content, key)
+    if unsigned:
+        return content, PREVIEW_CARD_UNSIGNED, False
+    return content, None, card_event
 
 
 def has_legacy_body(content: Mapping[str, Any]) -> bool:

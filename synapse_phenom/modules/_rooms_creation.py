@@ -56,6 +56,7 @@ class RoomCreation:
                 room_id = await self._create_room(key)
             if room_id is not None:
                 await self._sync_room_profile(key, room_id)
+                await self._sync_directory(key, room_id)
 
     async def _ensure_system_user(self) -> None:
         if await self._api.check_user_exists(self.system_user_id):
@@ -110,6 +111,25 @@ class RoomCreation:
         self._resolved_at[key] = time.monotonic()
         logger.info("Created %s as %s", alias, room_id)
         return room_id
+
+    async def _sync_directory(self, key: str, room_id: str) -> None:
+        """``published`` rooms are in the room directory (``publicRooms``), others are not.
+
+        Through the module API, not the creation request's ``visibility``: Synapse's default
+        ``room_list_publication_rules`` deny publishing and creation then silently leaves
+        the room out. Also reconciles rooms created before (or published by hand).
+        """
+        wanted = self._config.rooms[key].published
+        directory = self._api.public_room_list_manager
+        if await directory.room_is_in_public_room_list(room_id) == wanted:
+            return
+        if wanted:
+            await directory.add_room_to_public_room_list(room_id)
+        else:
+            await directory.remove_room_from_public_room_list(room_id)
+        logger.info(
+            "%s %s the room directory", self.alias(key), "added to" if wanted else "removed from"
+        )
 
     async def _sync_room_profile(self, key: str, room_id: str) -> None:
         """Keep name and topic as configured (they may change in config after creation)."""

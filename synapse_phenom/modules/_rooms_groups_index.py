@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from synapse.api.errors import Codes, SynapseError
 from synapse.module_api import DirectServeJsonResource, ModuleApi
 
+from synapse_phenom.modules import _http
 from synapse_phenom.rooms import store
 
 if TYPE_CHECKING:
@@ -33,20 +34,11 @@ class GroupsIndexResource(DirectServeJsonResource):
         self._api = api
 
     async def _async_render_GET(self, request: Request) -> tuple[int, dict[str, Any]]:
-        requester = await self._api.get_user_by_req(request)
+        requester = await _http.requester(self._api.get_user_by_req, request)
         if not await self._api.is_user_admin(requester.user.to_string()):
             raise SynapseError(403, "Only server administrators may list groups", Codes.FORBIDDEN)
-        args = request.args or {}
-        after = args.get(b"from", [b""])[0].decode("utf-8", "replace")
-        raw_limit = args.get(b"limit", [b"500"])[0].decode("utf-8", "replace")
-        try:
-            limit = int(raw_limit)
-        except ValueError:
-            limit = 0
-        if not 1 <= limit <= MAX_LIMIT:
-            raise SynapseError(
-                400, f"'limit' must be a whole number from 1 to {MAX_LIMIT}", Codes.INVALID_PARAM
-            )
+        after = _http.query_str(request, "from", max_chars=255) or ""
+        limit = _http.query_int(request, "limit", default=500, minimum=1, maximum=MAX_LIMIT)
         await self._rooms._ensure_schema()  # the rooms module owns the table
         rows = await self._api.run_db_interaction(
             "phenom_users_with_groups", store.users_with_groups, after, limit

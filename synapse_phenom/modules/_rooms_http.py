@@ -8,6 +8,7 @@ from synapse.api.errors import Codes, SynapseError
 from synapse.module_api import DirectServeJsonResource, ModuleApi
 from synapse.types import UserID
 
+from synapse_phenom.modules import _http
 from synapse_phenom.rooms import membership
 
 if TYPE_CHECKING:
@@ -28,15 +29,11 @@ class GroupsResource(DirectServeJsonResource):
         self._api = api
 
     async def _require_admin(self, request: Request) -> None:
-        requester = await self._api.get_user_by_req(request)
+        requester = await _http.requester(self._api.get_user_by_req, request)
         if not await self._api.is_user_admin(requester.user.to_string()):
             raise SynapseError(403, "Only server administrators may manage groups", Codes.FORBIDDEN)
 
-    def _checked_user(self, user_id: Any) -> str:
-        if not isinstance(user_id, str):
-            raise SynapseError(
-                400, "'user_id' must be a string such as '@alice:server'", Codes.MISSING_PARAM
-            )
+    def _checked_user(self, user_id: str) -> str:
         try:
             parsed = UserID.from_string(user_id)
         except SynapseError:
@@ -49,28 +46,23 @@ class GroupsResource(DirectServeJsonResource):
 
     async def _async_render_GET(self, request: Request) -> tuple[int, dict[str, Any]]:
         await self._require_admin(request)
-        args = request.args or {}
-        raw = args.get(b"user_id", [b""])[0].decode()
-        user_id = self._checked_user(raw or None)
+        raw = _http.query_str(request, "user_id", required=True, max_chars=255)
+        user_id = self._checked_user(str(raw))
         groups = await self._rooms.get_groups(user_id)
         return 200, {"user_id": user_id, "groups": groups or [], "known": groups is not None}
 
     async def _async_render_POST(self, request: Request) -> tuple[int, dict[str, Any]]:
-        from synapse.http.servlet import parse_json_object_from_request
-
         await self._require_admin(request)
-        body = parse_json_object_from_request(request)
-        user_id = self._checked_user(body.get("user_id"))
-        groups = body.get("groups")
-        if not isinstance(groups, list) or not all(isinstance(g, str) for g in groups):
-            raise SynapseError(400, "'groups' must be a list of group names", Codes.INVALID_PARAM)
+        body = _http.json_object(request)
+        user_id = self._checked_user(
+            str(_http.body_str(body, "user_id", max_chars=255, example="'@alice:server'"))
+        )
+        groups = _http.body_str_list(body, "groups", example="['team']")
         try:
             groups = membership.normalise_groups(groups)
         except ValueError as err:
             raise SynapseError(400, str(err), Codes.INVALID_PARAM) from None
-        source = body.get("source", "api")
-        if not isinstance(source, str):
-            raise SynapseError(400, "'source' must be a string", Codes.INVALID_PARAM)
+        source = str(_http.body_str(body, "source", required=False, default="api", max_chars=64))
         if not await self._api.check_user_exists(user_id):
             raise SynapseError(
                 404, f"{user_id} does not exist; create the user first", Codes.NOT_FOUND

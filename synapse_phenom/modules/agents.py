@@ -22,6 +22,7 @@ from synapse.api.errors import Codes, SynapseError
 from synapse.module_api import DirectServeJsonResource, ModuleApi
 
 from synapse_phenom.endpoints import AGENT_ROOMS_PATH
+from synapse_phenom.modules import _http
 from synapse_phenom.modules._compat import requester_app_service_id, require_module_api
 from synapse_phenom.modules._config import parse_module_config
 from synapse_phenom.modules._health import mark_loaded
@@ -57,9 +58,7 @@ class AgentRoomsResource(DirectServeJsonResource):
         self._api = api
 
     async def _async_render_POST(self, request: Request) -> tuple[int, dict[str, Any]]:
-        from synapse.http.servlet import parse_json_object_from_request
-
-        requester = await self._api.get_user_by_req(request)
+        requester = await _http.requester(self._api.get_user_by_req, request)
         if requester_app_service_id(requester) not in self._config.appservice_ids:
             raise SynapseError(
                 403,
@@ -69,14 +68,7 @@ class AgentRoomsResource(DirectServeJsonResource):
         rooms = rooms_module(self._api)
         if rooms is None:
             raise SynapseError(503, "The Phenom rooms module is not loaded", Codes.UNKNOWN)
-        body = parse_json_object_from_request(request)
-        raw = body.get("rooms")
-        if not isinstance(raw, list) or not all(isinstance(k, str) for k in raw):
-            raise SynapseError(
-                400,
-                "'rooms' must be a list of room keys such as ['community']",
-                Codes.INVALID_PARAM,
-            )
+        raw = _http.body_str_list(_http.json_object(request), "rooms", example="['community']")
         try:
             wanted = check_wanted(rooms.config, self._config, raw)
             groups = groups_for_rooms(rooms.config, wanted)

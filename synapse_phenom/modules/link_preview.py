@@ -21,6 +21,7 @@ into the media repository through its internal API (no module API uploads media)
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
@@ -36,6 +37,7 @@ from synapse_phenom.modules._compat import require_module_api
 from synapse_phenom.modules._config import parse_module_config
 from synapse_phenom.modules._guard import guarded
 from synapse_phenom.modules._health import mark_loaded
+from synapse_phenom.modules._link_preview_signing import card_signing_key
 from synapse_phenom.modules._link_preview_support import (
     DbOriginGate,
     ImageRehoster,
@@ -51,6 +53,7 @@ from synapse_phenom.previews.card import Card
 from synapse_phenom.previews.config import LinkPreviewConfig
 from synapse_phenom.previews.policy import normalise_url, origin_of
 from synapse_phenom.previews.resolver import PreviewResolver
+from synapse_phenom.previews.signing import sign_entry
 
 if TYPE_CHECKING:
     from synapse.events import EventBase
@@ -85,13 +88,15 @@ class PhenomLinkPreviews:
         # Card or error text per normalised link, in front of the table (no DB trip per send).
         self._memo: TtlMemo[Card | str] = TtlMemo(_MEMO_SIZE, _MEMO_SECONDS)
         self._schema_ready = False
+        # Every card entry the server hands out is signed (previews/signing.py).
+        self.sign = functools.partial(sign_entry, key=card_signing_key(api))
         # check_event_for_spam is called for every event anyway (Synapse does no extra work
         # for it); check_event_allowed makes Synapse load the room state for every event.
         api.register_spam_checker_callbacks(check_event_for_spam=self.check_event_for_spam)
         if config.inline:
             api.register_third_party_rules_callbacks(check_event_allowed=self.check_event_allowed)
         resource = PreviewResource(
-            api, config, self._resolver, self.lookup, self.card_for, self._ensure_schema
+            api, config, self._resolver, self.lookup, self.card_for, self._ensure_schema, self.sign
         )
         for path in endpoints.PREVIEW_PATHS:  # versioned, and the documented legacy path
             api.register_web_resource(path, resource)
@@ -314,7 +319,7 @@ class PhenomLinkPreviews:
             return True, None
         replacement = event.get_dict()
         replacement["content"] = msc4095.with_previews(
-            replacement["content"], msc4095.previews_for(cards)
+            replacement["content"], msc4095.previews_for(cards, self.sign)
         )
         return True, replacement
 
@@ -352,6 +357,8 @@ class PhenomLinkPreviews:
                 "type": msc4095.FOLLOW_UP_TYPE,
                 "room_id": event.room_id,
                 "sender": event.sender,
-                "content": msc4095.follow_up_content(target, msc4095.previews_for(cards)),
+                "content": msc4095.follow_up_content(
+                    target, msc4095.previews_for(cards, self.sign)
+                ),
             }
         )

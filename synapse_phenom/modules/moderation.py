@@ -40,19 +40,18 @@ from synapse_phenom.moderation.rules import (
     flood_counts,
     flood_violation,
     is_checked,
-    is_preview_card,
     mute_violation,
 )
 from synapse_phenom.modules._compat import require_module_api
 from synapse_phenom.modules._config import parse_module_config
 from synapse_phenom.modules._guard import guarded
 from synapse_phenom.modules._health import mark_loaded
+from synapse_phenom.modules._link_preview_signing import card_signing_key
 from synapse_phenom.modules._moderation_audit import AuditResource
 from synapse_phenom.modules._moderation_content import ContentChecks
 from synapse_phenom.modules._moderation_events import (
     CHECK_FAILURES,
-    PREVIEW_CARD_FORGED,
-    server_made,
+    card_verdict,
 )
 from synapse_phenom.modules._moderation_notices import ModeratorNotices, kind_of
 from synapse_phenom.modules._moderation_state import MAX_CACHED, RoomView
@@ -89,6 +88,7 @@ class PhenomModeration(ContentChecks, ModeratorNotices):
         # (user, room) seen unmuted: the flood/mute gate is skipped for cache_seconds.
         self._unmuted: TtlMemo[bool] = TtlMemo(MAX_CACHED, config.cache_seconds)
         self._schema_ready = False
+        self._card_key = card_signing_key(api)
 
         # Guarded per instance: the fallback (fail-open or fail-closed) comes from config.
         spam_guard = guarded("moderation", fallback=self._fallback_spam, logger=logger)
@@ -204,12 +204,14 @@ class PhenomModeration(ContentChecks, ModeratorNotices):
         if event.type == "m.room.create" or sender == self._system_user:
             return NOT_SPAM  # (a room being created has no state to read yet)
         view = await self.room_view(room_id)
-        if is_preview_card(event.type, event.content) and not server_made(event):
-            # Cards are the link-preview module's (server-made, no client transaction): one
-            # sent through the client API could put any text under anyone's message.
+        content, refusal, server_card = card_verdict(event, self._card_key)
+        if refusal is not None:
             CHECKS.labels(view.policy_name, "block").inc()
-            await self.act(view, room_id, sender, event.type, PREVIEW_CARD_FORGED)
-            return self._reply(PREVIEW_CARD_FORGED)
+            await self.act(view, room_id, sender, event.type, refusal)
+            return self._reply(refusal)
+        if server_card:  # the server's follow-up card: its message was judged already
+            CHECKS.labels(view.policy_name, "pass").inc()
+            return NOT_SPAM
         ban = (await self.ban_list()).match(sender)
         if ban is not None:
             v = Violation("ban_list", ban_message(ban), f"{ban.source}: {ban.entity}")
@@ -217,7 +219,9 @@ class PhenomModeration(ContentChecks, ModeratorNotices):
             return self._reply(v)
         policy = view.compiled.policy
         violation = (
-            await self._check_content(view, event) if is_checked(event.type, is_state) else None
+            await self._check_content(view, event, content)
+            if is_checked(event.type, is_state)
+            else None
         )
         # Flood control and mutes cover every event a user sends into the room, state
         # included (not while the room is being created: no power levels yet).

@@ -7,6 +7,7 @@ very same Synapse the README's dev command starts, only in a temporary directory
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import io
 import json
@@ -14,6 +15,7 @@ import logging
 import os
 import secrets
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -193,6 +195,30 @@ def start_worker(config_path: Path, worker_path: Path) -> ManagedProcess:
         str(worker_path),
     ]
     return spawn(worker_path.stem, argv, worker_path.with_suffix(".stdout.log"))
+
+
+def busy_ports(wanted: Iterable[tuple[str, int, str]]) -> list[str]:
+    """Which of ``(host, port, what)`` cannot be listened on, one readable line each.
+
+    Checked before anything starts, so the stack never says "up" and then dies.
+    """
+    problems: list[str] = []
+    seen: dict[int, str] = {}
+    for host, port, what in wanted:
+        if port in seen:
+            problems.append(f"{what} and {seen[port]} cannot both use port {port}")
+            continue
+        seen[port] = what
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        with socket.socket(family, socket.SOCK_STREAM) as probe:
+            # As servers do: a port in TIME_WAIT is free, one being listened on is not.
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind((host, port))
+            except OSError as err:
+                reason = "already in use" if err.errno == errno.EADDRINUSE else err.strerror
+                problems.append(f"{what}: port {port} on {host} is {reason}")
+    return problems
 
 
 def wait_http(url: str, procs: Iterable[ManagedProcess], timeout: float = 60.0) -> None:

@@ -12,6 +12,7 @@ from collections.abc import Mapping, Sequence
 from importlib import resources
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import attrs
 import jinja2
@@ -381,7 +382,20 @@ def content_origin_overrides(content_origin: str) -> dict[str, Any]:
     origins = [
         {"url": o, "fetch_from": local, "trusted": True} for o in DEFAULT_ORIGINS if o != local
     ]
-    return {LINK_PREVIEW_MODULE: {"origins": [*origins, {"url": local, "trusted": True}]}}
+    # Links to the local copy are Phenom links for moderation too: every room policy that
+    # allows only Phenom's domains (Community's link rule) allows the local host as well.
+    host = urlsplit(local).hostname or ""
+    phenom_hosts = {urlsplit(o).hostname for o in DEFAULT_ORIGINS}
+    moderation = moderation_defaults()
+    for policy in moderation["policies"].values():
+        links = policy.get("links") or {}
+        domains = list(links.get("domains") or [])
+        if links.get("mode") == "allow" and phenom_hosts & set(domains) and host not in domains:
+            links["domains"] = [*domains, host]
+    return {
+        LINK_PREVIEW_MODULE: {"origins": [*origins, {"url": local, "trusted": True}]},
+        MODERATION_MODULE: moderation,
+    }
 
 
 def dev_values(

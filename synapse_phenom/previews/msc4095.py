@@ -8,7 +8,7 @@ link exactly as written.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from synapse_phenom.previews.card import Card
@@ -49,8 +49,11 @@ def preview_entry(matched_url: str, card: Card) -> dict[str, Any]:
     return entry
 
 
-def previews_for(cards: Sequence[tuple[str, Card]]) -> list[dict[str, Any]]:
-    return [preview_entry(matched, card) for matched, card in cards]
+def previews_for(
+    cards: Sequence[tuple[str, Card]], sign: Callable[[dict[str, Any]], dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """Entries for ``cards``, each passed through ``sign`` (``signing.sign_entry``)."""
+    return [sign(preview_entry(matched, card)) for matched, card in cards]
 
 
 def sender_chose(content: Mapping[str, Any]) -> bool:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -37,7 +38,8 @@ def start_dev(data_dir: Path, port: int) -> subprocess.Popen[str]:
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
-        env={**os.environ, "COLUMNS": "200"},
+        # Narrow on purpose: into a pipe, the banner must not wrap whatever COLUMNS says.
+        env={**os.environ, "COLUMNS": "40"},
     )
 
 
@@ -104,7 +106,12 @@ def test_dev_stack_lifecycle(tmp_path: Path) -> None:
         for alias in ("#internal:localhost", "#partners:localhost", "#community:localhost"):
             assert alias in banner
         assert f"http://127.0.0.1:{port}" in banner
-        assert "provision-user" in banner
+        command = (
+            f"provision-user --data-dir {data_dir} --username alice --password 'choose-one' "
+            "--groups team"
+        )
+        assert any(line.rstrip().endswith(command) for line in banner.splitlines()), banner
+        assert any(str(data_dir / "agent-token") in line for line in banner.splitlines())
 
         created = provision(
             data_dir, "--username", "alice", "--password", "pw-alice", "--groups", "team"
@@ -236,3 +243,34 @@ def test_dev_database_url_needs_the_hasura_backend(tmp_path: Path) -> None:
         env={**os.environ, "COLUMNS": "200"},
     )
     assert result.returncode == 2 and "--backend hasura" in result.stderr
+
+
+def test_ports_in_use_are_reported_before_anything_starts(tmp_path: Path) -> None:
+    data_dir = tmp_path / "dev"
+    with socket.socket() as synapse_port, socket.socket() as mcp_port:
+        for sock in (synapse_port, mcp_port):
+            sock.bind(("127.0.0.1", 0))
+            sock.listen()
+        busy, busy_mcp = synapse_port.getsockname()[1], mcp_port.getsockname()[1]
+        began = time.monotonic()
+        result = subprocess.run(
+            [BIN, "dev", "--data-dir", data_dir, "--port", str(busy), "--mcp-port", str(busy_mcp)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        same = subprocess.run(
+            [BIN, "dev", "--data-dir", data_dir, "--port", "18008", "--mcp-port", "18008"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert f"Synapse (--port): port {busy} on 127.0.0.1 is already in use" in result.stderr
+    assert f"MCP server (--mcp-port): port {busy_mcp} on 127.0.0.1 is already in use" in (
+        result.stderr
+    )
+    assert "is up" not in result.stdout
+    assert not (data_dir / "homeserver.yaml").exists()  # nothing was prepared or started
+    assert time.monotonic() - began < 30
+    assert same.returncode == 2 and "cannot both use port 18008" in same.stderr

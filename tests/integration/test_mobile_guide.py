@@ -194,18 +194,14 @@ def test_session_storage(synapse: SynapseStack, tmp_path: Path) -> None:
     assert got == {"before": None, "after": session, "keys": ["phenom.chat.session"]}
 
 
-def test_room_list_hides_follow_up_cards(synapse: SynapseStack, tmp_path: Path) -> None:
+def test_room_list_hides_follow_up_cards(
+    synapse: SynapseStack, phenom_site: PhenomSite, tmp_path: Path
+) -> None:
     reader = synapse.register(unique("reader"))
     owner, room_id = private_room(synapse, reader)
-    message = owner.send(room_id, "Tonight's sky")
-    follow_up = owner.send_raw(
-        room_id,
-        {
-            "m.relates_to": {"rel_type": "m.reference", "event_id": message},
-            "m.url_previews": [],
-        },
-        event_type="app.phenom.link_preview",
-    ).json()["event_id"]
+    # Only the server makes follow-up cards (a client-sent one is refused): a real one.
+    message = owner.send(room_id, f"Tonight's sky {phenom_site.origin}/p/full?t={unique('')}")
+    follow_up = eventually(lambda: _follow_up_of(owner, room_id, message), timeout=15)
     got = run_js(
         tmp_path,
         "room-list",
@@ -215,6 +211,14 @@ def test_room_list_hides_follow_up_cards(synapse: SynapseStack, tmp_path: Path) 
     assert got["shown"] == message
     assert "app.phenom.link_preview" in got["hidden"]
     assert room_id in got["list"]
+
+
+def _follow_up_of(client: MatrixClient, room_id: str, event_id: str) -> str | None:
+    related = client.call(
+        "GET",
+        f"/_matrix/client/v1/rooms/{quote(room_id)}/relations/{quote(event_id)}/m.reference/app.phenom.link_preview",
+    )
+    return str(related["chunk"][0]["event_id"]) if related["chunk"] else None
 
 
 def _card_ready(client: MatrixClient, room_id: str, event_id: str) -> bool:
@@ -278,6 +282,22 @@ def test_composer_preview(synapse: SynapseStack, phenom_site: PhenomSite, tmp_pa
     assert got["phenom"]["card"]["title"] == "Northern Lights over Tromsø"
     assert got["phenom"]["preview"]["matched_url"] == url
     assert got["other"] is None
+
+
+def test_send_with_card(synapse: SynapseStack, phenom_site: PhenomSite, tmp_path: Path) -> None:
+    reader = synapse.register(unique("reader"))
+    owner, room_id = private_room(synapse, reader)
+    url = f"{phenom_site.origin}/p/full?t={unique('')}"
+    env = {"session": session_of(owner), "roomId": room_id, "phenomUrl": url}
+    got = run_js(tmp_path, "send-with-card", env)
+    assert got["signed"]["refusal"] is None, got
+    (entry,) = reader.event(room_id, got["signed"]["eventId"])["content"]["m.url_previews"]
+    assert entry["og:title"] == "Northern Lights over Tromsø" and entry["app.phenom.card"]["sig"]
+    for name in ("changed", "invented"):
+        refusal = got[name]["refusal"]
+        assert got[name]["eventId"] is None and refusal["rule"] == "preview_card", got
+        assert refusal["status"] == 403 and refusal["retryAfterMs"] is None
+        assert "composer" in refusal["message"]
 
 
 def test_media(synapse: SynapseStack, tmp_path: Path) -> None:

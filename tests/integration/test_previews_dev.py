@@ -14,7 +14,9 @@ import yaml
 from harness import free_port, start_dev_command, unique
 from previews_site import PhenomSite
 
+from synapse_phenom.moderation.config import ModerationConfig
 from synapse_phenom.ops import devstack, hsconfig
+from synapse_phenom.ops.admin_client import SynapseAdmin
 from synapse_phenom.previews.config import LinkPreviewConfig
 
 BIN = Path(sys.executable).parent / "phenom-chat"
@@ -27,6 +29,10 @@ def test_content_origin_overrides_are_valid_module_config() -> None:
     assert by_url["https://thephenom.app"].fetch_from == "http://127.0.0.1:3000"
     assert all(o.trusted for o in config.origins)
     assert "http://127.0.0.1:3000" in by_url
+    # Links to the local copy pass Community's link rule too (it allows Phenom links only).
+    moderation = ModerationConfig.model_validate(overrides[hsconfig.MODERATION_MODULE])
+    community = moderation.policies["community"].links
+    assert community.mode == "allow" and {"thephenom.app", "127.0.0.1"} <= set(community.domains)
     with pytest.raises(ValueError, match="origin only"):
         hsconfig.content_origin_overrides("http://127.0.0.1:3000/some/path")
 
@@ -71,6 +77,34 @@ def test_dev_content_origin_serves_cards_from_local_site(
         assert card["title"] == "Northern Lights over Tromsø"
         assert card["url"] == public_link  # the link stays public; only the fetch went local
         assert card["image"]["mxc"].startswith("mxc://localhost/")
+
+        # A member posts a link to the local copy in #community: a Phenom link, accepted;
+        # a link elsewhere is still refused by the link rule.
+        with SynapseAdmin(base_url) as api:
+            person = api.register_with_shared_secret(
+                devstack.read_shared_secret(data_dir / "homeserver.yaml"), unique(), unique()
+            )
+        auth = {"Authorization": f"Bearer {person['access_token']}"}
+        room_id = httpx2.get(
+            f"{base_url}/_matrix/client/v3/directory/room/%23community:localhost", timeout=30
+        ).json()["room_id"]
+        joined = httpx2.post(
+            f"{base_url}/_matrix/client/v3/join/{room_id}", headers=auth, json={}, timeout=30
+        )
+        assert joined.status_code == 200, joined.text
+
+        def post(body: str) -> httpx2.Response:
+            return httpx2.put(
+                f"{base_url}/_matrix/client/v3/rooms/{room_id}/send/m.room.message/{unique()}",
+                json={"msgtype": "m.text", "body": body},
+                headers=auth,
+                timeout=30,
+            )
+
+        local_link = post(f"look {phenom_site.origin}/p/full?t={unique()}")
+        assert local_link.status_code == 200, local_link.text
+        elsewhere = post("look http://example.org/x")
+        assert elsewhere.status_code == 403 and "links" in elsewhere.text
     finally:
         proc.send_signal(signal.SIGINT)
         proc.wait(60)

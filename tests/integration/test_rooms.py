@@ -21,6 +21,23 @@ def test_rooms_exist_with_configured_settings(synapse: SynapseStack) -> None:
     assert creator.get("creator", "@phenom:localhost") == "@phenom:localhost"
 
 
+def test_published_rooms_are_in_the_room_directory(synapse: SynapseStack) -> None:
+    # docs/rooms.md: `published: true` lists the room in the directory. Synapse's default
+    # room_list_publication_rules deny publishing at creation; the module lists it itself.
+    client = synapse.register()
+
+    def listed() -> set[str]:
+        return {r["room_id"] for r in client.call("GET", "/_matrix/client/v3/publicRooms")["chunk"]}
+
+    eventually(lambda: synapse.rooms["community"] in listed())
+    assert synapse.rooms["internal"] not in listed()
+    assert synapse.rooms["partners"] not in listed()
+    visibility = client.call(
+        "GET", f"/_matrix/client/v3/directory/list/room/{synapse.rooms['community']}"
+    )
+    assert visibility == {"visibility": "public"}
+
+
 def test_registered_user_is_in_community_only(synapse: SynapseStack) -> None:
     client = synapse.register()
     rooms = eventually(client.joined_rooms)

@@ -272,6 +272,58 @@ def test_cached_link_card_is_added_inline_on_the_worker(
     assert event["content"]["m.url_previews"] == [entry]
 
 
+def test_composer_card_signed_on_main_is_verified_on_the_worker(
+    cluster: Cluster, phenom_site: PhenomSite
+) -> None:
+    """Every process derives the same card-signing key (from macaroon_secret_key)."""
+    main = cluster.main
+    alice_main = main.register()
+    alice = cluster.on_worker(alice_main)
+    room = alice.call("POST", "/_matrix/client/v3/createRoom", json={"preset": "private_chat"})[
+        "room_id"
+    ]
+    link = f"{phenom_site.origin}/p/full?t={unique('')}"
+    preview = alice_main.call("GET", PREVIEW_PATH, params={"url": link})["preview"]
+    content = {"msgtype": "m.text", "body": f"look {link}", "m.url_previews": [preview]}
+    resp = alice.send_raw(room, content)
+    assert resp.status_code == 200, resp.text
+    content["m.url_previews"] = [{**preview, "og:title": "Made up"}]
+    resp = alice.send_raw(room, content)
+    assert resp.status_code == 403, resp.text
+    assert resp.json()["app.phenom.moderation.rule"] == "preview_card"
+
+
+def test_inline_card_text_is_not_the_senders_in_a_community_like_room(
+    cluster: Cluster, phenom_site: PhenomSite
+) -> None:
+    """Inline path: the page's description names youtube.com and a blocked word; the card
+    the server put into the message is not judged as the user's text, nor audited."""
+    main = cluster.main
+    owner = cluster.on_worker(main.register())
+    room = owner.call("POST", "/_matrix/client/v3/createRoom", json={"preset": "public_chat"})[
+        "room_id"
+    ]
+    policy = {
+        "keywords": [{"name": "blocked words", "keywords": ["scam*", "free crypto"]}],
+        "links": {"mode": "allow", "domains": ["thephenom.app", "127.0.0.1"]},
+        "escalation": {"violations": 1, "window_seconds": 600, "mute_seconds": 300},
+    }
+    assert owner.send_state(room, POLICY_EVENT_TYPE, policy).status_code == 200
+    alice_main = main.register()
+    alice = cluster.on_worker(alice_main)
+    alice.join(room)
+    link = f"{phenom_site.origin}/p/trailer?t={unique('')}"
+    alice_main.call("GET", PREVIEW_PATH, params={"url": link})  # cached: the card goes inline
+    event_id = alice.send(room, f"Trailer: {link}")
+    (entry,) = owner.event(room, event_id)["content"]["m.url_previews"]
+    assert "youtube.com" in entry["og:description"] and "free crypto" in entry["og:description"]
+    assert alice.send(room, "still not muted")
+    rows = cluster.sql(
+        "SELECT count(*) FROM phenom_moderation_audit WHERE user_id = %s", alice.user_id
+    )
+    assert rows[0][0] == 0
+
+
 def test_preview_endpoint_on_the_worker_rehosts_into_the_shared_media_store(
     cluster: Cluster, phenom_site: PhenomSite
 ) -> None:

@@ -19,6 +19,7 @@ def broken_api() -> Any:
     """A ``ModuleApi`` double (spec'd) that registers nothing; every room-state read fails."""
     api = create_autospec(ModuleApi, instance=True)
     api.server_name = "x"
+    api._hs = SimpleNamespace(config=SimpleNamespace(key=SimpleNamespace(macaroon_secret_key=b"k")))
     api.should_run_background_tasks.return_value = False
     api.get_room_state.side_effect = RuntimeError("database down")
     api.is_mine.return_value = True

@@ -26,7 +26,13 @@ from synapse_phenom.moderation.extract import extract
 from synapse_phenom.moderation.keywords import KeywordMatcher, Mode, parse
 from synapse_phenom.moderation.links import classify, domain_matches, find_urls
 from synapse_phenom.moderation.normalize import fold
-from synapse_phenom.moderation.rules import BanList, BanRule, CompiledPolicy, flood_decision
+from synapse_phenom.moderation.rules import (
+    BanList,
+    BanRule,
+    CompiledPolicy,
+    flood_decision,
+    mute_violation,
+)
 from synapse_phenom.modules.moderation import PhenomModeration
 
 
@@ -357,3 +363,23 @@ def test_rule_names_are_plain_text() -> None:
             RoomPolicy.model_validate({"keywords": [{"name": bad, "keywords": ["x"]}]})
         with pytest.raises(ValidationError):
             RoomPolicy.model_validate({"regexes": [{"name": bad, "pattern": "x"}]})
+
+
+def test_flood_and_card_refusals_never_escalate_and_mutes_carry_their_expiry() -> None:
+    txn = _Txn(sqlite3.connect(":memory:"))
+    store.create_schema(txn)
+    now = 1_000_000_000_000
+    esc = (2, 60_000, 30_000)
+    row = store.AuditRow(now, "!r:x", "@u:x", "community", "flood", "block", "m.room.message", "")
+    for i in range(10):  # an offline queue flushed at once
+        assert store.record(txn, attrs.evolve(row, ts=now + i), esc) is None
+    card = attrs.evolve(row, ts=now + 20, rule="preview_card")
+    assert store.record(txn, card, esc) is None
+    keyword = attrs.evolve(row, ts=now + 30, rule="keywords:k")
+    assert store.record(txn, keyword, esc) is None  # the first real violation, not the 12th
+    until = store.record(txn, attrs.evolve(keyword, ts=now + 31), esc)
+    assert until == now + 31 + 30_000
+    body = mute_violation(until, now + 1031).error_dict()
+    assert body["app.phenom.moderation.rule"] == "mute"
+    assert body["app.phenom.moderation.muted_until_ms"] == until
+    assert body["retry_after_ms"] == until - (now + 1031)

@@ -325,7 +325,7 @@ def test_preview_entry_shape() -> None:
 
 
 def test_with_previews_plain_and_edit() -> None:
-    entries = msc4095.previews_for([(PAGE, CARD)])
+    entries = msc4095.previews_for([(PAGE, CARD)], dict)
     out = msc4095.with_previews({"body": PAGE, "msgtype": "m.text"}, entries)
     assert out["com.beeper.linkpreviews"] == out["m.url_previews"] == entries
     edit = {

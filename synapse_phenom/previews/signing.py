@@ -1,0 +1,94 @@
+"""Server-signed preview cards: a card in a message is Phenom's only if the server signed it.
+
+Every MSC4095 entry the server hands out (inline, follow-up, composer endpoint) carries
+``app.phenom.card.sig``: HMAC-SHA256, keyed by a secret derived from the homeserver's
+``macaroon_secret_key`` (the same in every worker), over the canonical JSON of the entry
+without the signature. ``matched_url`` is inside the signed part, so a card cannot be
+moved to another link, and any change to a field (title, description, image...) breaks it.
+The moderation module strips signed entries before reading the user's text and refuses
+unsigned ones (docs/link-previews.md, "Which cards clients trust").
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from synapse_phenom.previews.msc4095 import CARD_KEY, PREVIEW_KEYS
+
+SIG_KEY = "sig"
+_CONTEXT = b"app.phenom.card.v1"
+
+
+def derive_key(server_secret: bytes) -> bytes:
+    """The card-signing key from a server secret (never the secret itself)."""
+    return hmac.new(server_secret, _CONTEXT, hashlib.sha256).digest()
+
+
+def _canonical(entry: Mapping[str, Any]) -> bytes:
+    body = dict(entry)
+    extra = body.get(CARD_KEY)
+    if isinstance(extra, Mapping):
+        body[CARD_KEY] = {k: v for k, v in extra.items() if k != SIG_KEY}
+    return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def _mac(entry: Mapping[str, Any], key: bytes) -> str:
+    digest = hmac.new(key, _canonical(entry), hashlib.sha256).digest()
+    return base64.urlsafe_b64encode(digest).decode().rstrip("=")
+
+
+def sign_entry(entry: Mapping[str, Any], key: bytes) -> dict[str, Any]:
+    """A copy of ``entry`` carrying its signature in ``app.phenom.card.sig``."""
+    out = dict(entry)
+    extra = dict(out.get(CARD_KEY) or {})
+    extra.pop(SIG_KEY, None)
+    out[CARD_KEY] = extra
+    extra[SIG_KEY] = _mac(out, key)
+    return out
+
+
+def verify_entry(entry: Any, key: bytes) -> bool:
+    """Whether ``entry`` is exactly a card the server signed. Total: never raises."""
+    try:
+        if not isinstance(entry, Mapping):
+            return False
+        extra = entry.get(CARD_KEY)
+        sig = extra.get(SIG_KEY) if isinstance(extra, Mapping) else None
+        return isinstance(sig, str) and hmac.compare_digest(sig, _mac(entry, key))
+    except Exception:
+        return False
+
+
+def split_cards(content: Mapping[str, Any], key: bytes) -> tuple[dict[str, Any], int]:
+    """(content without server-signed preview entries, number of entries not signed by the
+    server), for the message itself and an edit's ``m.new_content``. Total."""
+    unsigned = 0
+
+    def strip(part: Mapping[str, Any]) -> dict[str, Any]:
+        nonlocal unsigned
+        out = dict(part)
+        for name in PREVIEW_KEYS:
+            entries = out.get(name)
+            if name not in out:
+                continue
+            if not isinstance(entries, list):
+                unsigned += 1  # not a card list: nothing a client may render as ours
+                continue
+            kept = [e for e in entries if not verify_entry(e, key)]
+            unsigned += len(kept)
+            if kept:
+                out[name] = kept
+            else:
+                del out[name]
+        return out
+
+    result = strip(content)
+    new = result.get("m.new_content")
+    if isinstance(new, Mapping):
+        result["m.new_content"] = strip(new)
+    return result, unsigned
