@@ -31,6 +31,10 @@ def registration(
 
     ``url: null``: Synapse pushes no transactions (the MCP server pulls with /sync).
     ``rate_limited: false``: agents are throttled per agent by the MCP server instead.
+    ``receive_ephemeral: false``: no typing/receipts/presence for the service.
+    Only the agents' exclusive user namespace; no room or alias interests. With every
+    registration pull-only, the rendered homeserver.yaml turns Synapse's appservice
+    stream off altogether (``hsconfig.appservices_pull_only``).
     """
     return {
         "id": as_id,
@@ -39,6 +43,7 @@ def registration(
         "hs_token": secrets.token_urlsafe(32),
         "sender_localpart": sender_localpart,
         "rate_limited": False,
+        "receive_ephemeral": False,
         "namespaces": {
             "users": [
                 {

@@ -68,7 +68,10 @@ MODULE_API_NEEDS: dict[str, ApiNeeds] = {
         " update_room_membership worker_name"
     ),
     "rooms": _needs(
-        "check_user_exists create_and_send_event_into_room create_room delayed_background_call"
+        # _store, _push_rules_handler: a room's default notification level is a push rule
+        # for the member; the module API cannot create one (_rooms_push_defaults.py).
+        "_push_rules_handler _store"
+        " check_user_exists create_and_send_event_into_room create_room delayed_background_call"
         " get_room_state get_user_by_req is_mine is_user_admin lookup_room_alias"
         " looping_background_call public_room_list_manager register_user register_web_resource"
         " run_as_background_process"

@@ -103,7 +103,9 @@ class PhenomModeration(ContentChecks, ModeratorNotices):
             user_may_join_room=self.user_may_join_room,
             user_may_invite=self.user_may_invite,
         )
-        api.register_third_party_rules_callbacks(check_event_allowed=self.check_event_allowed)
+        if config.display_names == "rewrite":
+            # Synapse has no per-event-type filter: registered, it runs for every event.
+            api.register_third_party_rules_callbacks(check_event_allowed=self.check_event_allowed)
         api.register_web_resource(AUDIT_PATH, AuditResource(self, api))
         mark_loaded(api, MODULE)  # modules.ops health
         if api.should_run_background_tasks():

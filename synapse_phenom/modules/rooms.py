@@ -29,6 +29,7 @@ from synapse.types import UserID
 from synapse_phenom.cognito.login import sync_sso_login
 from synapse_phenom.db import now_ms
 from synapse_phenom.endpoints import GROUPS_INDEX_PATH, GROUPS_PATH
+from synapse_phenom.modules import _rooms_push_defaults as push_defaults
 from synapse_phenom.modules._compat import require_module_api
 from synapse_phenom.modules._config import parse_module_config
 from synapse_phenom.modules._guard import guarded
@@ -214,6 +215,8 @@ class PhenomRooms(RoomCreation):
         for key in plan.remove:
             if await self._try(self._remove, key, user_id):
                 removed.append(key)
+        for key in {k for k, m in current.items() if m == "join"} | set(joined):
+            await self._try(self._notification_default, key, user_id)
         if joined or removed:
             logger.info(
                 "Reconciled %s (groups %s): joined %s, removed %s", user_id, groups, joined, removed
@@ -269,6 +272,10 @@ class PhenomRooms(RoomCreation):
                 self.system_user_id, user_id, room_id, "invite", content=AUTO_INVITE_CONTENT
             )
         await self._api.update_room_membership(user_id, user_id, room_id, "join")
+
+    async def _notification_default(self, key: str, user_id: str) -> None:
+        level = self._config.rooms[key].notifications
+        await push_defaults.apply_room_default(self._api, user_id, self._room_ids[key], level)
 
     async def _remove(self, key: str, user_id: str) -> None:
         await self._api.update_room_membership(

@@ -8,7 +8,7 @@ through ``render``, so dev and production configs cannot drift apart.
 from __future__ import annotations
 
 import secrets
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -144,9 +144,35 @@ def default_modules(overrides: Mapping[str, Any] | None = None) -> list[dict[str
     return [{"module": name, "config": cfg} for name, cfg in configs.items()]
 
 
+# No instance has this name: with it as ``notify_appservices_from_worker``, none pushes.
+NO_APPSERVICE_PUSH_INSTANCE = "phenom-no-appservice-push"
+
+
+def appservices_pull_only(files: Sequence[str]) -> bool:
+    """True when there are registrations and every one has ``url: null`` (pull only).
+
+    A file that cannot be read here (e.g. mounted only where Synapse runs) counts as
+    pushed: Synapse then keeps its default (the main process notifies).
+    """
+    if not files:
+        return False
+    for name in files:
+        try:
+            data = yaml.safe_load(Path(name).read_text())
+        except (OSError, yaml.YAMLError):
+            return False
+        if not isinstance(data, dict) or data.get("url", "") is not None:
+            return False
+    return True
+
+
 def render(values: Mapping[str, Any]) -> tuple[str, str]:
     """(homeserver.yaml, log.yaml) text for these template values."""
     env = _template_env()
+    values = {"no_appservice_push_instance": NO_APPSERVICE_PUSH_INSTANCE, **values}
+    if "appservices_pull_only" not in values:
+        files = values.get("app_service_config_files") or []
+        values["appservices_pull_only"] = appservices_pull_only(files)
     hs = env.get_template("homeserver.yaml.j2").render(**values)
     log = env.get_template("log.yaml.j2").render(**values)
     yaml.safe_load(hs)  # a template bug must fail here, not in Synapse

@@ -32,6 +32,12 @@ class RoomSpec(FrozenModel):
     encrypted: bool = False
     # Merged over Synapse's defaults in createRoom's power_level_content_override.
     power_levels: dict[str, Any] = Field(default_factory=dict)
+    # Members' default notification level for this room, set once per member at join
+    # (and for existing members at their next reconcile): ``mentions_only`` adds a
+    # room-level push rule ``dont_notify`` (mentions, replies and keywords still notify
+    # through override/content rules). The member may change it afterwards; it is never
+    # re-applied. Large rooms need it: per-member push work is most of a message's cost.
+    notifications: Literal["default", "mentions_only"] = "default"
 
     @field_validator("alias")
     @classmethod
@@ -64,6 +70,7 @@ def _default_rooms() -> dict[str, RoomSpec]:
             topic="Everyone using the Phenom app",
             join_rule="public",
             published=True,
+            notifications="mentions_only",
         ),
     }
 

@@ -28,6 +28,16 @@ GROUPS_SCHEMA = (
         room_id TEXT
     )
     """,
+    # A room's default notification level, applied once per member (then it is theirs).
+    """
+    CREATE TABLE IF NOT EXISTS phenom_notification_defaults (
+        user_id TEXT NOT NULL,
+        room_id TEXT NOT NULL,
+        level TEXT NOT NULL,
+        applied_ts BIGINT NOT NULL,
+        PRIMARY KEY (user_id, room_id)
+    )
+    """,
 )
 
 
@@ -110,3 +120,24 @@ def users_with_groups(txn: Txn, after: str, limit: int) -> list[tuple[str, list[
         (after, limit),
     )
     return [(str(row[0]), [str(g) for g in json.loads(row[1])]) for row in txn.fetchall()]
+
+
+def notification_default_applied(txn: Txn, user_id: str, room_id: str) -> bool:
+    txn.execute(
+        "SELECT 1 FROM phenom_notification_defaults WHERE user_id = ? AND room_id = ?",
+        (user_id, room_id),
+    )
+    return txn.fetchone() is not None
+
+
+def mark_notification_default(
+    txn: Txn, user_id: str, room_id: str, level: str, now_ms: int
+) -> None:
+    txn.execute(
+        """
+        INSERT INTO phenom_notification_defaults (user_id, room_id, level, applied_ts)
+        VALUES (?, ?, ?, ?)
+        ON CONFLICT (user_id, room_id) DO NOTHING
+        """,
+        (user_id, room_id, level, now_ms),
+    )

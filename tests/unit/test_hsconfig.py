@@ -60,3 +60,26 @@ def test_module_config_file_overrides(tmp_path: Path) -> None:
     values = hsconfig.values_from_env({**PROD_ENV, "PHENOM_MODULE_CONFIG_FILE": str(override)})
     rooms = next(m for m in values["modules"] if m["module"] == hsconfig.ROOMS_MODULE)
     assert rooms["config"]["system_user"] == "bot"
+
+
+def test_pull_only_appservices_turn_synapse_appservice_stream_off(tmp_path: Path) -> None:
+    from synapse_phenom.mcp.appservice import registration
+
+    pull = tmp_path / "pull.yaml"
+    pull.write_text(yaml.safe_dump(registration("localhost")))
+    pushed = tmp_path / "pushed.yaml"
+    pushed.write_text(yaml.safe_dump({**registration("localhost"), "url": "http://as:9000"}))
+
+    def rendered(files: list[str]) -> dict[str, object]:
+        values = hsconfig.dev_values(tmp_path, "127.0.0.1", 8008, None, "localhost", None)
+        return dict(
+            yaml.safe_load(hsconfig.render({**values, "app_service_config_files": files})[0])
+        )
+
+    key = "notify_appservices_from_worker"
+    assert rendered([str(pull)])[key] == hsconfig.NO_APPSERVICE_PUSH_INSTANCE
+    assert key not in rendered([str(pull), str(pushed)])  # one pushed service: default
+    assert key not in rendered([str(tmp_path / "missing.yaml")])  # unreadable: default
+    assert key not in rendered([])
+    assert registration("localhost")["receive_ephemeral"] is False
+    assert registration("localhost")["namespaces"]["rooms"] == []

@@ -23,6 +23,9 @@ def fake_api(aliases: dict[str, str]) -> Any:
     api = create_autospec(ModuleApi, instance=True)
     api.server_name = "hs"
     api.worker_name = None
+    # Private attributes autospec cannot see (push-rule defaults, _rooms_push_defaults.py).
+    api._store = object()
+    api._push_rules_handler = object()
     api.should_run_background_tasks.return_value = False
 
     async def lookup_room_alias(alias: str) -> tuple[str, list[str]]:
