@@ -4,6 +4,7 @@ push rule at join; mentions still notify, plain messages do not."""
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 from urllib.parse import quote
 
@@ -38,8 +39,8 @@ def test_community_member_gets_mentions_only_rule_at_auto_join(synapse: SynapseS
 def test_mention_notifies_plain_message_does_not(synapse: SynapseStack) -> None:
     reader, sender = synapse.register(), synapse.register()
     community = synapse.rooms["community"]
-    for c in (reader, sender):
-        eventually(lambda c=c: room_rule(c, community))
+    for member in (reader, sender):
+        eventually(partial(room_rule, member, community))
     plain = sender.send(community, "plain message for everyone")
     mention = sender.send(
         community,
