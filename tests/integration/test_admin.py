@@ -8,6 +8,7 @@ reopen it, so other tests are unaffected.
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
 import time
 from collections.abc import Iterator
@@ -19,6 +20,7 @@ import pytest
 import yaml
 from fixtures_mcp import COMMUNITY, McpStack
 from harness import MatrixClient, SynapseStack, eventually
+from packaging.version import Version
 from test_mcp_auth import post
 
 from synapse_phenom.cli import main as cli_main
@@ -262,7 +264,13 @@ def test_redact_since_hides_recent_messages_from_others(
     for event_id in recent:
         event = watcher.event(room, event_id)
         assert event["content"] == {} and "redacted_because" in event["unsigned"], event
-    assert watcher.event(room, older)["content"]["body"] == "an older message"
+    older_content = watcher.event(room, older)["content"]
+    if Version(importlib.metadata.version("matrix-synapse")) >= Version("1.163"):
+        assert older_content["body"] == "an older message"
+    else:
+        # Synapse 1.155 (our floor) ignores the time bound of its user-redaction admin API:
+        # everything recent goes (docs/operations.md says so). Pinned, so a change is seen.
+        assert older_content == {}
 
 
 def test_ban_from_phenom_rooms_and_undo(
