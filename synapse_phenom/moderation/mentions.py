@@ -8,13 +8,20 @@ too: one Aho-Corasick pass over the body finds them all, however large the room.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from typing import Protocol
 
 import ahocorasick
 
 
 def _is_word(ch: str) -> bool:
     return ch.isalnum() or ch == "_"
+
+
+class Highlights(Protocol):
+    """Who a message body highlights (what the mention cap needs of a room's members)."""
+
+    def named_in(self, body: str) -> set[str]: ...
 
 
 class MemberIndex:
@@ -51,3 +58,38 @@ class MemberIndex:
                 continue
             found.update(users)
         return found
+
+
+Members = Mapping[str, "str | None"]  # joined user ID -> display name in the room (or None)
+
+
+class MemberNames:
+    """A room's :class:`MemberIndex`, kept exact as members come and go without rebuilding
+    it for every join: the full index of one snapshot of the member list plus a small
+    index of the members who joined or renamed since; members who left are dropped from
+    the answers. Rebuilding (``fresh``) is for when ``drift`` grows large."""
+
+    def __init__(
+        self, members: Members, *, _base: tuple[Members, MemberIndex] | None = None
+    ) -> None:
+        self.current = members
+        base_members, self._index = _base or (members, MemberIndex(members.items()))
+        self._base = base_members
+        changed = {
+            user_id: name
+            for user_id, name in members.items()
+            if user_id not in base_members or base_members[user_id] != name
+        }
+        self._changed = frozenset(changed)
+        self._delta = MemberIndex(changed.items())
+        self.drift = len(changed) + sum(1 for u in base_members if u not in members)
+
+    def moved_to(self, members: Members) -> MemberNames:
+        """The same index for the member list ``members`` (cost: one pass over it)."""
+        return MemberNames(members, _base=(self._base, self._index))
+
+    def named_in(self, body: str) -> set[str]:
+        """User IDs of current members whose localpart or display name is a whole word of
+        ``body``."""
+        stale = {u for u in self._index.named_in(body) if u in self.current}
+        return (stale - self._changed) | self._delta.named_in(body)

@@ -21,7 +21,7 @@ from synapse_phenom.moderation import extract as ex
 from synapse_phenom.moderation import links as lk
 from synapse_phenom.moderation.config import RoomPolicy
 from synapse_phenom.moderation.keywords import KeywordMatcher
-from synapse_phenom.moderation.mentions import MemberIndex
+from synapse_phenom.moderation.mentions import Highlights
 from synapse_phenom.moderation.normalize import fold, strip_invisible, visual_variant
 
 FORBIDDEN = "M_FORBIDDEN"
@@ -167,7 +167,7 @@ class CompiledPolicy:
         *,
         is_state: bool = False,
         new_account_until_s: float | None = None,
-        members: MemberIndex | None = None,
+        members: Highlights | None = None,
     ) -> Violation | None:
         """The first rule ``content`` breaks, or None. ``new_account_until_s``: when the
         sender's account stops counting as new (None: not new). ``members``: the room's
@@ -267,7 +267,7 @@ class CompiledPolicy:
         )
 
     def _check_mentions(
-        self, e: ex.Extracted, content: Mapping[str, Any], members: MemberIndex | None
+        self, e: ex.Extracted, content: Mapping[str, Any], members: Highlights | None
     ) -> Violation | None:
         mentions = self.policy.mentions
         if not mentions.allow_room_mention:

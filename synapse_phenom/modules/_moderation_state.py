@@ -25,7 +25,7 @@ from synapse_phenom.moderation.config import (
     RoomPolicy,
     merge_live_policy,
 )
-from synapse_phenom.moderation.mentions import MemberIndex
+from synapse_phenom.moderation.mentions import MemberNames
 from synapse_phenom.moderation.rules import BAN_RULE_TYPES, BanList, CompiledPolicy
 from synapse_phenom.modules._registry import rooms_module
 
@@ -37,7 +37,8 @@ logger = logging.getLogger("synapse_phenom.modules.moderation")
 MAX_CACHED = 50_000
 _MAX_LIVE_POLICIES = 1000
 _NO_BANS = BanList([])
-_MEMBERS_TTL_S = 10.0
+# Joins/renames since the member index was built before it is rebuilt (in a thread).
+_MEMBERS_REBUILD_DRIFT = 256
 
 
 @attrs.frozen
@@ -66,7 +67,8 @@ class RoomState:
         self._created_s: TtlMemo[float] = TtlMemo(MAX_CACHED, math.inf)
         self._managed: TtlMemo[bool] = TtlMemo(MAX_CACHED, math.inf)  # depends on config only
         self._bans: TtlMemo[BanList] = TtlMemo(1, ttl)
-        self._members: TtlMemo[MemberIndex] = TtlMemo(10_000, max(_MEMBERS_TTL_S, ttl))
+        # By room: (Synapse's cached member list the index was made from, the index).
+        self._members: TtlMemo[tuple[object, MemberNames]] = TtlMemo(10_000, math.inf)
 
     def _compile(self, name: str, policy: RoomPolicy) -> CompiledPolicy:
         return CompiledPolicy(name, policy, self._config.max_scan_chars, self._config.regex_max_mem)
@@ -165,22 +167,30 @@ class RoomState:
             self._managed.put(user_id, managed)
         return managed
 
-    async def member_index(self, room_id: str) -> MemberIndex:
+    async def member_index(self, room_id: str) -> MemberNames:
         """The room's joined members by localpart and display name (for the body
-        highlights of Synapse's legacy push rules), memoised per worker."""
+        highlights of Synapse's legacy push rules), exact at every call.
+
+        Synapse's own cache of the member list (the one its push rules read) returns the
+        same object until a membership changes on any worker, so an unchanged room costs
+        a lookup; a change costs one pass over the list, and the index is rebuilt, in a
+        thread, only once many members have changed since it was built."""
+        # Private store API: the module API has no cached member list with room profiles.
+        # (Any: mypy cannot see through Synapse's @cached descriptor.)
+        store: Any = self._api._store
+        profiles = await store.get_users_in_room_with_profiles(room_id)
         cached = self._members.get(room_id)
-        if cached is not None:
-            return cached
-        state = await self._api.get_room_state(room_id, [("m.room.member", None)])
-        members = []
-        for (_, user_id), member in state.items():
-            content = member.content
-            if content.get("membership") == "join":
-                name = content.get("displayname")
-                members.append((user_id, name if isinstance(name, str) else None))
-        index = MemberIndex(members)
-        self._members.put(room_id, index)
-        return index
+        if cached is not None and cached[0] is profiles:
+            return cached[1]
+        members = {user_id: info.display_name for user_id, info in profiles.items()}
+        if cached is None:
+            names = await self._api.defer_to_thread(MemberNames, members)
+        else:
+            names = cached[1].moved_to(members)
+            if names.drift > _MEMBERS_REBUILD_DRIFT:
+                names = await self._api.defer_to_thread(MemberNames, members)
+        self._members.put(room_id, (profiles, names))
+        return names
 
     async def _new_account_until(self, policy: RoomPolicy, user_id: str) -> float | None:
         if policy.new_accounts is None or policy.new_accounts.min_age_seconds == 0:

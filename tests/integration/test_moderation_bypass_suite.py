@@ -170,9 +170,11 @@ def test_mentions_and_flood_on_every_event_type(synapse: SynapseStack) -> None:
             ("m.room.encrypted", {**encrypted, "m.mentions": {"room": True}}, "mentions:room"),
         ],
     )
-    # Legacy highlights: six members' localparts in a body without m.mentions.
-    members = [synapse.register() for _ in range(6)]
+    # Legacy highlights: six members' localparts in a body without m.mentions, members who
+    # joined right after the room's member index was built (by the first plain message).
     user = synapse.register()
+    assert user.send_raw(room, text("hello")).status_code == 200
+    members = [synapse.register() for _ in range(6)]
     body = "hi " + " ".join(m.localpart for m in members)
     resp = user.send_raw(room, text(body))
     assert (

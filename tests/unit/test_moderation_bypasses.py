@@ -15,7 +15,7 @@ from moderation_fuzz import _PIECES, CORPUS, bodies, oracle_sees_violation
 from synapse_phenom.moderation.config import ModerationConfig, default_module_config
 from synapse_phenom.moderation.extract import extract, html_text_and_links
 from synapse_phenom.moderation.links import classify, find_urls
-from synapse_phenom.moderation.mentions import MemberIndex
+from synapse_phenom.moderation.mentions import MemberIndex, MemberNames
 from synapse_phenom.moderation.normalize import fold
 from synapse_phenom.moderation.rules import UNREADABLE, CompiledPolicy, is_preview_card
 
@@ -295,6 +295,23 @@ def test_legacy_body_highlights_count() -> None:
     # With m.mentions, Synapse does not apply the legacy rules.
     assert rule_of(text(body, **{"m.mentions": {}}), members=members) is None
     assert members.named_in("user10 user1x xuser1") == set()
+
+
+def test_member_names_follow_joins_renames_and_leaves() -> None:
+    """The cap counts exactly the room's current members, not the list the index was
+    built from: a member who just joined or renamed counts, one who left does not."""
+    base = MemberNames({"@ann:x": "Ann", "@bob:x": "Bob", "@cy:x": None})
+    assert base.named_in("ann bob cy") == {"@ann:x", "@bob:x", "@cy:x"}
+    now = base.moved_to({"@ann:x": "Annie", "@cy:x": None, "@dee:x": "Dee D"})
+    assert now.drift == 3  # one rename, one join, one leave
+    assert now.named_in("ann annie bob cy dee d") == {"@ann:x", "@cy:x", "@dee:x"}
+    assert now.named_in("Ann bob") == {"@ann:x"}  # the localpart still highlights
+    assert now.named_in("bob") == set()  # left
+    assert now.named_in("dee d") == {"@dee:x"}
+    # Renaming back to the built name drops out of the delta and still counts once.
+    again = now.moved_to({"@ann:x": "Ann", "@bob:x": "Bob", "@cy:x": None})
+    assert again.drift == 0
+    assert again.named_in("ann bob cy") == {"@ann:x", "@bob:x", "@cy:x"}
 
 
 # -- 6. preview cards --------------------------------------------------------------------
