@@ -11,8 +11,9 @@ Hasura project's migrations. Tests taking `chat` run on every backend: the
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import attrs
@@ -122,6 +123,25 @@ class McpStack:
             yield client
 
 
+@contextmanager
+def _running_mcp(files: mcp_dev.McpDevFiles, port: int, **stack: Any) -> Iterator[McpStack]:
+    """The real MCP server process for ``files`` on ``port``, healthy, stopped afterwards."""
+    process = mcp_dev.start_mcp(files.config, "127.0.0.1", port)
+    base_url = f"http://127.0.0.1:{port}"
+    try:
+        devstack.wait_http(f"{base_url}/health", [process], timeout=60)
+        yield McpStack(
+            url=f"{base_url}/mcp",
+            base_url=base_url,
+            signer=files.signer,
+            process=process,
+            config_path=files.config,
+            **stack,
+        )
+    finally:
+        process.stop()
+
+
 @pytest.fixture(scope="session")
 def mcp_stack(
     synapse: SynapseStack, mcp_registration: Path, tmp_path_factory: pytest.TempPathFactory
@@ -131,23 +151,8 @@ def mcp_stack(
     files = mcp_dev.prepare_mcp(
         data_dir, synapse.base_url, port=port, agents=TEST_AGENTS, registration=mcp_registration
     )
-    process = mcp_dev.start_mcp(files.config, "127.0.0.1", port)
-    base_url = f"http://127.0.0.1:{port}"
-    try:
-        devstack.wait_http(f"{base_url}/health", [process], timeout=60)
-    except Exception:
-        process.stop()
-        raise
-    yield McpStack(
-        url=f"{base_url}/mcp",
-        base_url=base_url,
-        signer=files.signer,
-        process=process,
-        config_path=files.config,
-        world=SynapseWorld(synapse),
-        synapse_stack=synapse,
-    )
-    process.stop()
+    with _running_mcp(files, port, world=SynapseWorld(synapse), synapse_stack=synapse) as stack:
+        yield stack
 
 
 @pytest.fixture(scope="session")
@@ -183,23 +188,8 @@ def hasura_mcp_stack(
     files = mcp_dev.prepare_mcp_hasura(
         data_dir, dsn, port=port, agents=TEST_AGENTS, previews=previews
     )
-    process = mcp_dev.start_mcp(files.config, "127.0.0.1", port)
-    base_url = f"http://127.0.0.1:{port}"
-    try:
-        devstack.wait_http(f"{base_url}/health", [process], timeout=60)
-    except Exception:
-        process.stop()
-        raise
-    yield McpStack(
-        url=f"{base_url}/mcp",
-        base_url=base_url,
-        signer=files.signer,
-        process=process,
-        config_path=files.config,
-        world=LiteWorld(dsn, rooms),
-        backend="hasura",
-    )
-    process.stop()
+    with _running_mcp(files, port, world=LiteWorld(dsn, rooms), backend="hasura") as stack:
+        yield stack
 
 
 @pytest.fixture

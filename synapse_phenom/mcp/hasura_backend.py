@@ -278,8 +278,7 @@ class HasuraBackend:
         _, room_id = await self._room(agent, room)
         rows = await self._fetch(q.MEMBERS, {"room": room_id, "agent": self._row_id(agent)})
         members = [q.member(row, self._config.server_name) for row in rows]
-        members.sort(key=lambda m: (-(m.power_level or 0), m.user_id))
-        return MemberList(room_id=q.room_ref(room_id), members=members)
+        return MemberList.ranked(q.room_ref(room_id), members)
 
     async def wait_for_messages(
         self,

@@ -95,6 +95,16 @@ class MemberList(BaseModel):
     room_id: str
     members: list[Member]
 
+    @classmethod
+    def ranked(cls, room_id: str, members: list[Member]) -> MemberList:
+        """The list both backends return: creators first, then by power level (highest
+        first), then by user ID."""
+        members = sorted(
+            members,
+            key=lambda m: (-(m.power_level if m.power_level is not None else 2**63), m.user_id),
+        )
+        return cls(room_id=room_id, members=members)
+
 
 class Deletion(BaseModel):
     room_id: str

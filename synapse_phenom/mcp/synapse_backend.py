@@ -224,10 +224,7 @@ class SynapseBackend(AgentSession):
                     power_level=power,
                 )
             )
-        members.sort(
-            key=lambda m: (-(m.power_level if m.power_level is not None else 2**63), m.user_id)
-        )
-        return MemberList(room_id=room_id, members=members)
+        return MemberList.ranked(room_id, members)
 
     async def wait_for_messages(
         self,
