@@ -10,6 +10,7 @@ groups ``team``, ``partners``, ``chat-users``. Reusable by other areas:
 - ``cognito.create_machine_client(resource_server, scopes)`` + ``.client_credentials_token(...)``
   for client-credentials (agent) access tokens
 - ``cognito.create_secret(name, value)`` (Secrets Manager of the same emulator)
+- ``lambda_environment(...)``: the environment a Lambda of ours runs with, on the emulator
 
 ``cognito_synapse_config`` gives the shared Synapse two OIDC providers on that pool:
 ``oidc-cognito`` (anyone) and ``oidc-cognito-gated`` (members of ``chat-users``
@@ -18,13 +19,14 @@ only). ``sso_login(...)`` drives the browser-style SSO flow over HTTP.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from typing import Any
 from urllib.parse import urlsplit
 
 import attrs
 import pytest
-from harness import MatrixClient, SynapseConfigPart, SynapseStack, free_port
+from harness import MatrixClient, SynapseConfigPart, SynapseStack, free_port, unique
 
 from synapse_phenom.ops import sso_flow
 from synapse_phenom.ops.cognito_emulator import (
@@ -115,3 +117,28 @@ def cognito_sso(synapse: SynapseStack, cognito: CognitoEmulator) -> CognitoEmula
     port = urlsplit(synapse.base_url).port
     cognito.allow_callback(f"http://localhost:{port}/_synapse/client/oidc/callback")
     return cognito
+
+
+def lambda_environment(
+    monkeypatch: pytest.MonkeyPatch,
+    synapse: SynapseStack,
+    cognito: CognitoEmulator,
+    **extra: str,
+) -> None:
+    """Set a Lambda's environment: AWS APIs on the emulator, this Synapse, the admin token
+    in the emulator's Secrets Manager (not in the environment), plus ``extra``."""
+    secret_arn = cognito.create_secret(
+        unique("phenom/admin-token-"), json.dumps({"access_token": synapse.admin_token})
+    )
+    for name, value in {
+        "AWS_ENDPOINT_URL": cognito.endpoint,
+        "AWS_ACCESS_KEY_ID": "test",
+        "AWS_SECRET_ACCESS_KEY": "test",
+        "AWS_REGION": REGION,
+        "PHENOM_HOMESERVER_URL": synapse.base_url,
+        "PHENOM_SERVER_NAME": synapse.server_name,
+        "PHENOM_ADMIN_TOKEN_SECRET_ID": secret_arn,
+        **extra,
+    }.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("PHENOM_ADMIN_TOKEN", raising=False)

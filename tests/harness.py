@@ -211,6 +211,16 @@ class SynapseStack:
     def admin(self) -> SynapseAdmin:
         return SynapseAdmin(self.base_url, self.admin_token)
 
+    def joined_rooms_of(self, user_id: str) -> set[str]:
+        """The rooms ``user_id`` is joined to, as the admin API reports them."""
+        resp = httpx2.get(
+            f"{self.base_url}/_synapse/admin/v1/users/{quote(user_id)}/joined_rooms",
+            headers={"Authorization": f"Bearer {self.admin_token}"},
+            timeout=10,
+        )
+        resp.raise_for_status()
+        return set(resp.json()["joined_rooms"])
+
     def register(
         self, localpart: str | None = None, admin: bool = False, displayname: str | None = None
     ) -> MatrixClient:

@@ -6,7 +6,6 @@ envelope, built below), reads the Cognito emulator, and writes to the real Synap
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -14,11 +13,10 @@ import time
 import uuid
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
 
 import httpx2
 import pytest
-from fixtures_cognito import REGION, CognitoEmulator, CognitoUser, sso_login
+from fixtures_cognito import REGION, CognitoEmulator, CognitoUser, lambda_environment, sso_login
 from harness import MatrixClient, SynapseStack, unique
 
 from synapse_phenom.cognito import sync as cognito_sync
@@ -78,33 +76,12 @@ def sync_env(
     monkeypatch: pytest.MonkeyPatch, synapse: SynapseStack, cognito_sso: CognitoEmulator
 ) -> CognitoEmulator:
     """Lambda environment: AWS APIs on the emulator, the admin token in Secrets Manager."""
-    secret_arn = cognito_sso.create_secret(
-        unique("phenom/admin-token-"), json.dumps({"access_token": synapse.admin_token})
+    lambda_environment(
+        monkeypatch, synapse, cognito_sso, PHENOM_COGNITO_USER_POOL_ID=cognito_sso.pool_id
     )
-    for name, value in {
-        "AWS_ENDPOINT_URL": cognito_sso.endpoint,
-        "AWS_ACCESS_KEY_ID": "test",
-        "AWS_SECRET_ACCESS_KEY": "test",
-        "AWS_REGION": REGION,
-        "PHENOM_HOMESERVER_URL": synapse.base_url,
-        "PHENOM_SERVER_NAME": synapse.server_name,
-        "PHENOM_ADMIN_TOKEN_SECRET_ID": secret_arn,
-        "PHENOM_COGNITO_USER_POOL_ID": cognito_sso.pool_id,
-    }.items():
-        monkeypatch.setenv(name, value)
-    monkeypatch.delenv("PHENOM_ADMIN_TOKEN", raising=False)
     user_provisioner.reset_caches()
     group_sync._cognito_clients.clear()
     return cognito_sso
-
-
-def joined(synapse: SynapseStack, user_id: str) -> set[str]:
-    resp = httpx2.get(
-        f"{synapse.base_url}/_synapse/admin/v1/users/{quote(user_id)}/joined_rooms",
-        headers={"Authorization": f"Bearer {synapse.admin_token}"},
-        timeout=10,
-    )
-    return set(resp.json()["joined_rooms"])
 
 
 def notified_invites(client: MatrixClient) -> list[str]:
@@ -136,7 +113,7 @@ def test_removal_and_regain_apply_without_sign_in(
     cognito = sync_env
     internal, community = synapse.rooms["internal"], synapse.rooms["community"]
     user, client = signed_in(synapse, cognito, ["team"])
-    assert joined(synapse, client.user_id) == set(synapse.rooms.values())
+    assert synapse.joined_rooms_of(client.user_id) == set(synapse.rooms.values())
 
     # An admin removes the user from `team`; CloudTrail's record reaches the Lambda.
     cognito.set_groups(user, [])
@@ -146,7 +123,7 @@ def test_removal_and_regain_apply_without_sign_in(
         None,
     )
     assert result == {"status": "synced", "user_id": client.user_id, "groups": []}
-    assert joined(synapse, client.user_id) == {community}
+    assert synapse.joined_rooms_of(client.user_id) == {community}
     assert time.monotonic() - started < 60
     with synapse.admin() as admin:
         assert admin.get_groups(client.user_id) == []
@@ -156,7 +133,7 @@ def test_removal_and_regain_apply_without_sign_in(
     cognito.set_groups(user, ["team"])
     hidden = cloudtrail_event("AdminAddUserToGroup", cognito.pool_id, cognito_sync.REDACTED, "team")
     assert group_sync.handler(hidden, None)["status"] == "reconciled"
-    assert internal in joined(synapse, client.user_id)
+    assert internal in synapse.joined_rooms_of(client.user_id)
 
     # The automatic re-join is not pushed as an invite ...
     assert internal not in notified_invites(client)
@@ -183,14 +160,14 @@ def test_redacted_username_with_sub_syncs_that_user_only(
     event["detail"]["additionalEventData"] = {"sub": user.sub}
     result = group_sync.handler(event, None)
     assert result == {"status": "synced", "user_id": client.user_id, "groups": ["team"]}
-    assert joined(synapse, client.user_id) == set(synapse.rooms.values())
+    assert synapse.joined_rooms_of(client.user_id) == set(synapse.rooms.values())
 
     # Deleted from the pool: the sub still names the chat account, which loses its groups.
     cognito.idp.admin_delete_user(UserPoolId=cognito.pool_id, Username=user.username)
     gone = cloudtrail_event("AdminDeleteUser", cognito.pool_id, cognito_sync.REDACTED)
     gone["detail"]["additionalEventData"] = {"sub": user.sub}
     assert group_sync.handler(gone, None)["groups"] == []
-    assert joined(synapse, client.user_id) == {synapse.rooms["community"]}
+    assert synapse.joined_rooms_of(client.user_id) == {synapse.rooms["community"]}
 
 
 def test_event_for_a_user_without_chat_account_and_foreign_events(
@@ -248,7 +225,7 @@ def test_reconcile_command_fixes_every_drift(
     dry = subprocess.run([*argv, "--dry-run"], env=env, capture_output=True, text=True, timeout=120)
     assert dry.returncode == 0, dry.stderr
     assert f"would change {removed_client.user_id}: team → (none)" in dry.stdout
-    assert partners in joined(synapse, disabled_client.user_id)  # dry run: nothing done
+    assert partners in synapse.joined_rooms_of(disabled_client.user_id)  # dry run: nothing done
 
     done = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr + done.stdout
@@ -258,11 +235,11 @@ def test_reconcile_command_fixes_every_drift(
         (deleted_client, "partners"),
     ):
         assert f"changed {client.user_id}: {before} → (none)" in done.stdout
-        assert joined(synapse, client.user_id) == {community}
+        assert synapse.joined_rooms_of(client.user_id) == {community}
     assert f"changed {gained_client.user_id}: (none) → partners" in done.stdout
-    assert partners in joined(synapse, gained_client.user_id)
+    assert partners in synapse.joined_rooms_of(gained_client.user_id)
     assert local.user_id not in done.stdout
-    assert partners in joined(synapse, local.user_id)
+    assert partners in synapse.joined_rooms_of(local.user_id)
 
     again = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=120)
     assert again.returncode == 0 and "nothing to change" in again.stdout

@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 import copy
-import json
 import logging
 import socket
 import time
 from typing import Any
-from urllib.parse import quote
 
-import httpx2
 import pytest
-from fixtures_cognito import REGION, CognitoEmulator, CognitoUser, sso_login
+from fixtures_cognito import REGION, CognitoEmulator, CognitoUser, lambda_environment, sso_login
 from harness import SynapseStack, free_port, unique
 
 from synapse_phenom.lambdas import user_provisioner
@@ -51,31 +48,9 @@ def lambda_env(
     monkeypatch: pytest.MonkeyPatch, synapse: SynapseStack, cognito_sso: CognitoEmulator
 ) -> CognitoEmulator:
     """Lambda environment: AWS APIs on the emulator, the admin token in Secrets Manager."""
-    secret_arn = cognito_sso.create_secret(
-        unique("phenom/admin-token-"), json.dumps({"access_token": synapse.admin_token})
-    )
-    for name, value in {
-        "AWS_ENDPOINT_URL": cognito_sso.endpoint,
-        "AWS_ACCESS_KEY_ID": "test",
-        "AWS_SECRET_ACCESS_KEY": "test",
-        "AWS_REGION": REGION,
-        "PHENOM_HOMESERVER_URL": synapse.base_url,
-        "PHENOM_SERVER_NAME": synapse.server_name,
-        "PHENOM_ADMIN_TOKEN_SECRET_ID": secret_arn,
-    }.items():
-        monkeypatch.setenv(name, value)
-    monkeypatch.delenv("PHENOM_ADMIN_TOKEN", raising=False)
+    lambda_environment(monkeypatch, synapse, cognito_sso)
     user_provisioner.reset_caches()
     return cognito_sso
-
-
-def _joined(synapse: SynapseStack, user_id: str) -> set[str]:
-    resp = httpx2.get(
-        f"{synapse.base_url}/_synapse/admin/v1/users/{quote(user_id)}/joined_rooms",
-        headers={"Authorization": f"Bearer {synapse.admin_token}"},
-        timeout=10,
-    )
-    return set(resp.json()["joined_rooms"])
 
 
 def test_lambda_provisions_then_sso_lands_on_same_account(
@@ -97,7 +72,7 @@ def test_lambda_provisions_then_sso_lands_on_same_account(
         profile = admin.get_user(user_id)
         assert profile is not None and profile["displayname"] == "Dee Lambda"
         assert admin.get_groups(user_id) == ["team"]
-    assert _joined(synapse, user_id) == set(synapse.rooms.values())
+    assert synapse.joined_rooms_of(user_id) == set(synapse.rooms.values())
 
     # Cognito retries: the same event again changes nothing.
     user_provisioner.handler(copy.deepcopy(original), FakeContext())
@@ -110,7 +85,7 @@ def test_lambda_provisions_then_sso_lands_on_same_account(
     # Group change in Cognito, next provisioner run: rooms follow.
     lambda_env.set_groups(user, [])
     user_provisioner.handler(copy.deepcopy(original), FakeContext())
-    assert _joined(synapse, user_id) == {synapse.rooms["community"]}
+    assert synapse.joined_rooms_of(user_id) == {synapse.rooms["community"]}
 
 
 def test_lambda_name_collision_takes_next_free_id(
