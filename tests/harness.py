@@ -422,32 +422,25 @@ def require_redis(why: str = "this test needs Redis") -> None:
     pytest.skip(f"{why}: start redis-server on {REDIS_HOST}:{REDIS_PORT} (CI does)")
 
 
-def start_dev_command(
-    data_dir: Path, port: int, *extra_args: str, timeout: float = 120
-) -> subprocess.Popen[str]:
-    """Run ``phenom-chat dev`` as a developer would; return once its banner is printed.
-
-    The caller stops it with SIGINT/SIGTERM and ``wait()``.
-    """
-    binary = Path(sys.executable).parent / "phenom-chat"
-    proc = subprocess.Popen(
-        # Every port free-chosen: the dev stack also serves MCP (default port 3001).
-        [
-            str(binary),
-            "dev",
-            "--data-dir",
-            str(data_dir),
-            "--port",
-            str(port),
-            "--mcp-port",
-            str(free_port()),
-            *extra_args,
-        ],
+def spawn_dev(data_dir: Path, *args: str, columns: int = 200) -> subprocess.Popen[str]:
+    """``phenom-chat dev --data-dir data_dir *args`` as a developer runs it, output piped
+    (``COLUMNS``: how wide the banner may be). The MCP port is free-chosen unless ``args``
+    name one: never the fixed default 3001 in tests."""
+    argv = [str(Path(sys.executable).parent / "phenom-chat"), "dev", "--data-dir", str(data_dir)]
+    if "--mcp-port" not in args:
+        argv += ["--mcp-port", str(free_port())]
+    return subprocess.Popen(
+        [*argv, *args],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
-        env={**os.environ, "COLUMNS": "200"},
+        env={**os.environ, "COLUMNS": str(columns)},
     )
+
+
+def read_banner(proc: subprocess.Popen[str], timeout: float = 120) -> str:
+    """Everything ``phenom-chat dev`` printed up to its banner's last line; on exit or
+    timeout first, an AssertionError with that output (the process killed)."""
     assert proc.stdout is not None
     seen: list[str] = []
     deadline = time.monotonic() + timeout
@@ -457,4 +450,16 @@ def start_dev_command(
             proc.kill()
             raise AssertionError("phenom-chat dev did not come up:\n" + "".join(seen))
         seen.append(line)
+    return "".join(seen)
+
+
+def start_dev_command(
+    data_dir: Path, port: int, *extra_args: str, timeout: float = 120
+) -> subprocess.Popen[str]:
+    """Run ``phenom-chat dev`` as a developer would; return once its banner is printed.
+
+    The caller stops it with SIGINT/SIGTERM and ``wait()``.
+    """
+    proc = spawn_dev(data_dir, "--port", str(port), *extra_args)
+    read_banner(proc, timeout)
     return proc

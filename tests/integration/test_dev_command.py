@@ -15,7 +15,7 @@ from typing import Any
 import anyio
 import httpx2
 import pytest
-from harness import PRODUCTION_ENV, MatrixClient, env_without_phenom, free_port
+from harness import PRODUCTION_ENV, MatrixClient, env_without_phenom, free_port, spawn_dev
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 
@@ -23,24 +23,8 @@ BIN = Path(sys.executable).parent / "phenom-chat"
 
 
 def start_dev(data_dir: Path, port: int) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        # --mcp-port: never the fixed default 3001 in tests.
-        [
-            str(BIN),
-            "dev",
-            "--data-dir",
-            str(data_dir),
-            "--port",
-            str(port),
-            "--mcp-port",
-            str(free_port()),
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        # Narrow on purpose: into a pipe, the banner must not wrap whatever COLUMNS says.
-        env={**os.environ, "COLUMNS": "40"},
-    )
+    # Narrow on purpose: into a pipe, the banner must not wrap whatever COLUMNS says.
+    return spawn_dev(data_dir, "--port", str(port), columns=40)
 
 
 def wait_up(proc: subprocess.Popen[str], timeout: float = 120) -> str:
@@ -169,22 +153,7 @@ def test_dev_hasura_backend_with_embedded_postgres(tmp_path: Path) -> None:
     mcp_port = free_port()
 
     def start() -> subprocess.Popen[str]:
-        return subprocess.Popen(
-            [
-                str(BIN),
-                "dev",
-                "--backend",
-                "hasura",
-                "--data-dir",
-                str(data_dir),
-                "--mcp-port",
-                str(mcp_port),
-            ],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            env={**os.environ, "COLUMNS": "200"},
-        )
+        return spawn_dev(data_dir, "--backend", "hasura", "--mcp-port", str(mcp_port))
 
     async def call(tool: str, **args: object) -> dict[str, Any]:
         token = (data_dir / "agent-token").read_text().strip()

@@ -3,17 +3,15 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx2
 import pytest
 import yaml
-from harness import free_port
+from harness import free_port, read_banner, spawn_dev
 
 from synapse_phenom.ops import dev_sso, sso_flow
 from synapse_phenom.ops.cognito_emulator import EmulatorError
@@ -22,25 +20,8 @@ BIN = Path(sys.executable).parent / "phenom-chat"
 
 
 def start(data_dir: Path, *args: str) -> tuple[subprocess.Popen[str], str]:
-    proc = subprocess.Popen(
-        [str(BIN), "dev", "--data-dir", str(data_dir), "--mcp-port", str(free_port()), *args],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        env={**os.environ, "COLUMNS": "250"},
-    )
-    assert proc.stdout is not None
-    seen: list[str] = []
-    deadline = time.monotonic() + 180
-    while time.monotonic() < deadline:
-        line = proc.stdout.readline()
-        if not line:
-            raise AssertionError("dev exited early:\n" + "".join(seen))
-        seen.append(line)
-        if "Ctrl-C stops everything" in line:
-            return proc, "".join(seen)
-    proc.kill()
-    raise AssertionError("dev --sso did not come up:\n" + "".join(seen))
+    proc = spawn_dev(data_dir, *args, columns=250)
+    return proc, read_banner(proc, timeout=180)
 
 
 def stop(proc: subprocess.Popen[str]) -> None:

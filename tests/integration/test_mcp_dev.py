@@ -3,7 +3,6 @@ lists the nine tools, and what send_message posts reaches a Matrix user from the
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
@@ -14,7 +13,7 @@ from pathlib import Path
 import anyio
 import httpx2
 import pytest
-from harness import free_port
+from harness import free_port, spawn_dev
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 
@@ -25,22 +24,7 @@ BIN = Path(sys.executable).parent / "phenom-chat"
 def test_dev_serves_mcp_next_to_synapse(tmp_path: Path) -> None:
     data_dir = tmp_path / "dev"
     port, mcp_port = free_port(), free_port()
-    proc = subprocess.Popen(
-        [
-            str(BIN),
-            "dev",
-            "--data-dir",
-            str(data_dir),
-            "--port",
-            str(port),
-            "--mcp-port",
-            str(mcp_port),
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        env={**os.environ, "COLUMNS": "200"},
-    )
+    proc = spawn_dev(data_dir, "--port", str(port), "--mcp-port", str(mcp_port))
     try:
         assert proc.stdout is not None
         seen: list[str] = []
