@@ -11,7 +11,9 @@ Variants (``--variants``, comma-separated):
   bare          dev config with ``modules:`` and the appservice removed
   full          dev config: every Phenom module + the MCP appservice registration
   no-as         full minus the appservice registration
-  no-names      full, moderation with ``display_names: off`` (no check_event_allowed)
+  no-names      full, moderation with ``display_names: off`` (no display-name checks)
+  rewrite       full, moderation with ``display_names: rewrite`` (check_event_allowed: Synapse
+                loads the room's whole state for every event)
   full-as-push  full, but Synapse runs its appservice stream (no notify_appservices_from_worker)
   no-moderation full minus the moderation module
   no-previews   full minus the link-preview module
@@ -62,9 +64,11 @@ MODULE_DROPS: dict[str, set[str]] = {
     "full-mentions": set(),
     "full-as-push": set(),
     "no-names": set(),
+    "rewrite": set(),
 }
 OVERRIDES: dict[str, dict[str, Any]] = {
     "no-names": {hsconfig.MODERATION_MODULE: {"display_names": "off"}},
+    "rewrite": {hsconfig.MODERATION_MODULE: {"display_names": "rewrite"}},
 }
 
 

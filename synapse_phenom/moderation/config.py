@@ -174,12 +174,14 @@ class ModerationConfig(FrozenModel):
     max_scan_chars: int = Field(default=65536, ge=1024)
     # RE2 memory budget per compiled regex set
     regex_max_mem: int = Field(default=8 << 20, ge=1 << 20)
-    # Display names in m.room.member events: "rewrite" replaces a name breaking the room's
-    # rules by the localpart (needs Synapse's check_event_allowed callback, which makes
-    # Synapse load the room's whole current state for EVERY event: a per-message cost that
-    # grows with the room's member count; docs/benchmarks.md); "off" leaves names alone
-    # and registers no check_event_allowed (policies' check_display_names are then unused).
-    display_names: Literal["rewrite", "off"] = "rewrite"
+    # Display names in m.room.member events (docs/moderation.md): "profile" resets a global
+    # name that breaks the rules of a room the user is in to the localpart and refuses a
+    # member event whose name breaks the room's rules; "rewrite" replaces such a name by
+    # the localpart in that room's event (needs Synapse's check_event_allowed callback,
+    # which makes Synapse load the room's whole current state for EVERY event: a
+    # per-message cost that grows with the member count; docs/benchmarks.md); "off" leaves
+    # names alone (policies' check_display_names are then unused).
+    display_names: Literal["profile", "rewrite", "off"] = "profile"
 
     @model_validator(mode="before")
     @classmethod

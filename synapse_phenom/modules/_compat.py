@@ -55,13 +55,14 @@ MODULE_API_NEEDS: dict[str, ApiNeeds] = {
     ),
     "moderation": _needs(
         # _hs: the homeserver's macaroon secret, from which the card-signing key derives.
-        # _store: Synapse's cached member list with room profiles (legacy highlights).
-        "_hs _store create_and_send_event_into_room defer_to_thread get_room_state"
-        " get_user_by_req get_userinfo_by_id"
+        # _store: Synapse's cached member lists with room profiles (legacy highlights) and
+        # a user's rooms (display names).
+        "_hs _store create_and_send_event_into_room defer_to_thread get_profile_for_user"
+        " get_room_state get_user_by_req get_userinfo_by_id set_displayname"
         " is_mine is_user_admin lookup_room_alias looping_background_call register_web_resource"
         " run_as_background_process run_db_interaction should_run_background_tasks",
         register_spam_checker_callbacks="check_event_for_spam user_may_invite user_may_join_room",
-        register_third_party_rules_callbacks="check_event_allowed",
+        register_third_party_rules_callbacks="check_event_allowed on_profile_update",
     ),
     "ops": _needs(
         "check_user_exists create_and_send_event_into_room get_room_state get_user_by_req"

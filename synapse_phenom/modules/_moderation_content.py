@@ -1,8 +1,7 @@
 """The moderation module's content callbacks: a mixin of ``PhenomModeration``.
 
 The pure content check of an event (with the sender's account age and, for bodies
-without ``m.mentions``, the room's members for Synapse's legacy name highlights), and
-display names as they appear in a room's member events.
+without ``m.mentions``, the room's members for Synapse's legacy name highlights).
 """
 
 from __future__ import annotations
@@ -12,9 +11,7 @@ import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-import attrs
 from prometheus_client import Histogram
-from synapse.types import UserID
 
 from synapse_phenom.moderation.rules import UNREADABLE, Violation
 from synapse_phenom.modules._moderation_events import CHECK_FAILURES, has_legacy_body
@@ -72,38 +69,3 @@ class ContentChecks(RoomState):
                 "Refused unreadable %s from %s: %s", event.type, event.sender, violation.detail
             )
         return violation
-
-    async def _check_event_allowed(
-        self, event: EventBase, state_events: Any
-    ) -> tuple[bool, dict[str, Any] | None]:
-        """Display names shown in a room: a name breaking the room's rules is replaced by
-        the user's localpart in that room (the event goes through, the name does not)."""
-        if event.type != "m.room.member" or not event.is_state():
-            return True, None
-        name = event.content.get("displayname")
-        membership = event.content.get("membership")
-        if not isinstance(name, str) or not name or membership not in ("join", "knock"):
-            return True, None
-        user_id = event.state_key
-        if (
-            event.sender != user_id
-            or not self._api.is_mine(user_id)
-            or user_id == self._system_user
-        ):
-            return True, None
-        view = await self.room_view(event.room_id)
-        v = view.compiled.check_display_name(name)
-        if v is None or await self.is_exempt(view, user_id):
-            return True, None
-        replacement = UserID.from_string(user_id).localpart
-        await self.act(
-            view,
-            event.room_id,
-            user_id,
-            "m.room.member",
-            attrs.evolve(v, rule=f"display_name:{v.rule}"),
-            action="rename",
-        )
-        new = event.get_dict()
-        new["content"]["displayname"] = replacement
-        return True, new

@@ -49,10 +49,8 @@ from synapse_phenom.modules._health import mark_loaded
 from synapse_phenom.modules._link_preview_signing import card_signing_key
 from synapse_phenom.modules._moderation_audit import AuditResource
 from synapse_phenom.modules._moderation_content import ContentChecks
-from synapse_phenom.modules._moderation_events import (
-    CHECK_FAILURES,
-    card_verdict,
-)
+from synapse_phenom.modules._moderation_events import CHECK_FAILURES, card_verdict
+from synapse_phenom.modules._moderation_names import DisplayNames
 from synapse_phenom.modules._moderation_notices import ModeratorNotices, kind_of
 from synapse_phenom.modules._moderation_state import MAX_CACHED, RoomView
 
@@ -75,7 +73,7 @@ CHECKS = Counter(
 )
 
 
-class PhenomModeration(ContentChecks, ModeratorNotices):
+class PhenomModeration(ContentChecks, DisplayNames, ModeratorNotices):
     def __init__(self, config: ModerationConfig, api: ModuleApi) -> None:
         require_module_api("moderation", api)
         self._config = config
@@ -95,17 +93,12 @@ class PhenomModeration(ContentChecks, ModeratorNotices):
         self.check_event_for_spam = spam_guard(self._check_event_for_spam)
         self.user_may_join_room = spam_guard(self._user_may_join_room)
         self.user_may_invite = spam_guard(self._user_may_invite)
-        self.check_event_allowed = guarded(
-            "moderation", fallback=self._fallback_allowed, logger=logger
-        )(self._check_event_allowed)
         api.register_spam_checker_callbacks(
             check_event_for_spam=self.check_event_for_spam,
             user_may_join_room=self.user_may_join_room,
             user_may_invite=self.user_may_invite,
         )
-        if config.display_names == "rewrite":
-            # Synapse has no per-event-type filter: registered, it runs for every event.
-            api.register_third_party_rules_callbacks(check_event_allowed=self.check_event_allowed)
+        self._register_display_names(config.display_names, self._fallback_allowed)
         api.register_web_resource(AUDIT_PATH, AuditResource(self, api))
         mark_loaded(api, MODULE)  # modules.ops health
         if api.should_run_background_tasks():
@@ -302,7 +295,12 @@ class PhenomModeration(ContentChecks, ModeratorNotices):
         return NOT_SPAM
 
     async def _user_may_join_room(self, user_id: str, room_id: str, is_invited: bool) -> Any:
-        return await self._ban_gate(user_id, room_id, "join", user_id)
+        result = await self._ban_gate(user_id, room_id, "join", user_id)
+        if result is NOT_SPAM and self._config.display_names == "profile":
+            v = await self._refuse_join_name(user_id, room_id)
+            if v is not None:
+                return self._reply(v)
+        return result
 
     async def _user_may_invite(self, inviter: str, invitee: str, room_id: str) -> Any:
         for who in (inviter, invitee):

@@ -8,7 +8,9 @@ policy change takes effect without a restart.
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import httpx2
 import pytest
@@ -18,6 +20,7 @@ from harness import MatrixClient, SynapseStack, eventually, unique
 from synapse_phenom.cli import main as cli_main
 from synapse_phenom.endpoints import AUDIT_PATH
 from synapse_phenom.moderation.config import POLICY_EVENT_TYPE
+from synapse_phenom.ops import hsconfig
 
 pytestmark = pytest.mark.synapse
 
@@ -233,7 +236,8 @@ def test_every_content_field_is_checked(synapse: SynapseStack) -> None:
         user.send_state(room, "m.room.topic", {"topic": "go to blocked.example"}), "links:domain"
     )
     assert user.send_state(room, "m.room.topic", {"topic": "a clean topic"}).status_code == 200
-    # Display names shown in the room: a bad one is replaced by the localpart there.
+    # Display names (display_names: profile, the default): a global name that breaks the
+    # rules of a room the user is in is reset to the localpart, which every room shows.
     user.call(
         "PUT",
         f"/_matrix/client/v3/profile/{user.user_id}/displayname",
@@ -249,6 +253,40 @@ def test_every_content_field_is_checked(synapse: SynapseStack) -> None:
     assert eventually(
         lambda: user.state(room, "m.room.member", user.user_id).json()["displayname"] == "Nice Name"
     )
+    assert profile_name(user) == "Nice Name"
+    # A per-room name (a member event for this room only): Synapse puts the global one in
+    # (allow_per_room_profiles: false, which display_names: profile requires).
+    member = user.state(room, "m.room.member", user.user_id).json()
+    content = {**member, "displayname": "a blockme b"}
+    assert user.send_state(room, "m.room.member", content, user.user_id).status_code == 200
+    assert user.state(room, "m.room.member", user.user_id).json()["displayname"] == "Nice Name"
+
+
+def profile_name(user: MatrixClient) -> str | None:
+    profile = user.call("GET", f"/_matrix/client/v3/profile/{quote(user.user_id)}")
+    name = profile.get("displayname")
+    return name if isinstance(name, str) else None
+
+
+def test_a_name_set_before_the_rules_is_reset_at_join(synapse: SynapseStack) -> None:
+    """A global name that was fine everywhere the user was, joining a room whose rules it
+    breaks: the join is refused, the name reset to the localpart, the next join works."""
+    owner = synapse.register()
+    room = create_room(owner)
+    assert set_policy(owner, room, KEYWORDS).status_code == 200
+    user = synapse.register()
+    user.call(
+        "PUT",
+        f"/_matrix/client/v3/profile/{quote(user.user_id)}/displayname",
+        json={"displayname": "forbiddenword fan"},
+    )
+    assert profile_name(user) == "forbiddenword fan"  # Community's rules allow it
+    resp = user.request("POST", f"/_matrix/client/v3/rooms/{quote(room)}/join", json={})
+    body = blocked(resp, "display_name:keywords")
+    assert "reset to your username" in body["error"] and "forbiddenword" not in body["error"]
+    assert profile_name(user) == user.localpart
+    user.join(room)
+    assert user.state(room, "m.room.member", user.user_id).json()["displayname"] == user.localpart
 
 
 def test_malformed_links_do_not_bypass_moderation(synapse: SynapseStack) -> None:
@@ -489,3 +527,30 @@ def test_live_policy_text_never_reaches_the_moderators_room(synapse: SynapseStac
 
     eventually(lambda: [n for n in notices() if other.user_id in n["body"]])
     assert not [n for n in notices() if user.user_id in n["body"] or "pills" in str(n)]
+
+
+def test_display_names_rewrite_mode(tmp_path: Path) -> None:
+    """display_names: rewrite (check_event_allowed) replaces a breaking name by the
+    localpart in the room's member event; the global profile keeps it."""
+    stack = SynapseStack.start(
+        tmp_path / "rewrite",
+        hsconfig.DevDatabase(),
+        module_overrides={hsconfig.MODERATION_MODULE: {"display_names": "rewrite"}},
+    )
+    try:
+        user = stack.register()
+        room = stack.rooms["community"]
+        user.call(
+            "PUT",
+            f"/_matrix/client/v3/profile/{quote(user.user_id)}/displayname",
+            json={"displayname": "free\u2800crypto"},
+        )
+        assert eventually(
+            lambda: (
+                user.state(room, "m.room.member", user.user_id).json()["displayname"]
+                == user.localpart
+            )
+        )
+        assert profile_name(user) == "free\u2800crypto"
+    finally:
+        stack.stop()

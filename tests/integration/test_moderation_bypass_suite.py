@@ -130,7 +130,8 @@ def test_unicode_tricks_and_display_names(synapse: SynapseStack) -> None:
             user.state(room, "m.room.member", user.user_id).json()["displayname"] == user.localpart
         )
     )
-    # A per-room name (a member event sent to this room only).
+    # A per-room name (a member event sent to this room only) never shows: every member
+    # event carries the global profile (allow_per_room_profiles: false).
     member = user.state(room, "m.room.member", user.user_id).json()
     user.send_state(
         room, "m.room.member", {**member, "displayname": "free\u2800crypto"}, state_key=user.user_id

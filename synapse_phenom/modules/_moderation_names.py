@@ -1,0 +1,159 @@
+"""Display names as rooms show them: a mixin of ``PhenomModeration``.
+
+The module's ``display_names`` key picks the design (docs/moderation.md):
+
+- ``profile`` (the default) keeps names clean at their source, with no per-event cost:
+  Synapse's ``allow_per_room_profiles: false`` makes every member event carry the global
+  profile (checked at startup), a global display-name change that breaks the rules of a
+  room the user is in is reset to the user's localpart (``on_profile_update``; the reset
+  reaches every room the usual way), and a join into a room whose rules the name breaks
+  (a name set before the rules were) is refused once, with the name reset, so the next
+  join goes through (``user_may_join_room``).
+- ``rewrite`` replaces a breaking name by the localpart in that room's member event
+  (``check_event_allowed``). Synapse then loads the room's whole current state for every
+  event: a per-message cost that grows with the room (docs/benchmarks.md).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import attrs
+from synapse.module_api.errors import ConfigError
+from synapse.types import UserID
+
+from synapse_phenom.moderation.rules import Violation
+from synapse_phenom.modules._guard import guarded
+from synapse_phenom.modules._moderation_state import RoomState, RoomView
+
+if TYPE_CHECKING:
+    from synapse.events import EventBase
+    from synapse.module_api import ProfileInfo
+
+logger = logging.getLogger("synapse_phenom.modules.moderation")
+
+_NAMED_MEMBERSHIPS = ("join", "knock")
+
+
+class DisplayNames(RoomState):
+    """Mixed into ``PhenomModeration`` (which provides ``act``)."""
+
+    if TYPE_CHECKING:
+
+        async def act(
+            self,
+            view: RoomView,
+            room_id: str,
+            user_id: str,
+            event_type: str,
+            v: Violation,
+            action: str = "block",
+        ) -> int | None: ...
+
+    def _register_display_names(self, mode: str, fallback_allowed: Callable[[], Any]) -> None:
+        if mode == "rewrite":
+            self.check_event_allowed = guarded("moderation", fallback_allowed, logger)(
+                self._check_event_allowed
+            )
+            # Synapse has no per-event-type filter: registered, it runs for every event.
+            self._api.register_third_party_rules_callbacks(
+                check_event_allowed=self.check_event_allowed
+            )
+        elif mode == "profile":
+            if self._api._hs.config.server.allow_per_room_profiles:
+                raise ConfigError(
+                    "display_names: profile needs 'allow_per_room_profiles: false' in "
+                    "homeserver.yaml (per-room names would go unchecked); or set the "
+                    "moderation module's display_names to rewrite (costly) or off",
+                    ("modules", "moderation", "display_names"),
+                )
+            self.on_profile_update = guarded("moderation", None, logger)(self._on_profile_update)
+            self._api.register_third_party_rules_callbacks(on_profile_update=self.on_profile_update)
+
+    def _own_name(self, event: EventBase) -> str | None:
+        """The display name a local user gives themselves in a join/knock, else None."""
+        if event.type != "m.room.member" or not event.is_state():
+            return None
+        name = event.content.get("displayname")
+        if not isinstance(name, str) or not name:
+            return None
+        if event.content.get("membership") not in _NAMED_MEMBERSHIPS:
+            return None
+        user_id = event.state_key
+        if event.sender != user_id or not self._api.is_mine(user_id):
+            return None
+        return None if user_id == self._system_user else name
+
+    async def _name_violation(self, view: RoomView, user_id: str, name: str) -> Violation | None:
+        v = view.compiled.check_display_name(name)
+        if v is None or await self.is_exempt(view, user_id):
+            return None
+        return attrs.evolve(v, rule=f"display_name:{v.rule}")
+
+    # -- display_names: profile -----------------------------------------------------
+
+    async def _refuse_join_name(self, user_id: str, room_id: str) -> Violation | None:
+        """A join whose (global) display name breaks the room's rules: the name is reset to
+        the localpart and this join refused, so the next one goes through clean."""
+        if user_id == self._system_user or not self._api.is_mine(user_id):
+            return None
+        localpart = UserID.from_string(user_id).localpart
+        name = (await self._api.get_profile_for_user(localpart)).display_name
+        if not name or name == localpart:
+            return None
+        view = await self.room_view(room_id)
+        v = await self._name_violation(view, user_id, name)
+        if v is None:
+            return None
+        # Synapse updates the user's other rooms in a background task: this never waits
+        # on a membership lock of this room.
+        await self._api.set_displayname(UserID.from_string(user_id), localpart)
+        await self.act(view, room_id, user_id, "m.room.member/join", v, action="rename")
+        return attrs.evolve(
+            v,
+            message=f"Your display name breaks this room's rules (rule '{v.rule}'), so it was "
+            "reset to your username. Join again.",
+        )
+
+    async def _on_profile_update(
+        self, user_id: str, new_profile: ProfileInfo, by_admin: bool, deactivation: bool
+    ) -> None:
+        """A global display name that breaks the rules of a room the user is in is reset
+        to the localpart (a name only per-room rules allow is a per-room name's job)."""
+        name = new_profile.display_name
+        if deactivation or not name or not self._api.is_mine(user_id):
+            return
+        localpart = UserID.from_string(user_id).localpart
+        if user_id == self._system_user or name == localpart:
+            return  # (nothing better to reset to)
+        # Private store API: the module API cannot list a user's rooms (Synapse caches it).
+        store: Any = self._api._store
+        for room_id in sorted(await store.get_rooms_for_user(user_id)):
+            view = await self.room_view(room_id)
+            v = await self._name_violation(view, user_id, name)
+            if v is None:
+                continue
+            await self._api.set_displayname(UserID.from_string(user_id), localpart)
+            await self.act(view, room_id, user_id, "m.room.member", v, action="rename")
+            return
+
+    # -- display_names: rewrite -----------------------------------------------------
+
+    async def _check_event_allowed(
+        self, event: EventBase, state_events: Any
+    ) -> tuple[bool, dict[str, Any] | None]:
+        """A name breaking the room's rules is replaced by the user's localpart in that
+        room (the event goes through, the name does not)."""
+        name = self._own_name(event)
+        if name is None:
+            return True, None
+        view = await self.room_view(event.room_id)
+        v = await self._name_violation(view, event.state_key, name)
+        if v is None:
+            return True, None
+        await self.act(view, event.room_id, event.state_key, "m.room.member", v, action="rename")
+        new = event.get_dict()
+        new["content"]["displayname"] = UserID.from_string(event.state_key).localpart
+        return True, new
