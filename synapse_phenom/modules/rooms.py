@@ -225,7 +225,15 @@ class PhenomRooms(RoomCreation):
 
     async def _try(self, action: Any, key: str, *args: Any) -> bool:
         try:
-            await action(key, *args)
+            try:
+                await action(key, *args)
+            except SynapseError as err:
+                # The moderation module refused a join for the display name and reset the
+                # name to the localpart (display_names: profile): the next join goes through.
+                rule = err.error_dict(None).get("app.phenom.moderation.rule")
+                if not (isinstance(rule, str) and rule.startswith("display_name:")):
+                    raise
+                await action(key, *args)
             return True
         except LimitExceededError as err:
             # A burst of sign-ins can hit Synapse's per-room join limit: finish later.

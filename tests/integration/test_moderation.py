@@ -529,6 +529,27 @@ def test_live_policy_text_never_reaches_the_moderators_room(synapse: SynapseStac
     assert not [n for n in notices() if user.user_id in n["body"] or "pills" in str(n)]
 
 
+def test_a_breaking_name_is_reset_and_the_rooms_module_joins_anyway(synapse: SynapseStack) -> None:
+    """Group sync (CLI, Lambda, SSO login) joining a user whose name breaks the room's rules:
+    the first join is refused and the name reset, the rooms module joins again at once."""
+    user = synapse.register()
+    community = synapse.rooms["community"]
+    user.call("POST", f"/_matrix/client/v3/rooms/{quote(community)}/leave", json={})
+    user.call(
+        "PUT",
+        f"/_matrix/client/v3/profile/{quote(user.user_id)}/displayname",
+        json={"displayname": "free crypto"},
+    )
+    assert profile_name(user) == "free crypto"  # in no room: no rules to break
+    with synapse.admin() as admin:
+        result = admin.provision(user.user_id, [])
+    assert result.joined == [synapse.alias("community")], result
+    assert user.state(community, "m.room.member", user.user_id).json()["displayname"] == (
+        user.localpart
+    )
+    assert profile_name(user) == user.localpart
+
+
 def test_display_names_rewrite_mode(tmp_path: Path) -> None:
     """display_names: rewrite (check_event_allowed) replaces a breaking name by the
     localpart in the room's member event; the global profile keeps it."""
