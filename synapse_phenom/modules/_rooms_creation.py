@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 from synapse.api.errors import Codes, SynapseError
 
 from synapse_phenom.db import now_ms
+from synapse_phenom.modules import _rooms_push_defaults as push_defaults
 from synapse_phenom.modules._guard import guarded
 from synapse_phenom.rooms import membership, store
 
@@ -46,6 +47,9 @@ class RoomCreation:
     async def _ensure_schema(self) -> None:
         raise NotImplementedError
 
+    def is_managed_user(self, user_id: str) -> bool:
+        raise NotImplementedError
+
     @guarded("rooms", fallback=None)
     async def ensure_rooms(self) -> None:
         await self._ensure_schema()
@@ -57,6 +61,28 @@ class RoomCreation:
             if room_id is not None:
                 await self._sync_room_profile(key, room_id)
                 await self._sync_directory(key, room_id)
+
+    @guarded("rooms", fallback=None)
+    async def sweep_notification_defaults(self) -> None:
+        """On the push-rules writer: each managed room's notification default for members
+        it never reached (at an upgrade, or a room's ``notifications`` set later)."""
+        for key, spec in self._config.rooms.items():
+            room_id = await self.room_id(key)
+            if room_id is None or spec.notifications == "default":
+                continue
+            changed = await push_defaults.sweep_room(
+                self._api, room_id, spec.notifications, self._sweep_applies_to
+            )
+            if changed:
+                logger.info(
+                    "Notification default %s set for %d members of %s",
+                    spec.notifications,
+                    changed,
+                    self.alias(key),
+                )
+
+    def _sweep_applies_to(self, user_id: str) -> bool:
+        return self.is_managed_user(user_id)
 
     async def _ensure_system_user(self) -> None:
         if await self._api.check_user_exists(self.system_user_id):

@@ -15,6 +15,7 @@ caller leaves the rule to the writer (the member's next reconcile there).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from synapse.module_api import ModuleApi
@@ -85,4 +86,29 @@ async def apply_room_default(api: ModuleApi, user_id: str, room_id: str, level: 
         level,
         now_ms(),
     )
+    return changed
+
+
+async def sweep_room(
+    api: ModuleApi, room_id: str, level: str, applies_to: Callable[[str], bool]
+) -> int:
+    """Apply the room's default to every joined member it was never applied to (members
+    from before the setting, or who joined while no push writer ran); the number of rules
+    set. Members it was applied to once are skipped in one query, whatever they chose."""
+    if level == "default" or not available(api):
+        return 0
+    state = await api.get_room_state(room_id, [("m.room.member", None)])
+    joined = [
+        user_id
+        for (_, user_id), event in state.items()
+        if event.content.get("membership") == "join" and applies_to(user_id)
+    ]
+    done = await api.run_db_interaction(
+        "phenom_notification_defaults_of_room", rooms_store.notification_defaults_of_room, room_id
+    )
+    changed = 0
+    for i, user_id in enumerate(u for u in joined if u not in done):
+        changed += await apply_room_default(api, user_id, room_id, level)
+        if i % 100 == 99:
+            await api.sleep(0.05)  # a long backlog must not hold the reactor
     return changed

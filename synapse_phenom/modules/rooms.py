@@ -86,6 +86,10 @@ class PhenomRooms(RoomCreation):
             api.delayed_background_call(100, self.ensure_rooms, desc="phenom_ensure_rooms")
             # Self-healing: cheap when every alias resolves.
             api.looping_background_call(self.ensure_rooms, 60_000, desc="phenom_ensure_rooms")
+        if push_defaults.available(api):  # the push-rules writer: defaults members never got
+            sweep, desc = self.sweep_notification_defaults, "phenom_notification_sweep"
+            api.delayed_background_call(10_000, sweep, desc=desc)  # once the rooms exist
+            api.looping_background_call(sweep, 3_600_000, desc=desc, run_on_all_instances=True)
         register_rooms(api, self)
         mark_loaded(api, "synapse_phenom.modules.rooms.PhenomRooms")  # modules.ops health
 
@@ -115,10 +119,8 @@ class PhenomRooms(RoomCreation):
         try:
             room_id, _ = await self._api.lookup_room_alias(self.alias(key))
         except SynapseError as err:
-            if err.code == 404:
-                if (
-                    cached is not None
-                ):  # keep the last known room; a missing one is looked up each time
+            if err.code == 404:  # keep the last known room; a missing one is looked up again
+                if cached is not None:
                     self._resolved_at[key] = time.monotonic()
                 return cached
             raise

@@ -130,6 +130,12 @@ def notification_default_applied(txn: Txn, user_id: str, room_id: str) -> bool:
     return txn.fetchone() is not None
 
 
+def notification_defaults_of_room(txn: Txn, room_id: str) -> frozenset[str]:
+    """The members a room's notification default was applied to (once each)."""
+    txn.execute("SELECT user_id FROM phenom_notification_defaults WHERE room_id = ?", (room_id,))
+    return frozenset(str(row[0]) for row in txn.fetchall())
+
+
 def mark_notification_default(
     txn: Txn, user_id: str, room_id: str, level: str, now_ms: int
 ) -> None:

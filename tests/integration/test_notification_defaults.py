@@ -5,11 +5,15 @@ push rule at join; mentions still notify, plain messages do not."""
 from __future__ import annotations
 
 from functools import partial
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
 import pytest
-from harness import MatrixClient, SynapseStack, eventually
+from harness import MatrixClient, SynapseStack, eventually, free_port
+
+from synapse_phenom.ops import hsconfig
+from synapse_phenom.rooms.config import RoomsConfig
 
 pytestmark = pytest.mark.synapse
 
@@ -72,3 +76,38 @@ def test_member_choice_is_kept_and_other_rooms_untouched(synapse: SynapseStack) 
     for key in ("internal", "partners"):  # notifications: default
         assert synapse.rooms[key] in client.joined_rooms()
         assert room_rule(client, synapse.rooms[key]) is None
+
+
+def test_members_from_before_the_setting_get_it_at_startup(tmp_path: Path) -> None:
+    """Community members who joined while its ``notifications`` was ``default`` (or before an
+    upgrade) get the rule from the push-rules writer's sweep after a restart; a member who
+    set their own rule in the meantime keeps it."""
+    rooms = {
+        "rooms": {
+            key: {**spec.model_dump(), "notifications": "default"}
+            for key, spec in RoomsConfig().rooms.items()
+        }
+    }
+    database, port = hsconfig.DevDatabase(), free_port()  # same port: the clients stay valid
+    first = SynapseStack.start(
+        tmp_path / "hs", database, module_overrides={hsconfig.ROOMS_MODULE: rooms}, port=port
+    )
+    try:
+        old, chooser = first.register(), first.register()
+        community = first.rooms["community"]
+        assert room_rule(old, community) is None
+        chooser.call(
+            "PUT",
+            f"/_matrix/client/v3/pushrules/global/room/{quote(community)}",
+            json={"actions": []},
+        )
+    finally:
+        first.stop()
+    second = SynapseStack.start(tmp_path / "hs", database, port=port)
+    try:
+        rule = eventually(lambda: room_rule(old, community), timeout=60)
+        assert rule["actions"] == ["dont_notify"]
+        own = room_rule(chooser, community)
+        assert own is not None and own["actions"] == []  # their own, kept
+    finally:
+        second.stop()
