@@ -48,7 +48,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     m.set_defaults(func=run_migrate)
     a = lite_sub.add_parser(
         "serve-actions",
-        help="serve the Hasura Action webhook (sendMessage, editMessage) on POST /hasura/actions",
+        help="serve the Hasura Action webhook (sendMessage, editMessage, addReaction) on "
+        "POST /hasura/actions",
     )
     a.add_argument("--dsn", help=f"PostgreSQL URL (default ${DSN_ENV})")
     a.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1)")

@@ -1,4 +1,5 @@
-"""The Hasura Action webhook of Implementation B (``sendMessage``, ``editMessage``), as an ASGI app.
+"""The Hasura Action webhook of Implementation B (``sendMessage``, ``editMessage``,
+``addReaction``), as an ASGI app.
 
 Hasura POSTs ``{"action": {"name"}, "input", "session_variables", "request_query"}`` to
 ``{{PHENOM_ACTION_BASE_URL}}/hasura/actions`` with the ``X-Phenom-Action-Secret`` header
@@ -37,10 +38,12 @@ from synapse_phenom.config import describe_validation_error
 from synapse_phenom.lite import previews_cache
 from synapse_phenom.lite.moderation import LiteModeration
 from synapse_phenom.lite.send import (
+    AddReactionInput,
     EditMessageInput,
     SendError,
     SendMessageInput,
     Sent,
+    add_reaction,
     edit_message,
     send_message,
 )
@@ -55,6 +58,14 @@ SECRET_HEADER = "x-phenom-action-secret"
 MAX_BODY_BYTES = 512 * 1024
 CALLER_ROLES = frozenset({"user", "moderator", "agent", "admin"})
 MAX_PREVIEWS = 3
+
+
+# Action name -> its input (hasura/metadata/actions.graphql).
+_INPUTS: dict[str, type[BaseModel]] = {
+    "sendMessage": SendMessageInput,
+    "editMessage": EditMessageInput,
+    "addReaction": AddReactionInput,
+}
 
 
 class _ActionName(BaseModel):
@@ -125,29 +136,44 @@ class ActionHandler:
                 "invalid_payload",
             )
         name = payload.action.name
-        if name not in ("sendMessage", "editMessage"):
+        model = _INPUTS.get(name)
+        if model is None:
             return error(400, f"Unknown action {name!r}.", "unknown_action")
         session = {k.lower(): v for k, v in payload.session_variables.items()}
         user_id, role = session.get("x-hasura-user-id", ""), session.get("x-hasura-role", "")
         if not user_id or role not in CALLER_ROLES:
             return error(403, "Sign in to send messages.", "unauthenticated")
         try:
-            if name == "editMessage":
-                edit = EditMessageInput.model_validate(payload.input)
-            else:
-                inp = SendMessageInput.model_validate(payload.input)
+            inp = model.model_validate(payload.input)
         except ValidationError as err:
             return error(400, describe_validation_error(err, name), "invalid_input")
         try:
-            if name == "editMessage":
-                return JSONResponse(await anyio.to_thread.run_sync(self._edit, user_id, role, edit))
-            sent = await self.send(user_id, role, inp)
+            if isinstance(inp, SendMessageInput):
+                output = (await self.send(user_id, role, inp)).output()
+            elif isinstance(inp, EditMessageInput):
+                output = await anyio.to_thread.run_sync(self._edit, user_id, role, inp)
+            else:
+                assert isinstance(inp, AddReactionInput)
+                output = await self.react(user_id, role, inp)
         except SendError as err:
             return error(err.status, err.message, err.code, **err.extensions)
         except psycopg.Error:
-            logger.exception("sendMessage: database error")
+            logger.exception("%s: database error", name)
             return error(503, "Chat is unavailable right now; try again shortly.", "unavailable")
-        return JSONResponse(sent.output())
+        return JSONResponse(output)
+
+    async def react(
+        self, user_id: str, role: str, inp: AddReactionInput, in_room: str | None = None
+    ) -> dict[str, Any]:
+        """React as ``user_id`` (the Action above and the MCP ``hasura`` backend); raises
+        ``SendError`` or ``psycopg.Error`` like ``send``."""
+
+        def run() -> dict[str, Any]:
+            with self.pool.connection() as conn:
+                return add_reaction(conn, self.moderation, user_id, role, inp, in_room)
+
+        result: dict[str, Any] = await anyio.to_thread.run_sync(run)
+        return result
 
     async def send(self, user_id: str, role: str, inp: SendMessageInput) -> Sent:
         """Send as ``user_id`` (cards from the cache inline, the rest filled in afterwards).

@@ -19,6 +19,8 @@ from synapse_phenom.lite.moderation import LiteModeration, Sender, message_conte
 
 NOT_A_MEMBER = "You cannot post in this room: you are not a member of it."
 NOT_YOURS = "You can only edit your own messages."
+NO_MESSAGE = "No such message (or it was deleted)."
+REACTION_TYPE = "m.reaction"
 DELETED = "This message was deleted and cannot be edited."
 AGENTS_ONLY = "The agent role can only be used by an agent account."
 
@@ -53,6 +55,16 @@ class EditMessageInput(BaseModel):
     message_id: uuid.UUID
     body: Body
     formatted_body: str | None = Field(default=None, max_length=131072)
+
+
+class AddReactionInput(BaseModel):
+    """The ``addReaction`` arguments: one emoji (or short text: Matrix reaction keys are any
+    text, moderated like a message's)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    message_id: uuid.UUID
+    emoji: Annotated[str, Field(min_length=1, max_length=64), AfterValidator(_not_blank)]
 
 
 class SendError(Exception):
@@ -231,3 +243,79 @@ def edit_message(
             return {"message_id": str(inp.message_id), "edited_at": edited[0].isoformat()}
     assert refusal is not None
     raise refusal
+
+
+def add_reaction(
+    conn: psycopg.Connection[Any],
+    moderation: LiteModeration,
+    user_id: str,
+    role: str,
+    inp: AddReactionInput,
+    in_room: str | None = None,
+) -> dict[str, Any]:
+    """React to a message of a room the caller may post in (``in_room``: and only there),
+    moderated as A moderates an ``m.reaction`` (its key read like text, flood and mutes
+    counted). Reacting again with the same emoji returns the first reaction
+    (``duplicate``) and writes nothing."""
+    refusal: SendError | None = None
+    with conn.transaction():
+        row = conn.execute(
+            "SELECT room_id::text FROM chat.messages WHERE id = %s AND deleted_at IS NULL",
+            (inp.message_id,),
+        ).fetchone()
+        # One answer for a missing message and one in a room the caller cannot read.
+        if row is None or in_room not in (None, row[0]) or not _may_read(conn, user_id, row[0]):
+            raise SendError(404, NO_MESSAGE, "not_found")
+        room_id = row[0]
+        key, sender = _sender(conn, user_id, room_id, role)
+        found = conn.execute(
+            "SELECT id::text, created_at FROM chat.reactions"
+            " WHERE message_id = %s AND user_id = %s AND emoji = %s",
+            (inp.message_id, user_id, inp.emoji),
+        ).fetchone()
+        if found is not None:
+            return _reacted(found, room_id, inp, duplicate=True)
+        relation = {"rel_type": "m.annotation", "event_id": str(inp.message_id), "key": inp.emoji}
+        violation = moderation.check(
+            conn, key, room_id, sender, {"m.relates_to": relation}, event_type=REACTION_TYPE
+        )
+        if violation is not None:
+            refusal = _refusal(violation)
+        else:
+            inserted = conn.execute(
+                "INSERT INTO chat.reactions (room_id, message_id, user_id, emoji)"
+                " VALUES (%s, %s, %s, %s) ON CONFLICT (message_id, user_id, emoji) DO NOTHING"
+                " RETURNING id::text, created_at",
+                (room_id, inp.message_id, user_id, inp.emoji),
+            ).fetchone()
+            if inserted is None:  # the same reaction won a race a moment ago
+                inserted = conn.execute(
+                    "SELECT id::text, created_at FROM chat.reactions"
+                    " WHERE message_id = %s AND user_id = %s AND emoji = %s",
+                    (inp.message_id, user_id, inp.emoji),
+                ).fetchone()
+                assert inserted is not None
+                return _reacted(inserted, room_id, inp, duplicate=True)
+            return _reacted(inserted, room_id, inp, duplicate=False)
+    assert refusal is not None
+    raise refusal
+
+
+def _may_read(conn: psycopg.Connection[Any], user_id: str, room_id: str) -> bool:
+    row = conn.execute(
+        "SELECT chat.user_can_read_room(%s, %s::uuid)", (user_id, room_id)
+    ).fetchone()
+    return bool(row and row[0])
+
+
+def _reacted(
+    row: tuple[Any, ...], room_id: str, inp: AddReactionInput, duplicate: bool
+) -> dict[str, Any]:
+    return {
+        "reaction_id": row[0],
+        "room_id": room_id,
+        "message_id": str(inp.message_id),
+        "emoji": inp.emoji,
+        "created_at": row[1].isoformat(),
+        "duplicate": duplicate,
+    }

@@ -1,5 +1,5 @@
 """Writes of the ``hasura`` backend that share code with the rest of Implementation B:
-sending a message and the link-preview card cache (``chat.link_previews``)."""
+sending a message, reacting, and the link-preview card cache (``chat.link_previews``)."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from synapse_phenom.mcp import hasura_sql as q
 from synapse_phenom.mcp.backend import (
     Forbidden,
     InvalidRequest,
+    NotFound,
     OutgoingMessage,
     RateLimited,
     Unavailable,
@@ -85,21 +86,50 @@ async def send(
     )
     try:
         sent = await (await backend.actions()).send(backend.row_id(agent), "agent", inp)
-    except SendError as err:
-        if err.status == 429:
-            retry_ms = err.extensions.get("retry_after_ms")
-            raise RateLimited(
-                f"the chat server is throttling this agent ({err.message})",
-                (retry_ms or 1000) / 1000,
-            ) from None
-        if err.status == 403:
-            raise Forbidden(f"Not allowed: {err.message}") from None
-        raise InvalidRequest(err.message) from None
-    except psycopg.Error as err:
-        raise Unavailable(
-            f"The chat database failed ({type(err).__name__}); try again shortly."
-        ) from None
+    except (SendError, psycopg.Error) as err:
+        raise _tool_error(err) from None
     return sent.message_id
+
+
+async def react(
+    backend: HasuraBackend, agent: AgentProfile, room_id: str, ref: str, emoji: str
+) -> str:
+    """React as the agent through the addReaction Action's code (permission, moderation of
+    the key, flood and mutes as A counts an m.reaction); the reaction's id (the first one
+    when the agent reacted with this emoji before)."""
+    from synapse_phenom.lite.send import AddReactionInput, SendError
+
+    target = q.parse_uuid(ref, "$")
+    if target is None:
+        raise NotFound(f"Not found: no message {ref} in this room (or it was deleted).")
+    try:
+        inp = AddReactionInput(message_id=target, emoji=emoji)
+    except ValueError as err:
+        raise InvalidRequest(f"emoji: {err}") from None
+    try:
+        handler = await backend.actions()
+        reacted = await handler.react(backend.row_id(agent), "agent", inp, in_room=room_id)
+    except (SendError, psycopg.Error) as err:
+        raise _tool_error(err) from None
+    return str(reacted["reaction_id"])
+
+
+def _tool_error(err: Exception) -> Exception:
+    """A refusal of B's write path as the MCP tools' error (A's texts, A's kinds)."""
+    from synapse_phenom.lite.send import SendError
+
+    if not isinstance(err, SendError):
+        return Unavailable(f"The chat database failed ({type(err).__name__}); try again shortly.")
+    if err.status == 429:
+        retry_ms = err.extensions.get("retry_after_ms")
+        return RateLimited(
+            f"the chat server is throttling this agent ({err.message})", (retry_ms or 1000) / 1000
+        )
+    if err.status == 403:
+        return Forbidden(f"Not allowed: {err.message}")
+    if err.status == 404:
+        return NotFound(f"Not found: {err.message}")
+    return InvalidRequest(err.message)
 
 
 # -- link previews ------------------------------------------------------------------------------

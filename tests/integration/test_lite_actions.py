@@ -308,3 +308,38 @@ def test_edit_is_moderated_and_keeps_history(
     )
     body_now = lite_conn.execute("SELECT body FROM chat.messages WHERE id = %s", (sent,)).fetchone()
     assert body_now == ("second version",)
+
+
+def test_add_reaction_is_moderated_and_idempotent(
+    webhook: Webhook, lite_conn: psycopg.Connection[Any]
+) -> None:
+    dee, outsider = person(lite_conn, "dee"), person(lite_conn, "out")
+    internal_msg = webhook.send(person(lite_conn, "tia", ("team",)), "internal", "team only")
+    assert internal_msg.status_code == 200, internal_msg.text
+    target = webhook.send(dee, "community", "react to me").json()["message_id"]
+
+    def react(user: str, message_id: str, emoji: str) -> httpx2.Response:
+        return webhook.call(user, {"message_id": message_id, "emoji": emoji}, action="addReaction")
+
+    first = react(outsider, target, "👍")
+    assert first.status_code == 200, first.text
+    assert first.json()["duplicate"] is False and first.json()["emoji"] == "👍"
+    again = react(outsider, target, "👍")
+    assert again.json() == {**first.json(), "duplicate": True}
+    # The key is read like message text: A's rule and text.
+    refused = react(outsider, target, "badword")
+    assert refused.status_code == 403, refused.text
+    assert refused.json()["message"] == a_text("community", "badword")
+    # One answer for a missing message and one the caller cannot read.
+    hidden = react(outsider, internal_msg.json()["message_id"], "👍")
+    missing = react(outsider, "00000000-0000-0000-0000-000000000000", "👍")
+    assert hidden.status_code == missing.status_code == 404
+    assert hidden.json() == missing.json()
+    assert react(outsider, target, " ").status_code == 400
+    rows = lite_conn.execute(
+        "SELECT emoji FROM chat.reactions WHERE user_id = %s", (outsider,)
+    ).fetchall()
+    assert rows == [("👍",)]
+    # Reactions count towards the flood limit, as A counts m.reaction events.
+    statuses = [react(dee, target, f"r{i}").status_code for i in range(12)]
+    assert 429 in statuses, statuses

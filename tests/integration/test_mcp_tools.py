@@ -258,6 +258,10 @@ def test_search_react_and_delete(chat: McpStack, human: Person) -> None:
             out["react_again"] = await ok(
                 client, "react_to_message", room="community", event_id=target, emoji="👍"
             )
+            # A reaction's key is moderated like text on both backends.
+            out["bad_key"] = await error_text(
+                client, "react_to_message", room="community", event_id=target, emoji="badword"
+            )
             out["not_mine"] = await error_text(
                 client, "delete_message", room="community", event_id=target
             )
@@ -285,6 +289,7 @@ def test_search_react_and_delete(chat: McpStack, human: Person) -> None:
         "👍",
     )
     assert "Not allowed" in out["not_mine"]
+    assert "Not allowed: Your message was not sent" in out["bad_key"], out["bad_key"]
     assert chat.world.stored("community", out["own"]["event_id"]).body is None
     assert word not in json.dumps(out["odd"]) and word not in json.dumps(out["odd2"])
     assert out["own"]["event_id"] not in [m["event_id"] for m in out["after"]["messages"]]
