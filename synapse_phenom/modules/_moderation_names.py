@@ -94,9 +94,12 @@ class DisplayNames(RoomState):
 
     # -- display_names: profile -----------------------------------------------------
 
-    async def _refuse_join_name(self, user_id: str, room_id: str) -> Violation | None:
-        """A join whose (global) display name breaks the room's rules: the name is reset to
-        the localpart and this join refused, so the next one goes through clean."""
+    async def _refuse_join_name(
+        self, user_id: str, room_id: str, invite: bool = False
+    ) -> Violation | None:
+        """A join (or an invite: the invite event carries the invitee's name too) whose
+        global display name breaks the room's rules: the name is reset to the localpart and
+        this one refused, so the next one goes through clean."""
         if user_id == self._system_user or not self._api.is_mine(user_id):
             return None
         localpart = UserID.from_string(user_id).localpart
@@ -110,12 +113,19 @@ class DisplayNames(RoomState):
         # Synapse updates the user's other rooms in a background task: this never waits
         # on a membership lock of this room.
         await self._api.set_displayname(UserID.from_string(user_id), localpart)
-        await self.act(view, room_id, user_id, "m.room.member/join", v, action="rename")
-        return attrs.evolve(
-            v,
-            message=f"Your display name breaks this room's rules (rule '{v.rule}'), so it was "
-            "reset to your username. Join again.",
-        )
+        what = "invite" if invite else "join"
+        await self.act(view, room_id, user_id, f"m.room.member/{what}", v, action="rename")
+        if invite:
+            message = (
+                f"{user_id}'s display name breaks this room's rules (rule '{v.rule}'), so it "
+                "was reset to their username. Invite them again."
+            )
+        else:
+            message = (
+                f"Your display name breaks this room's rules (rule '{v.rule}'), so it was "
+                "reset to your username. Join again."
+            )
+        return attrs.evolve(v, message=message)
 
     async def _on_profile_update(
         self, user_id: str, new_profile: ProfileInfo, by_admin: bool, deactivation: bool

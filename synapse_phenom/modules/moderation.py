@@ -307,6 +307,10 @@ class PhenomModeration(ContentChecks, DisplayNames, ModeratorNotices):
             result = await self._ban_gate(who, room_id, "invite", invitee)
             if result is not NOT_SPAM:
                 return result
+        if self._config.display_names == "profile":
+            v = await self._refuse_join_name(invitee, room_id, invite=True)
+            if v is not None:
+                return self._reply(v)
         return NOT_SPAM
 
     async def _ban_gate(self, user_id: str, room_id: str, what: str, target: str) -> Any:

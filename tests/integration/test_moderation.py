@@ -529,6 +529,29 @@ def test_live_policy_text_never_reaches_the_moderators_room(synapse: SynapseStac
     assert not [n for n in notices() if user.user_id in n["body"] or "pills" in str(n)]
 
 
+def test_an_invite_carrying_a_breaking_name_is_refused_once(synapse: SynapseStack) -> None:
+    """The invite event carries the invitee's global name: refused, the name reset, the next
+    invite carries the username."""
+    owner = synapse.register()
+    room = create_room(owner, preset="private_chat")
+    assert set_policy(owner, room, KEYWORDS).status_code == 200
+    user = synapse.register()
+    user.call(
+        "PUT",
+        f"/_matrix/client/v3/profile/{quote(user.user_id)}/displayname",
+        json={"displayname": "forbiddenword fan"},
+    )
+    invite = f"/_matrix/client/v3/rooms/{quote(room)}/invite"
+    body = blocked(
+        owner.request("POST", invite, json={"user_id": user.user_id}), "display_name:keywords"
+    )
+    assert "Invite them again" in body["error"] and "forbiddenword" not in body["error"]
+    assert profile_name(user) == user.localpart
+    owner.call("POST", invite, json={"user_id": user.user_id})
+    member = owner.state(room, "m.room.member", user.user_id).json()
+    assert member["membership"] == "invite" and member["displayname"] == user.localpart
+
+
 def test_a_breaking_name_is_reset_and_the_rooms_module_joins_anyway(synapse: SynapseStack) -> None:
     """Group sync (CLI, Lambda, SSO login) joining a user whose name breaks the room's rules:
     the first join is refused and the name reset, the rooms module joins again at once."""
