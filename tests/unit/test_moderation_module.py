@@ -19,9 +19,16 @@ def broken_api() -> Any:
     """A ``ModuleApi`` double (spec'd) that registers nothing; every room-state read fails."""
     api = create_autospec(ModuleApi, instance=True)
     api.server_name = "x"
-    api._hs = SimpleNamespace(config=SimpleNamespace(key=SimpleNamespace(macaroon_secret_key=b"k")))
+    api._hs = SimpleNamespace(
+        config=SimpleNamespace(
+            key=SimpleNamespace(macaroon_secret_key=b"k"),
+            server=SimpleNamespace(allow_per_room_profiles=False),
+        )
+    )
+    api._store = SimpleNamespace()  # private attributes autospec cannot see
     api.should_run_background_tasks.return_value = False
     api.get_room_state.side_effect = RuntimeError("database down")
+    api.get_profile_for_user.side_effect = RuntimeError("database down")
     api.is_mine.return_value = True
     return api
 
@@ -47,16 +54,25 @@ def test_failure_is_logged_counted_and_falls_back(fail_closed: bool) -> None:
     before = counter._value.get()
     result = asyncio.run(module.check_event_for_spam(event(body="hi")))
     assert counter._value.get() == before + 1
+    # display_names: profile checks a join's name; an unreadable profile falls back too.
+    join = asyncio.run(module.user_may_join_room("@u:x", "!r:x", False))
+    rewriting = PhenomModeration(
+        PhenomModeration.parse_config({"fail_closed": fail_closed, "display_names": "rewrite"}),
+        broken_api(),
+    )
     allowed = asyncio.run(
-        module.check_event_allowed(event("m.room.member", membership="join", displayname="n"), {})
+        rewriting.check_event_allowed(
+            event("m.room.member", membership="join", displayname="n"), {}
+        )
     )
     if fail_closed:
         assert result[0] == Codes.FORBIDDEN and "not sent" in result[1]["error"]
+        assert join[0] == Codes.FORBIDDEN
         assert allowed == (False, None)
     else:
-        assert result is NOT_SPAM and allowed == (True, None)
+        assert result is NOT_SPAM and join is NOT_SPAM and allowed == (True, None)
     # Never a bool, whatever happens.
-    assert not isinstance(result, bool)
+    assert not isinstance(result, bool) and not isinstance(join, bool)
 
 
 def test_moderation_log_since_parsing() -> None:
