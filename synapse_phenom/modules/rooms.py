@@ -38,6 +38,7 @@ from synapse_phenom.modules._registry import register_rooms, rooms_module
 from synapse_phenom.modules._rooms_creation import RoomCreation
 from synapse_phenom.modules._rooms_groups_index import GroupsIndexResource
 from synapse_phenom.modules._rooms_http import GroupsResource
+from synapse_phenom.modules._rooms_lineage import RoomLineage
 from synapse_phenom.rooms import membership, store
 from synapse_phenom.rooms.config import RoomsConfig
 from synapse_phenom.rooms.membership import MembershipPlan
@@ -54,7 +55,7 @@ def get_rooms_module(api: ModuleApi) -> PhenomRooms | None:
     return rooms_module(api)
 
 
-class PhenomRooms(RoomCreation):
+class PhenomRooms(RoomCreation, RoomLineage):
     def __init__(self, config: RoomsConfig, api: ModuleApi) -> None:
         require_module_api("rooms", api)
         self._config = config
@@ -107,7 +108,8 @@ class PhenomRooms(RoomCreation):
 
         Re-resolved every ``_ALIAS_TTL_S``: a room upgrade moves the alias to a new room,
         which must not stay unmanaged (open to any invite) until a restart. Rooms the
-        alias pointed at before stay managed too.
+        alias pointed at before stay managed too, and so does every room the current one
+        was upgraded from (also in a process started after the upgrade).
         """
         cached = self._room_ids.get(key)
         if cached is not None and time.monotonic() < self._resolved_at.get(key, 0.0) + _ALIAS_TTL_S:
@@ -132,6 +134,8 @@ class PhenomRooms(RoomCreation):
         self._room_ids[key] = room_id
         self._room_keys[room_id] = key
         self._resolved_at[key] = time.monotonic()
+        if cached != room_id:
+            await self._adopt_predecessors(key, room_id)
         return room_id
 
     async def room_key(self, room_id: str) -> str | None:
@@ -140,7 +144,10 @@ class PhenomRooms(RoomCreation):
             return self._room_keys[room_id]
         for key in self._config.rooms:  # cached lookups unless an alias is due
             await self.room_id(key)
-        return self._room_keys.get(room_id)
+        if room_id in self._room_keys:
+            return self._room_keys[room_id]
+        # An upgrade of a managed room that the alias cache has not seen yet.
+        return await self._successor_key(room_id)
 
     async def room_ids(self) -> dict[str, str]:
         for key in self._config.rooms:
@@ -215,6 +222,7 @@ class PhenomRooms(RoomCreation):
         for key in plan.remove:
             if await self._try(self._remove, key, user_id):
                 removed.append(key)
+        await self._remove_from_earlier_rooms(user_id, groups)
         for key in {k for k, m in current.items() if m == "join"} | set(joined):
             await self._try(self._notification_default, key, user_id)
         if joined or removed:
@@ -277,11 +285,11 @@ class PhenomRooms(RoomCreation):
         level = self._config.rooms[key].notifications
         await push_defaults.apply_room_default(self._api, user_id, self._room_ids[key], level)
 
-    async def _remove(self, key: str, user_id: str) -> None:
+    async def _remove(self, key: str, user_id: str, room_id: str | None = None) -> None:
         await self._api.update_room_membership(
             self.system_user_id,
             user_id,
-            self._room_ids[key],
+            room_id or self._room_ids[key],
             "leave",
             content=membership.removal_content(self._config, key),
         )

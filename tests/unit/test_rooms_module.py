@@ -1,4 +1,5 @@
-"""The rooms module's view of which rooms are managed (fake ModuleApi: alias lookups only)."""
+"""The rooms module's view of which rooms are managed (fake ModuleApi: alias lookups and the
+upgrade links of rooms' create/tombstone state)."""
 
 from __future__ import annotations
 
@@ -34,6 +35,11 @@ def fake_api(aliases: dict[str, str]) -> Any:
         return aliases[alias], ["hs"]
 
     api.lookup_room_alias.side_effect = lookup_room_alias
+
+    async def no_state(room_id: str, event_filter: Any = None) -> dict[Any, Any]:
+        return {}  # no upgrade links (lineage_api serves them)
+
+    api.get_room_state.side_effect = no_state
     return api
 
 
@@ -86,3 +92,116 @@ def test_modules_are_found_per_module_api_and_never_leak() -> None:
     gc.collect()
     assert gone() is None
     assert list(_registry._ROOMS.keys()) == [second]
+
+
+class _Event:
+    def __init__(self, content: dict[str, Any]) -> None:
+        self._content = content
+
+    def get_dict(self) -> dict[str, Any]:
+        return {"content": dict(self._content)}
+
+
+def lineage_api(aliases: dict[str, str], state: dict[tuple[str, str], dict[str, Any]]) -> Any:
+    """``fake_api`` that also serves ``m.room.create`` / ``m.room.tombstone`` contents."""
+    api = fake_api(aliases)
+
+    async def get_room_state(room_id: str, event_filter: Any = None) -> dict[Any, Any]:
+        out = {}
+        for event_type, state_key in event_filter or []:
+            content = state.get((room_id, event_type))
+            if content is not None:
+                out[(event_type, state_key)] = _Event(content)
+        return out
+
+    api.get_room_state.side_effect = get_room_state
+    return api
+
+
+def _upgraded_world() -> tuple[dict[str, str], dict[tuple[str, str], dict[str, Any]]]:
+    # !v1 -> !v2 -> !v3 (current). Each upgrade: predecessor in the new room's create
+    # content, tombstone in the old room.
+    aliases = {"#internal:hs": "!v3:hs", "#partners:hs": "!p:hs", "#community:hs": "!c:hs"}
+    state: dict[tuple[str, str], dict[str, Any]] = {
+        ("!v1:hs", "m.room.create"): {},
+        ("!v1:hs", "m.room.tombstone"): {"replacement_room": "!v2:hs"},
+        ("!v2:hs", "m.room.create"): {"predecessor": {"room_id": "!v1:hs"}},
+        ("!v2:hs", "m.room.tombstone"): {"replacement_room": "!v3:hs"},
+        ("!v3:hs", "m.room.create"): {"predecessor": {"room_id": "!v2:hs", "event_id": "$x"}},
+    }
+    return aliases, state
+
+
+def test_rooms_upgraded_away_stay_managed_in_a_fresh_process() -> None:
+    # A process started after the upgrades knows only the alias target: the old rooms
+    # (full history, members who can invite) must still be gated as Internal.
+    aliases, state = _upgraded_world()
+    rooms = PhenomRooms(RoomsConfig(), lineage_api(aliases, state))
+
+    async def run() -> None:
+        assert await rooms.room_key("!v1:hs") == "internal"
+        assert await rooms.room_key("!v2:hs") == "internal"
+        assert await rooms.room_key("!v3:hs") == "internal"
+        assert await rooms.room_key("!dm:hs") is None
+        assert sorted(rooms._earlier_rooms("internal")) == ["!v1:hs", "!v2:hs"]
+
+    asyncio.run(run())
+
+
+def test_new_room_of_an_upgrade_is_managed_before_the_alias_cache_expires(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    now = [1000.0]
+    monkeypatch.setattr(rooms_module.time, "monotonic", lambda: now[0])
+    aliases, state = _upgraded_world()
+    api = lineage_api(aliases, state)
+    rooms = PhenomRooms(RoomsConfig(), api)
+
+    async def run() -> None:
+        assert await rooms.room_id("internal") == "!v3:hs"
+        # Upgrade to !v4 one second later: the alias cache (60 s) still says !v3.
+        state[("!v3:hs", "m.room.tombstone")] = {"replacement_room": "!v4:hs"}
+        state[("!v4:hs", "m.room.create")] = {"predecessor": {"room_id": "!v3:hs"}}
+        aliases["#internal:hs"] = "!v4:hs"
+        now[0] += 1
+        assert await rooms.room_key("!v4:hs") == "internal"
+        # ... and the alias is resolved again at once, not after the TTL.
+        assert await rooms.room_id("internal") == "!v4:hs"
+
+    asyncio.run(run())
+
+
+@pytest.mark.parametrize(
+    "forged",
+    [
+        # A room anyone can create, claiming to continue Internal (no tombstone agrees).
+        {("!evil:hs", "m.room.create"): {"predecessor": {"room_id": "!v3:hs"}}},
+        # The attacker's own room, tombstoned towards Internal: not Internal's predecessor.
+        {
+            ("!evil:hs", "m.room.create"): {},
+            ("!evil:hs", "m.room.tombstone"): {"replacement_room": "!v3:hs"},
+        },
+        # Both halves, but the tombstone is in a room that is not managed.
+        {
+            ("!evil:hs", "m.room.create"): {"predecessor": {"room_id": "!mine:hs"}},
+            ("!mine:hs", "m.room.tombstone"): {"replacement_room": "!evil:hs"},
+        },
+        # Malformed contents.
+        {("!evil:hs", "m.room.create"): {"predecessor": "!v3:hs"}},
+        {("!evil:hs", "m.room.create"): {"predecessor": {"room_id": 3}}},
+    ],
+)
+def test_forged_upgrade_links_do_not_make_a_room_managed(
+    forged: dict[tuple[str, str], dict[str, Any]],
+) -> None:
+    # "Managed" decides the moderation policy too: a user must not make their own room
+    # pass as Internal (or Internal's history pass as theirs).
+    aliases, state = _upgraded_world()
+    state.update(forged)
+    rooms = PhenomRooms(RoomsConfig(), lineage_api(aliases, state))
+
+    async def run() -> None:
+        assert await rooms.room_key("!evil:hs") is None
+        assert await rooms.room_key("!mine:hs") is None
+
+    asyncio.run(run())

@@ -1,0 +1,107 @@
+"""A room upgrade does not open the managed room: the group gate follows the upgrade chain.
+
+Own Synapse (the upgrade moves #internal, which the shared one's other tests rely on).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from urllib.parse import quote
+
+import pytest
+from harness import (
+    MatrixClient,
+    SynapseStack,
+    create_postgres_database,
+    drop_postgres_database,
+    eventually,
+    postgres_dsn,
+)
+
+from synapse_phenom.ops import hsconfig
+
+pytestmark = pytest.mark.synapse
+
+
+def _own_database(engine_db: hsconfig.DevDatabase, data_dir: Path) -> hsconfig.DevDatabase:
+    if engine_db.engine == "sqlite":
+        return hsconfig.DevDatabase(path=str(data_dir / "own.db"))
+    dsn = postgres_dsn()
+    assert dsn
+    return create_postgres_database(dsn)
+
+
+def _as_system_user(stack: SynapseStack) -> MatrixClient:
+    with stack.admin() as admin:
+        resp = admin._http.post(
+            f"/_synapse/admin/v1/users/{quote('@phenom:localhost')}/login",
+            json={},
+            headers={"Authorization": f"Bearer {stack.admin_token}"},
+        )
+    resp.raise_for_status()
+    return MatrixClient(stack.base_url, "@phenom:localhost", resp.json()["access_token"])
+
+
+def _membership(stack: SynapseStack, room_id: str, user_id: str) -> str | None:
+    with stack.admin() as admin:
+        resp = admin._http.get(
+            f"/_synapse/admin/v1/rooms/{quote(room_id)}/state",
+            headers={"Authorization": f"Bearer {stack.admin_token}"},
+        )
+    for event in resp.json()["state"]:
+        if event["type"] == "m.room.member" and event["state_key"] == user_id:
+            return str(event["content"]["membership"])
+    return None
+
+
+def test_upgraded_away_room_keeps_the_group_gate_and_group_loss_removes_from_it(
+    synapse_database: hsconfig.DevDatabase, tmp_path: Path
+) -> None:
+    database = _own_database(synapse_database, tmp_path)
+    stack = SynapseStack.start(tmp_path / "hs", database)
+    try:
+        member = stack.register()
+        outsider = stack.register()
+        with stack.admin() as admin:
+            admin.provision(member.user_id, ["team"])
+        old = stack.rooms["internal"]
+        assert old in member.joined_rooms()
+
+        system = _as_system_user(stack)
+        # A moderator: after an upgrade Synapse lets only power level 50+ invite in the old
+        # room, so that is who could open it.
+        levels = system.state(old, "m.room.power_levels").json()
+        levels.setdefault("users", {})[member.user_id] = 50
+        system.call(
+            "PUT", f"/_matrix/client/v3/rooms/{quote(old)}/state/m.room.power_levels/", json=levels
+        )
+        version = system.state(old, "m.room.create").json().get("room_version", "10")
+        new = system.call(
+            "POST", f"/_matrix/client/v3/rooms/{quote(old)}/upgrade", json={"new_version": version}
+        )["replacement_room"]
+        # The process that saw the upgrade: the new room is gated at once (alias cache
+        # or not), and so is the old one.
+        for room in (new, old):
+            resp = member.invite(room, outsider.user_id)
+            assert resp.status_code == 403, (room, resp.text)
+
+        # A process started after the upgrade knows #internal only as the new room: the
+        # old one (all the history; the member is still in it) must stay gated.
+        stack.restart()
+        assert stack.rooms["internal"] == new
+        resp = member.invite(old, outsider.user_id)
+        assert resp.status_code == 403, resp.text
+        assert "team" in resp.json()["error"]
+        assert outsider.try_join(old).status_code == 403
+
+        # Group loss removes the member from every version of the room.
+        with stack.admin() as admin:
+            admin.provision(member.user_id, [])
+        eventually(lambda: _membership(stack, old, member.user_id) == "leave")
+        assert old not in member.joined_rooms()
+    finally:
+        stack.stop()
+        if database.engine == "postgres":
+            dsn = postgres_dsn()
+            assert dsn
+            drop_postgres_database(dsn, database.name)
