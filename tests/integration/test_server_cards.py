@@ -220,3 +220,30 @@ def test_flood_refusals_never_mute_and_mutes_say_until_when(synapse: SynapseStac
     until = muted["app.phenom.moderation.muted_until_ms"]
     mute_row = next(e for e in _audit(synapse, app_user.user_id) if e["action"] == "mute")
     assert str(until) in mute_row["detail"]
+
+
+def test_a_copied_signed_card_is_refused_under_another_link(
+    synapse: SynapseStack, phenom_site: PhenomSite
+) -> None:
+    # A genuine signed card (anyone can get one from the composer endpoint, or copy one
+    # from a message) under a message whose link is not the card's: clients match
+    # matched_url as a substring, so they would show Phenom's card for another link.
+    _owner, room = _room(synapse, _community_like(phenom_site))
+    mallory = synapse.register(unique("mallory"))
+    mallory.join(room)
+    link = f"{phenom_site.origin}/p/trailer?t={unique('')}"
+    preview = mallory.call("GET", PREVIEW_PATH, params={"url": link})["preview"]
+    host = phenom_site.origin.split("://", 1)[1]
+    for body in (
+        "Free tickets, DM me",
+        f"{link}&next=https://evil.example/",
+        f"{phenom_site.origin.replace(host, host + '@evil.example')}/p/trailer",
+    ):
+        for key in ("m.url_previews", "com.beeper.linkpreviews"):
+            resp = mallory.send_raw(room, {"msgtype": "m.text", "body": body, key: [preview]})
+            _refused(resp, "preview_card")
+    # Under its own link it is accepted.
+    ok = mallory.send_raw(
+        room, {"msgtype": "m.text", "body": f"see {link}", "m.url_previews": [preview]}
+    )
+    assert ok.status_code == 200, ok.text
