@@ -36,6 +36,7 @@ from starlette.routing import Route
 from synapse_phenom.config import describe_validation_error
 from synapse_phenom.lite import previews_cache
 from synapse_phenom.lite.moderation import LiteModeration
+from synapse_phenom.lite.react import add_reaction
 from synapse_phenom.lite.send import (
     EditMessageInput,
     SendError,
@@ -174,6 +175,20 @@ class ActionHandler:
                     entries.append(preview_entry(link, cached[1]["card"]))
             conn.commit()
             return send_message(conn, self.moderation, user_id, role, inp, entries, missing)
+
+    async def react(
+        self, user_id: str, role: str, room_id: str, message_id: str, emoji: str
+    ) -> str | None:
+        """Add a reaction as ``user_id``, moderated like a message (``lite.react``)."""
+        return await anyio.to_thread.run_sync(
+            self._react, user_id, role, room_id, message_id, emoji
+        )
+
+    def _react(
+        self, user_id: str, role: str, room_id: str, message_id: str, emoji: str
+    ) -> str | None:
+        with self.pool.connection() as conn:
+            return add_reaction(conn, self.moderation, user_id, role, room_id, message_id, emoji)
 
     def _edit(self, user_id: str, role: str, inp: EditMessageInput) -> dict[str, Any]:
         with self.pool.connection() as conn:

@@ -108,9 +108,11 @@ class LiteModeration:
         sender: Sender,
         content: Mapping[str, Any],
         now_ms: int | None = None,
+        event_type: str = MESSAGE_TYPE,
     ) -> Violation | None:
         """None when the message may be sent; otherwise the violation, already audited (and
-        escalated to a mute when the policy says so). Run inside the caller's transaction."""
+        escalated to a mute when the policy says so). Run inside the caller's transaction.
+        ``event_type``: the Matrix type A would see (``m.reaction`` for a reaction)."""
         now_ms = int(time.time() * 1000) if now_ms is None else now_ms
         compiled = self.policy(room_key)
         policy = compiled.policy
@@ -118,7 +120,7 @@ class LiteModeration:
         if policy.new_accounts is not None and policy.new_accounts.min_age_seconds:
             until = sender.created_s + policy.new_accounts.min_age_seconds
             new_until = until if until > now_ms / 1000 else None
-        violation = compiled.check(MESSAGE_TYPE, content, new_account_until_s=new_until)
+        violation = compiled.check(event_type, content, new_account_until_s=new_until)
         needs_gate = bool(policy.flood or policy.escalation)
         if (violation is not None or needs_gate) and self.is_exempt(compiled, sender):
             return None
@@ -128,7 +130,7 @@ class LiteModeration:
             if (
                 violation is None
                 and policy.flood
-                and flood_counts(MESSAGE_TYPE, False, policy.flood.exempt_event_types)
+                and flood_counts(event_type, False, policy.flood.exempt_event_types)
             ):
                 flood = (int(policy.flood.per_seconds * 1000), policy.flood.messages)
             gate = store.gate(txn, sender.user_id, room_id, now_ms, flood)
@@ -151,7 +153,7 @@ class LiteModeration:
             compiled.name,
             violation.rule,
             "block",
-            MESSAGE_TYPE,
+            event_type,
             violation.detail,
         )
         store.record(txn, row, escalation)

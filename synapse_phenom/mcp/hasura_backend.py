@@ -259,16 +259,16 @@ class HasuraBackend:
         )
 
     async def react(self, agent: AgentProfile, room: str, event_id: str, emoji: str) -> Reaction:
+        from synapse_phenom.mcp.hasura_send import react
+
         _, room_id = await self._room(agent, room)
         target = q.parse_uuid(event_id, "$")
-        params = {"id": target, "room": room_id, "agent": self._row_id(agent), "emoji": emoji}
-        rows = await self._fetch(q.REACT, params) if target else []
-        if not rows and target:
-            rows = await self._fetch(q.REACTION, params)  # reacted before: the same reaction
-        if not rows:
+        # Moderated like a message, as A does for m.reaction (lite/react.py).
+        reaction_id = await react(self, agent, room_id, str(target), emoji) if target else None
+        if reaction_id is None:
             raise NotFound(f"Not found: no message {event_id} in this room (or it was deleted).")
         return Reaction(
-            event_id=q.event_ref(rows[0][0]),
+            event_id=q.event_ref(reaction_id),
             room_id=q.room_ref(room_id),
             reacted_to=event_id,
             emoji=emoji,

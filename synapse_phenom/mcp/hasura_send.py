@@ -86,20 +86,43 @@ async def send(
     try:
         sent = await (await backend.actions()).send(backend.row_id(agent), "agent", inp)
     except SendError as err:
-        if err.status == 429:
-            retry_ms = err.extensions.get("retry_after_ms")
-            raise RateLimited(
-                f"the chat server is throttling this agent ({err.message})",
-                (retry_ms or 1000) / 1000,
-            ) from None
-        if err.status == 403:
-            raise Forbidden(f"Not allowed: {err.message}") from None
-        raise InvalidRequest(err.message) from None
+        raise _backend_error(err) from None
     except psycopg.Error as err:
         raise Unavailable(
             f"The chat database failed ({type(err).__name__}); try again shortly."
         ) from None
     return sent.message_id
+
+
+async def react(
+    backend: HasuraBackend, agent: AgentProfile, room_id: str, message_id: str, emoji: str
+) -> str | None:
+    """React as the agent through ``lite.react``: the send path's permission check and
+    moderation (A moderates ``m.reaction`` like a message). None: no such message."""
+    from synapse_phenom.lite.send import SendError
+
+    try:
+        handler = await backend.actions()
+        return await handler.react(backend.row_id(agent), "agent", room_id, message_id, emoji)
+    except SendError as err:
+        raise _backend_error(err) from None
+    except psycopg.Error as err:
+        raise Unavailable(
+            f"The chat database failed ({type(err).__name__}); try again shortly."
+        ) from None
+
+
+def _backend_error(err: Any) -> Exception:
+    """A ``lite.send.SendError`` as the tools' backend error."""
+    if err.status == 429:
+        retry_ms = err.extensions.get("retry_after_ms")
+        return RateLimited(
+            f"the chat server is throttling this agent ({err.message})",
+            (retry_ms or 1000) / 1000,
+        )
+    if err.status == 403:
+        return Forbidden(f"Not allowed: {err.message}")
+    return InvalidRequest(err.message)
 
 
 # -- link previews ------------------------------------------------------------------------------

@@ -218,19 +218,7 @@ SELECT m.sender_id, m.deleted_at IS NOT NULL FROM chat.messages AS m
 WHERE m.id = %(id)s AND m.room_id = %(room)s AND chat.user_can_read_room(%(agent)s, m.room_id)
 """
 
-REACT = """
-INSERT INTO chat.reactions (room_id, message_id, user_id, emoji)
-SELECT m.room_id, m.id, %(agent)s, %(emoji)s FROM chat.messages AS m
-WHERE m.id = %(id)s AND m.room_id = %(room)s AND m.deleted_at IS NULL
-  AND chat.user_can_post_room(%(agent)s, m.room_id)
-ON CONFLICT (message_id, user_id, emoji) DO NOTHING
-RETURNING id
-"""
-
-REACTION = """
-SELECT id FROM chat.reactions
-WHERE message_id = %(id)s AND user_id = %(agent)s AND emoji = %(emoji)s
-"""
+# Reactions are added by lite/react.py (moderated like a message), never here.
 
 DELETE = """
 UPDATE chat.messages AS m

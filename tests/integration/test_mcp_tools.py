@@ -173,6 +173,29 @@ def test_agents_are_not_exempt_from_moderation(chat: McpStack) -> None:
     assert "not sent" in run(main)
 
 
+def test_reactions_are_moderated_like_messages(chat: McpStack) -> None:
+    # A reaction key is text every member sees: A moderates m.reaction like a message, so
+    # B's react must too (it inserted straight into chat.reactions).
+    async def main() -> tuple[str, str, dict[str, Any]]:
+        async with chat.client() as client:
+            sent = await ok(client, "send_message", room="community", body="react to me")
+            target = sent["event_id"]
+            keyword = await error_text(
+                client, "react_to_message", room="community", event_id=target, emoji="free crypto"
+            )
+            link = await error_text(
+                client, "react_to_message", room="community", event_id=target, emoji="bit.ly/x"
+            )
+            fine = await ok(
+                client, "react_to_message", room="community", event_id=target, emoji="🎉"
+            )
+            return keyword, link, fine
+
+    keyword, link, fine = run(main)
+    assert "not sent" in keyword and "not sent" in link, (keyword, link)
+    assert fine["emoji"] == "🎉"
+
+
 def test_idempotency_key_never_posts_twice(chat: McpStack) -> None:
     key = f"order-{uuid.uuid4().hex}"
     body = f"exactly once {key}"
