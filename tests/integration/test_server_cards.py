@@ -242,6 +242,11 @@ def test_a_copied_signed_card_is_refused_under_another_link(
         for key in ("m.url_previews", "com.beeper.linkpreviews"):
             resp = mallory.send_raw(room, {"msgtype": "m.text", "body": body, key: [preview]})
             _refused(resp, "preview_card")
+    # No card at all for a link URL parsers read differently (browser: the site; an
+    # RFC 3986 reader such as Android's Uri: user info, then evil.example).
+    for ambiguous in (f"{phenom_site.origin}\\@evil.example/", f"{phenom_site.origin}\\x"):
+        resp = mallory.request("GET", PREVIEW_PATH, params={"url": ambiguous})
+        assert resp.status_code == 400 and resp.json()["errcode"] == "M_INVALID_PARAM", resp.text
     # Under its own link it is accepted.
     ok = mallory.send_raw(
         room, {"msgtype": "m.text", "body": f"see {link}", "m.url_previews": [preview]}

@@ -451,3 +451,35 @@ def test_canonical_url_on_a_phenom_origin_is_kept() -> None:
     assert (
         result.card is not None and result.card.canonical_url == "https://thephenom.app/p/aurora-2"
     )
+
+
+@pytest.mark.parametrize(
+    "link",
+    [
+        "https://thephenom.app\\@evil.example/",  # browser: thephenom.app; RFC 3986: evil.example
+        "https://thephenom.app:443\\@127.0.0.1/",
+        "https://thephenom.app\\evil.example/",
+        "https://thephenom%2Eapp/p/aurora",
+        "https://thephenom.app%2F@evil.example/",
+        "https://thephenom.app@evil.example/",
+    ],
+)
+def test_links_read_differently_by_url_parsers_get_no_card(link: str) -> None:
+    # A card vouches "this is Phenom's page": an app or OS that reads the link the RFC 3986
+    # way would open another host under it.
+    policy = OriginPolicy.from_config(ResolverConfig())
+    assert not policy.is_phenom_link(link)
+    assert policy.phenom_links(f"see {link} now", 5) == []
+
+
+@pytest.mark.parametrize(
+    "link",
+    [
+        "https://thephenom.app/p/aurora",
+        "HTTPS://THEPHENOM.APP:443/p/aurora",
+        "https://thephenom.app/p/tromsø-night",
+        "https://thephenom.app/p/x?u=a@b.c#@frag",
+    ],
+)
+def test_plain_phenom_links_still_get_cards(link: str) -> None:
+    assert OriginPolicy.from_config(ResolverConfig()).is_phenom_link(link)
