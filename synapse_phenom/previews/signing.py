@@ -26,7 +26,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from synapse_phenom.previews.msc4095 import CARD_KEY, PREVIEW_KEYS
+from synapse_phenom.previews.msc4095 import CARD_KEY, PREVIEW_KEYS, shows_link
 from synapse_phenom.previews.policy import find_links
 
 SIG_KEY = "sig"
@@ -78,12 +78,15 @@ def _links(part: Any) -> frozenset[str]:
     return frozenset(find_links(body)) if isinstance(body, str) else frozenset()
 
 
-def is_placed(entry: Any, links: frozenset[str]) -> bool:
-    """The entry's matched URLs are links of the body it is shown with."""
+def is_placed(entry: Any, links: frozenset[str], html: Any = None) -> bool:
+    """The entry's matched URLs are links of the body it is shown with, and of the HTML
+    clients render instead of the body when there is one (``formatted_body``)."""
     if not isinstance(entry, Mapping):
         return False
     matched = entry.get("matched_url")
-    return matched in links and entry.get("matrix:matched_url", matched) in links
+    if matched not in links or entry.get("matrix:matched_url", matched) not in links:
+        return False
+    return not isinstance(html, str) or shows_link(html, str(matched))
 
 
 def split_cards(
@@ -97,7 +100,7 @@ def split_cards(
     unsigned = 0
     new_links = _links(content.get("m.new_content"))
 
-    def strip(part: Mapping[str, Any], links: frozenset[str]) -> dict[str, Any]:
+    def strip(part: Mapping[str, Any], links: frozenset[str], check_html: bool) -> dict[str, Any]:
         nonlocal unsigned
         out = dict(part)
         for name in PREVIEW_KEYS:
@@ -107,10 +110,11 @@ def split_cards(
             if not isinstance(entries, list):
                 unsigned += 1  # not a card list: nothing a client may render as ours
                 continue
+            html = part.get("formatted_body") if check_html else None
             kept = [
                 e
                 for e in entries
-                if not (verify_entry(e, key) and (placed_by_server or is_placed(e, links)))
+                if not (verify_entry(e, key) and (placed_by_server or is_placed(e, links, html)))
             ]
             unsigned += len(kept)
             if kept:
@@ -119,8 +123,11 @@ def split_cards(
                 del out[name]
         return out
 
-    result = strip(content, _links(content) | new_links)
+    new = content.get("m.new_content")
+    # An edit's top level is the fallback for clients without edits: cards there follow
+    # the new body, whose HTML is checked in m.new_content.
+    result = strip(content, _links(content) | new_links, not isinstance(new, Mapping))
     new = result.get("m.new_content")
     if isinstance(new, Mapping):
-        result["m.new_content"] = strip(new, new_links)
+        result["m.new_content"] = strip(new, new_links, True)
     return result, unsigned

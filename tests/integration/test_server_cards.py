@@ -247,6 +247,39 @@ def test_a_copied_signed_card_is_refused_under_another_link(
     for ambiguous in (f"{phenom_site.origin}\\@evil.example/", f"{phenom_site.origin}\\x"):
         resp = mallory.request("GET", PREVIEW_PATH, params={"url": ambiguous})
         assert resp.status_code == 400 and resp.json()["errcode"] == "M_INVALID_PARAM", resp.text
+    # Clients render formatted_body: the card must not sit under an anchor going elsewhere,
+    # neither the client's copy nor the server's follow-up.
+    # (A room with no link rules: Community's would refuse the evil.example link itself.)
+    room = mallory.call("POST", "/_matrix/client/v3/createRoom", json={"preset": "public_chat"})[
+        "room_id"
+    ]
+    _owner = mallory
+    html = f'<a href="https://evil.example/login">{link}</a>'
+    resp = mallory.send_raw(
+        room,
+        {
+            "msgtype": "m.text",
+            "body": link,
+            "format": "org.matrix.custom.html",
+            "formatted_body": html,
+            "m.url_previews": [preview],
+        },
+    )
+    _refused(resp, "preview_card")
+    fresh = f"{phenom_site.origin}/p/trailer?t={unique('')}"
+    misdirected = mallory.send_raw(
+        room,
+        {
+            "msgtype": "m.text",
+            "body": fresh,
+            "format": "org.matrix.custom.html",
+            "formatted_body": f'<a href="https://evil.example/login">{fresh}</a>',
+        },
+    )
+    assert misdirected.status_code == 200, misdirected.text
+    control = mallory.send(room, f"control {fresh}")
+    eventually(lambda: _follow_ups(_owner, room, control), timeout=20)
+    assert _follow_ups(_owner, room, misdirected.json()["event_id"]) == []
     # Under its own link it is accepted.
     ok = mallory.send_raw(
         room, {"msgtype": "m.text", "body": f"see {link}", "m.url_previews": [preview]}

@@ -112,3 +112,50 @@ def test_edits_place_cards_by_the_new_body() -> None:
     # matrix:matched_url is checked too (both are signed; a client may read either).
     other = sign_entry({**entry, "matrix:matched_url": "https://thephenom.app/"}, KEY)
     assert split_cards({"body": LINK, "m.url_previews": [other]}, KEY)[1] == 1
+
+
+@pytest.mark.parametrize(
+    "html",
+    [
+        f'<a href="https://evil.example/login">{LINK}</a>',  # shows the link, goes elsewhere
+        'Trailer: <a href="https://evil.example/login">watch here</a>',  # link only in body
+        f'<a href="https://evil.example"><b>{LINK}</b></a> (also {LINK})',
+        f'<a href="https://thephenom.app/p/other">{LINK}</a>',
+        f"<a>{LINK}</a>",
+    ],
+)
+def test_a_signed_card_is_refused_under_html_that_links_elsewhere(html: str) -> None:
+    # Clients render formatted_body, not body: the card would vouch for an anchor that
+    # goes to another page.
+    entry = signed()
+    content = {
+        "body": f"Trailer: {LINK}",
+        "format": "org.matrix.custom.html",
+        "formatted_body": html,
+        "m.url_previews": [entry],
+    }
+    assert split_cards(content, KEY)[1] == 1
+    assert not msc4095.shows_link(html, LINK)
+    edit = {
+        "body": "* edited",
+        "m.new_content": {"body": f"now {LINK}", "formatted_body": html, "m.url_previews": [entry]},
+        "m.relates_to": {"rel_type": "m.replace", "event_id": "$e"},
+    }
+    assert split_cards(edit, KEY)[1] == 1
+
+
+@pytest.mark.parametrize(
+    "html",
+    [
+        f'<a href="{LINK}">{LINK}</a>',
+        f'<a href="{LINK}">the trailer</a>',
+        f"see <b>{LINK}</b>",  # plain text: clients linkify it to itself
+        f'<a href="{LINK.upper().replace("/P/TRAILER", "/p/trailer")}">{LINK}</a>',
+    ],
+)
+def test_a_signed_card_under_html_linking_to_its_page_is_kept(html: str) -> None:
+    entry = signed()
+    content = {"body": f"Trailer: {LINK}", "formatted_body": html, "m.url_previews": [entry]}
+    assert split_cards(content, KEY)[1] == 0
+    assert msc4095.shows_link(html, LINK)
+    assert msc4095.rendered_html(content) == html
