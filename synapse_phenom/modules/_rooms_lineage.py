@@ -57,13 +57,18 @@ class RoomLineage:
             logger.info("%s is an earlier version of managed room %s", pred, key)
             current = pred
 
-    async def _successor_key(self, room_id: str) -> str | None:
+    async def _successor_key(self, room_id: str, hops: int = lineage.MAX_HOPS) -> str | None:
         """The managed room ``room_id`` is the confirmed upgrade of, if any (before the
-        alias cache notices the move)."""
+        alias cache notices the move; also an upgrade of an upgrade this process has not
+        seen yet)."""
         create = await self._state_content(room_id, _CREATE)
         pred = lineage.predecessor_of(create)
-        key = self._room_keys.get(pred) if pred is not None else None
-        if key is None or pred is None:
+        if pred is None:
+            return None
+        key = self._room_keys.get(pred)
+        if key is None and hops > 1:
+            key = await self._successor_key(pred, hops - 1)
+        if key is None:
             return None
         if not lineage.is_confirmed_successor(
             room_id, create, await self._state_content(pred, _TOMBSTONE)

@@ -205,3 +205,28 @@ def test_forged_upgrade_links_do_not_make_a_room_managed(
         assert await rooms.room_key("!mine:hs") is None
 
     asyncio.run(run())
+
+
+def test_an_upgrade_of_an_unseen_upgrade_is_managed_too(monkeypatch: pytest.MonkeyPatch) -> None:
+    # This process resolved #internal to !v3; two upgrades later (!v4, then !v5) and within
+    # the alias cache's minute, a join to !v5 must still be checked as Internal.
+    now = [1000.0]
+    monkeypatch.setattr(rooms_module.time, "monotonic", lambda: now[0])
+    aliases, state = _upgraded_world()
+    rooms = PhenomRooms(RoomsConfig(), lineage_api(aliases, state))
+
+    async def run() -> None:
+        assert await rooms.room_id("internal") == "!v3:hs"
+        state[("!v3:hs", "m.room.tombstone")] = {"replacement_room": "!v4:hs"}
+        state[("!v4:hs", "m.room.create")] = {"predecessor": {"room_id": "!v3:hs"}}
+        state[("!v4:hs", "m.room.tombstone")] = {"replacement_room": "!v5:hs"}
+        state[("!v5:hs", "m.room.create")] = {"predecessor": {"room_id": "!v4:hs"}}
+        aliases["#internal:hs"] = "!v5:hs"
+        now[0] += 1
+        assert await rooms.room_key("!v5:hs") == "internal"
+        assert await rooms.room_key("!v4:hs") == "internal"
+        # A forged room claiming to follow !v5 (no tombstone there) is not.
+        state[("!evil:hs", "m.room.create")] = {"predecessor": {"room_id": "!v5:hs"}}
+        assert await rooms.room_key("!evil:hs") is None
+
+    asyncio.run(run())
