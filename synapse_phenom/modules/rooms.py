@@ -241,6 +241,9 @@ class PhenomRooms(RoomCreation, RoomLineage):
             return False
         except Exception:
             logger.exception("Membership change in %s failed for %s", self.alias(key), args[0])
+            # A failed removal leaves someone in a room their groups no longer allow until
+            # their next login: try again (backoff, bounded) instead of waiting for that.
+            self._schedule_retry(args[0], 5.0)
             return False
 
     def _schedule_retry(self, user_id: str, delay_s: float) -> None:

@@ -230,3 +230,39 @@ def test_an_upgrade_of_an_unseen_upgrade_is_managed_too(monkeypatch: pytest.Monk
         assert await rooms.room_key("!evil:hs") is None
 
     asyncio.run(run())
+
+
+def test_a_failed_removal_is_retried_not_left_until_the_next_login() -> None:
+    # Group loss: the kick failed (a transient error). The user must not keep the room
+    # until they happen to sign in again.
+    aliases = {"#internal:hs": "!i:hs", "#partners:hs": "!p:hs", "#community:hs": "!c:hs"}
+    api = fake_api(aliases)
+    api.is_mine.return_value = True
+    rooms = PhenomRooms(RoomsConfig(), api)
+    calls: list[str] = []
+
+    async def get_groups(user_id: str) -> list[str]:
+        return []
+
+    async def membership_of(room_id: str, user_id: str) -> str:
+        return "join"
+
+    async def update_room_membership(
+        sender: str, target: str, room_id: str, *a: Any, **k: Any
+    ) -> None:
+        calls.append(room_id)
+        raise RuntimeError("database went away")
+
+    rooms.get_groups = get_groups  # type: ignore[method-assign]
+    rooms.membership_of = membership_of  # type: ignore[method-assign]
+    api.update_room_membership.side_effect = update_room_membership
+
+    async def run() -> None:
+        plan = await rooms.reconcile("@bob:hs")
+        assert plan.remove == ()  # nothing was done...
+        assert sorted(calls) == ["!i:hs", "!p:hs"]
+
+    asyncio.run(run())
+    # ... and a retry is on its way.
+    assert api.run_as_background_process.call_count == 1
+    assert rooms._retry_pending == {"@bob:hs"}
