@@ -22,8 +22,8 @@ import uuid
 from typing import Any
 
 import re2
-from synapse.api.errors import Codes, LimitExceededError, SynapseError
-from synapse.module_api import NOT_SPAM, ModuleApi, RatelimitOverride
+from synapse.api.errors import LimitExceededError, SynapseError
+from synapse.module_api import ModuleApi, RatelimitOverride
 from synapse.types import UserID
 
 from synapse_phenom.cognito.login import sync_sso_login
@@ -36,6 +36,7 @@ from synapse_phenom.modules._guard import guarded
 from synapse_phenom.modules._health import mark_loaded
 from synapse_phenom.modules._registry import register_rooms, rooms_module
 from synapse_phenom.modules._rooms_creation import RoomCreation
+from synapse_phenom.modules._rooms_gate import RoomGate
 from synapse_phenom.modules._rooms_groups_index import GroupsIndexResource
 from synapse_phenom.modules._rooms_http import GroupsResource
 from synapse_phenom.modules._rooms_lineage import RoomLineage
@@ -55,7 +56,7 @@ def get_rooms_module(api: ModuleApi) -> PhenomRooms | None:
     return rooms_module(api)
 
 
-class PhenomRooms(RoomCreation, RoomLineage):
+class PhenomRooms(RoomCreation, RoomLineage, RoomGate):
     def __init__(self, config: RoomsConfig, api: ModuleApi) -> None:
         require_module_api("rooms", api)
         self._config = config
@@ -74,6 +75,7 @@ class PhenomRooms(RoomCreation, RoomLineage):
         api.register_spam_checker_callbacks(
             user_may_join_room=self.user_may_join_room,
             user_may_invite=self.user_may_invite,
+            user_may_send_3pid_invite=self.user_may_send_3pid_invite,
         )
         api.register_account_validity_callbacks(
             on_user_registration=self.on_user_registration,
@@ -326,28 +328,3 @@ class PhenomRooms(RoomCreation, RoomLineage):
             # Synapse uses these numbers as-is (0 would mean "never"), so: effectively unlimited.
             return RatelimitOverride(per_second=1e6, burst_count=1_000_000)
         return None
-
-    # Fail closed: if we cannot tell whether someone belongs, they do not get in.
-    @guarded(
-        "rooms", fallback=(Codes.FORBIDDEN, {"error": "Membership check failed; try again later."})
-    )
-    async def user_may_join_room(self, user_id: str, room_id: str, is_invited: bool) -> Any:
-        key = await self.room_key(room_id)
-        if key is None or await self._may_be_in(user_id, key):
-            return NOT_SPAM
-        return (
-            Codes.FORBIDDEN,
-            {"error": membership.denial_message(self._config, key, self._server_name)},
-        )
-
-    @guarded(
-        "rooms", fallback=(Codes.FORBIDDEN, {"error": "Membership check failed; try again later."})
-    )
-    async def user_may_invite(self, inviter: str, invitee: str, room_id: str) -> Any:
-        key = await self.room_key(room_id)
-        if key is None or await self._may_be_in(invitee, key):
-            return NOT_SPAM
-        message = f"{invitee} cannot be invited: " + membership.denial_message(
-            self._config, key, self._server_name
-        )
-        return (Codes.FORBIDDEN, {"error": message})

@@ -266,3 +266,23 @@ def test_a_failed_removal_is_retried_not_left_until_the_next_login() -> None:
     # ... and a retry is on its way.
     assert api.run_as_background_process.call_count == 1
     assert rooms._retry_pending == {"@bob:hs"}
+
+
+def test_third_party_invites_only_into_rooms_open_to_everyone() -> None:
+    # An email invite is claimed by whoever binds the address, possibly on another server
+    # (whose join skips user_may_join_room): never into Internal or Partners.
+    from synapse.module_api import NOT_SPAM
+
+    aliases = {"#internal:hs": "!i:hs", "#partners:hs": "!p:hs", "#community:hs": "!c:hs"}
+    rooms = PhenomRooms(RoomsConfig(), fake_api(aliases))
+
+    async def run() -> list[Any]:
+        return [
+            await rooms.user_may_send_3pid_invite("@m:hs", "email", "x@example.org", room)
+            for room in ("!i:hs", "!p:hs", "!c:hs", "!dm:hs")
+        ]
+
+    internal, partners, community, dm = asyncio.run(run())
+    assert internal[0] == "M_FORBIDDEN" and "team" in internal[1]["error"]
+    assert partners[0] == "M_FORBIDDEN"
+    assert community is NOT_SPAM and dm is NOT_SPAM
