@@ -15,7 +15,16 @@ from synapse_phenom.modules._guard import guarded
 from synapse_phenom.rooms import membership
 
 if TYPE_CHECKING:
+    from synapse.events import EventBase
+    from synapse.module_api import ModuleApi
+
     from synapse_phenom.rooms.config import RoomsConfig
+
+# State that decides who may join or read a room: the rooms module's to set (config, at
+# creation), never a room moderator's. A moderator (power level 50 = state_default) could
+# otherwise make Internal public: local joins stay gated, but a federated join never
+# reaches user_may_join_room.
+ACCESS_STATE = frozenset({"m.room.join_rules", "m.room.history_visibility", "m.room.guest_access"})
 
 
 class RoomGate:
@@ -23,6 +32,8 @@ class RoomGate:
 
     _config: RoomsConfig
     _server_name: str
+    _api: ModuleApi
+    system_user_id: str
 
     async def room_key(self, room_id: str) -> str | None:
         raise NotImplementedError
@@ -71,3 +82,23 @@ class RoomGate:
             self._config, key, self._server_name
         )
         return (Codes.FORBIDDEN, {"error": message})
+
+    @guarded(
+        "rooms", fallback=(Codes.FORBIDDEN, {"error": "Room settings check failed; try again."})
+    )
+    async def check_event_for_spam(self, event: EventBase) -> Any:
+        if event.type not in ACCESS_STATE or not event.is_state():
+            return NOT_SPAM
+        key = await self.room_key(event.room_id)
+        if key is None or event.sender == self.system_user_id:
+            return NOT_SPAM
+        if self._api.is_mine(event.sender) and await self._api.is_user_admin(event.sender):
+            return NOT_SPAM
+        alias = f"#{self._config.rooms[key].alias}:{self._server_name}"
+        return (
+            Codes.FORBIDDEN,
+            {
+                "error": f"Who may join or read {alias} is set by Phenom (its join rule, history "
+                "visibility and guest access): ask a server administrator."
+            },
+        )

@@ -76,6 +76,7 @@ class PhenomRooms(RoomCreation, RoomLineage, RoomGate):
             user_may_join_room=self.user_may_join_room,
             user_may_invite=self.user_may_invite,
             user_may_send_3pid_invite=self.user_may_send_3pid_invite,
+            check_event_for_spam=self.check_event_for_spam,
         )
         api.register_account_validity_callbacks(
             on_user_registration=self.on_user_registration,

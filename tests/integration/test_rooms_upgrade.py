@@ -54,7 +54,7 @@ def _membership(stack: SynapseStack, room_id: str, user_id: str) -> str | None:
     return None
 
 
-def test_upgraded_away_room_keeps_the_group_gate_and_group_loss_removes_from_it(
+def test_moderators_cannot_open_the_room_and_upgrades_keep_the_gate(
     synapse_database: hsconfig.DevDatabase, tmp_path: Path
 ) -> None:
     database = _own_database(synapse_database, tmp_path)
@@ -75,6 +75,16 @@ def test_upgraded_away_room_keeps_the_group_gate_and_group_loss_removes_from_it(
         system.call(
             "PUT", f"/_matrix/client/v3/rooms/{quote(old)}/state/m.room.power_levels/", json=levels
         )
+        # A moderator may not open the room: state_default (50) would let them change the
+        # join rule, and a federated join never reaches the group gate.
+        for event_type, content in (
+            ("m.room.join_rules", {"join_rule": "public"}),
+            ("m.room.guest_access", {"guest_access": "can_join"}),
+            ("m.room.history_visibility", {"history_visibility": "world_readable"}),
+        ):
+            resp = member.send_state(old, event_type, content)
+            assert resp.status_code == 403, (event_type, resp.text)
+        assert member.state(old, "m.room.join_rules").json()["join_rule"] == "invite"
         version = system.state(old, "m.room.create").json().get("room_version", "10")
         new = system.call(
             "POST", f"/_matrix/client/v3/rooms/{quote(old)}/upgrade", json={"new_version": version}

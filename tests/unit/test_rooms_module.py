@@ -286,3 +286,41 @@ def test_third_party_invites_only_into_rooms_open_to_everyone() -> None:
     assert internal[0] == "M_FORBIDDEN" and "team" in internal[1]["error"]
     assert partners[0] == "M_FORBIDDEN"
     assert community is NOT_SPAM and dm is NOT_SPAM
+
+
+class _StateEvent:
+    def __init__(self, event_type: str, room_id: str, sender: str, state: bool = True) -> None:
+        self.type, self.room_id, self.sender, self._state = event_type, room_id, sender, state
+
+    def is_state(self) -> bool:
+        return self._state
+
+
+def test_only_phenom_sets_who_may_join_or_read_a_managed_room() -> None:
+    from synapse.module_api import NOT_SPAM
+
+    aliases = {"#internal:hs": "!i:hs", "#partners:hs": "!p:hs", "#community:hs": "!c:hs"}
+    api = fake_api(aliases)
+    api.is_mine.return_value = True
+
+    async def is_user_admin(user_id: str) -> bool:
+        return user_id == "@admin:hs"
+
+    api.is_user_admin.side_effect = is_user_admin
+    rooms = PhenomRooms(RoomsConfig(), api)
+
+    async def verdict(event_type: str, room: str, sender: str, state: bool = True) -> Any:
+        return await rooms.check_event_for_spam(_StateEvent(event_type, room, sender, state))  # type: ignore[arg-type]
+
+    async def run() -> None:
+        for event_type in ("m.room.join_rules", "m.room.history_visibility", "m.room.guest_access"):
+            for room in ("!i:hs", "!p:hs", "!c:hs"):
+                refused = await verdict(event_type, room, "@moderator:hs")
+                assert refused[0] == "M_FORBIDDEN", (event_type, room)
+            assert await verdict(event_type, "!i:hs", "@phenom:hs") is NOT_SPAM
+            assert await verdict(event_type, "!i:hs", "@admin:hs") is NOT_SPAM
+            assert await verdict(event_type, "!dm:hs", "@moderator:hs") is NOT_SPAM
+        assert await verdict("m.room.name", "!i:hs", "@moderator:hs") is NOT_SPAM
+        assert await verdict("m.room.join_rules", "!i:hs", "@x:hs", state=False) is NOT_SPAM
+
+    asyncio.run(run())
