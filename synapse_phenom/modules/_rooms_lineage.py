@@ -12,7 +12,8 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any
 
-from synapse_phenom.rooms import lineage, membership
+from synapse_phenom.db import now_ms
+from synapse_phenom.rooms import lineage, membership, store
 
 if TYPE_CHECKING:
     from synapse.module_api import ModuleApi
@@ -78,6 +79,62 @@ class RoomLineage:
         self._resolved_at[key] = float("-inf")  # the alias has moved: resolve it again
         logger.info("%s replaced managed room %s (%s)", room_id, key, pred)
         return key
+
+    def alias(self, key: str) -> str:
+        raise NotImplementedError
+
+    async def _trusted_target(self, key: str, found: str | None, cached: str | None) -> str | None:
+        """The managed room of ``key`` given the alias' current target ``found``.
+
+        The room Phenom created for the alias (``phenom_room_claims``), or a confirmed
+        upgrade of it (the claim follows). Anything else the alias points to is ignored: a
+        room moderator may delete a local alias (Synapse lets whoever may change the
+        canonical alias), and then anyone may point it at their own room.
+        """
+        alias = self.alias(key)
+        claimed = await self._api.run_db_interaction(
+            "phenom_claimed_room", store.claimed_room, alias
+        )
+        if claimed is None:
+            if found is None:
+                return cached
+            # A room created before claims were kept: trust on first use.
+            return await self._api.run_db_interaction(
+                "phenom_adopt_room", store.adopt_room, alias, found, now_ms()
+            )
+        if found is None:
+            logger.error("%s does not resolve: %s stays the managed room", alias, claimed)
+            return claimed
+        if found == claimed:
+            return claimed
+        if await self._descends_from(found, claimed):
+            await self._api.run_db_interaction(
+                "phenom_move_claim", store.move_claim, alias, claimed, found
+            )
+            return found
+        logger.error(
+            "%s points to %s, which is neither the room created for it (%s) nor an upgrade "
+            "of it: ignored (restore the alias with the admin API)",
+            alias,
+            found,
+            claimed,
+        )
+        return claimed
+
+    async def _descends_from(self, room_id: str, ancestor: str) -> bool:
+        """``room_id`` is an upgrade (of an upgrade...) of ``ancestor``, every link confirmed."""
+        current = room_id
+        for _ in range(lineage.MAX_HOPS):
+            create = await self._state_content(current, _CREATE)
+            pred = lineage.predecessor_of(create)
+            if pred is None or not lineage.is_confirmed_successor(
+                current, create, await self._state_content(pred, _TOMBSTONE)
+            ):
+                return False
+            if pred == ancestor:
+                return True
+            current = pred
+        return False
 
     def _earlier_rooms(self, key: str) -> list[str]:
         """Known earlier versions of ``key`` (not the one the alias points to)."""

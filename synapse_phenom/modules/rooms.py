@@ -118,18 +118,20 @@ class PhenomRooms(RoomCreation, RoomLineage, RoomGate):
         if cached is not None and time.monotonic() < self._resolved_at.get(key, 0.0) + _ALIAS_TTL_S:
             return cached
         try:
-            room_id, _ = await self._api.lookup_room_alias(self.alias(key))
+            found: str | None = (await self._api.lookup_room_alias(self.alias(key)))[0]
         except SynapseError as err:
-            if err.code == 404:
-                if (
-                    cached is not None
-                ):  # keep the last known room; a missing one is looked up each time
-                    self._resolved_at[key] = time.monotonic()
-                return cached
-            raise
+            if err.code != 404:
+                raise
+            found = None
+        # The alias is only a pointer, and room moderators may delete it (and anyone may
+        # then take it): only the room Phenom created, or a confirmed upgrade of it, counts.
+        await self._ensure_schema()
+        room_id = await self._trusted_target(key, found, cached)
+        if room_id is None:
+            return None  # not created yet: looked up again next time
         if cached is not None and cached != room_id:
             logger.warning(
-                "%s moved from %s to %s (room upgrade?); both are managed",
+                "%s moved from %s to %s (room upgrade); both are managed",
                 self.alias(key),
                 cached,
                 room_id,

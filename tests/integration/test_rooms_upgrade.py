@@ -115,3 +115,52 @@ def test_moderators_cannot_open_the_room_and_upgrades_keep_the_gate(
             dsn = postgres_dsn()
             assert dsn
             drop_postgres_database(dsn, database.name)
+
+
+def test_a_hijacked_alias_does_not_move_the_managed_room(
+    synapse_database: hsconfig.DevDatabase, tmp_path: Path
+) -> None:
+    # Synapse lets whoever may change a room's canonical alias (moderators: 50) delete its
+    # local aliases, and anyone may then create #internal for their own room. That room
+    # must not become Internal (group sync would join the team into it) and the real
+    # Internal must stay gated, also in a process started afterwards.
+    database = _own_database(synapse_database, tmp_path)
+    stack = SynapseStack.start(tmp_path / "hs", database)
+    try:
+        mallory = stack.register()
+        outsider = stack.register()
+        with stack.admin() as admin:
+            admin.provision(mallory.user_id, ["team"])
+        internal = stack.rooms["internal"]
+        system = _as_system_user(stack)
+        levels = system.state(internal, "m.room.power_levels").json()
+        levels.setdefault("users", {})[mallory.user_id] = 50
+        system.call(
+            "PUT",
+            f"/_matrix/client/v3/rooms/{quote(internal)}/state/m.room.power_levels/",
+            json=levels,
+        )
+        alias_path = f"/_matrix/client/v3/directory/room/{quote(stack.alias('internal'))}"
+        deleted = mallory.request("DELETE", alias_path)
+        assert deleted.status_code == 200, deleted.text  # Synapse allows it: the precondition
+        hers = mallory.call(
+            "POST", "/_matrix/client/v3/createRoom", json={"preset": "private_chat", "name": "x"}
+        )["room_id"]
+        taken = mallory.request("PUT", alias_path, json={"room_id": hers})
+        assert taken.status_code == 200, taken.text
+
+        stack.restart()
+        assert stack.rooms["internal"] == hers  # the alias now points to her room
+        resp = mallory.invite(internal, outsider.user_id)
+        assert resp.status_code == 403, resp.text
+        newcomer = stack.register()
+        with stack.admin() as admin:
+            admin.provision(newcomer.user_id, ["team"])
+        joined = newcomer.joined_rooms()
+        assert internal in joined and hers not in joined
+    finally:
+        stack.stop()
+        if database.engine == "postgres":
+            dsn = postgres_dsn()
+            assert dsn
+            drop_postgres_database(dsn, database.name)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import sqlite3
 import weakref
 from typing import Any
 from unittest.mock import create_autospec
@@ -40,6 +41,14 @@ def fake_api(aliases: dict[str, str]) -> Any:
         return {}  # no upgrade links (lineage_api serves them)
 
     api.get_room_state.side_effect = no_state
+    # The module's own tables (room claims...) on SQLite, as run_db_interaction would.
+    conn = sqlite3.connect(":memory:")
+
+    async def run_db_interaction(desc: str, fn: Any, *args: Any) -> Any:
+        return fn(conn.cursor(), *args)
+
+    api.run_db_interaction.side_effect = run_db_interaction
+    api._test_db = conn
     return api
 
 
@@ -54,7 +63,13 @@ def test_upgraded_room_becomes_managed(monkeypatch: pytest.MonkeyPatch) -> None:
         "#partners:hs": "!p:hs",
         "#community:hs": "!c:hs",
     }
-    api = fake_api(aliases)
+    # The upgrade's two halves: the new room names the old one, the old one's tombstone
+    # names the new one (an alias moved without them is not trusted: see below).
+    state: dict[tuple[str, str], dict[str, Any]] = {
+        ("!new-internal:hs", "m.room.create"): {"predecessor": {"room_id": "!old-internal:hs"}},
+        ("!old-internal:hs", "m.room.tombstone"): {"replacement_room": "!new-internal:hs"},
+    }
+    api = lineage_api(aliases, state)
     rooms = PhenomRooms(RoomsConfig(), api)
 
     async def run() -> None:
@@ -322,5 +337,49 @@ def test_only_phenom_sets_who_may_join_or_read_a_managed_room() -> None:
             assert await verdict(event_type, "!dm:hs", "@moderator:hs") is NOT_SPAM
         assert await verdict("m.room.name", "!i:hs", "@moderator:hs") is NOT_SPAM
         assert await verdict("m.room.join_rules", "!i:hs", "@x:hs", state=False) is NOT_SPAM
+
+    asyncio.run(run())
+
+
+@pytest.mark.parametrize("restart", [False, True])
+def test_an_alias_pointed_elsewhere_does_not_move_the_managed_room(
+    monkeypatch: pytest.MonkeyPatch, restart: bool
+) -> None:
+    # A room moderator may delete #internal (Synapse lets whoever may change the canonical
+    # alias) and anyone may then point it at their own room: that room must not become
+    # "internal" (group sync would join the team into it), nor Internal stop being gated.
+    now = [1000.0]
+    monkeypatch.setattr(rooms_module.time, "monotonic", lambda: now[0])
+    aliases, state = _upgraded_world()
+    api = lineage_api(aliases, state)
+    rooms = PhenomRooms(RoomsConfig(), api)
+
+    async def run() -> None:
+        nonlocal rooms
+        assert await rooms.room_id("internal") == "!v3:hs"  # first use: adopted as the claim
+        del aliases["#internal:hs"]
+        now[0] += 3600
+        assert await rooms.room_id("internal") == "!v3:hs"
+        aliases["#internal:hs"] = "!mallory:hs"  # her room, claiming to follow Internal
+        state[("!mallory:hs", "m.room.create")] = {"predecessor": {"room_id": "!v3:hs"}}
+        now[0] += 3600
+        if restart:  # a process started now: nothing in memory, the claim is in the database
+            fresh_api = lineage_api(aliases, state)
+            fresh_api.run_db_interaction.side_effect = api.run_db_interaction.side_effect
+            rooms = PhenomRooms(RoomsConfig(), fresh_api)
+        assert await rooms.room_id("internal") == "!v3:hs"
+        assert await rooms.room_key("!v3:hs") == "internal"
+        assert await rooms.room_key("!v1:hs") == "internal"
+        assert await rooms.room_key("!mallory:hs") is None
+
+    asyncio.run(run())
+
+
+def test_no_alias_and_no_claim_means_not_created_yet() -> None:
+    rooms = PhenomRooms(RoomsConfig(), fake_api({}))
+
+    async def run() -> None:
+        assert await rooms.room_id("internal") is None
+        assert await rooms.room_key("!anything:hs") is None
 
     asyncio.run(run())
