@@ -98,10 +98,13 @@ class RoomLineage:
         if claimed is None:
             if found is None:
                 return cached
-            # A room created before claims were kept: trust on first use.
-            return await self._api.run_db_interaction(
+            # A room created before claims were kept: trust on first use. (None back: another
+            # process is creating the room and has not recorded it yet; its alias is all
+            # there is for the moment.)
+            adopted = await self._api.run_db_interaction(
                 "phenom_adopt_room", store.adopt_room, alias, found, now_ms()
             )
+            return adopted or found
         if found is None:
             logger.error("%s does not resolve: %s stays the managed room", alias, claimed)
             return claimed
