@@ -1,4 +1,5 @@
 """``phenom-chat lite migrate up|down|status``: Implementation B's schema, without the Hasura CLI.
+``phenom-chat lite agents revoke|enable``: B's agent revocation (``lite/agents.py``).
 
 Applies the very files of ``hasura/migrations/default`` and keeps the Hasura CLI's state
 (``hdb_catalog.schema_migrations``; ``hdb_version.cli_state`` when Hasura's metadata lives in
@@ -65,6 +66,16 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="link-preview resolver config YAML (default: the Phenom origins; 'none' disables)",
     )
     a.set_defaults(func=run_actions)
+    ag = lite_sub.add_parser("agents", help="AI agents on B: revoke, enable")
+    ags = ag.add_subparsers(dest="agents_command", required=True, metavar="ACTION")
+    for name, helptext in (
+        ("revoke", "the MCP server refuses its tokens (401); its row reads and posts nothing"),
+        ("enable", "undo a revoke"),
+    ):
+        c = ags.add_parser(name, help=helptext)
+        c.add_argument("agent", help="agent localpart (agent-helper) or @agent-helper:server")
+        c.add_argument("--dsn", help=f"PostgreSQL URL (default ${DSN_ENV})")
+        c.set_defaults(func=run_agent_revoke, revoke=name == "revoke")
 
 
 def run_migrate(args: argparse.Namespace) -> int:
@@ -150,4 +161,24 @@ def run_actions(args: argparse.Namespace) -> int:
         return fail(str(err))
     app = create_app(ActionSettings(dsn, secret, moderation, previews))
     uvicorn.run(app, host=args.host, port=args.port, log_level="info")
+    return 0
+
+
+def run_agent_revoke(args: argparse.Namespace) -> int:
+    """B's ``phenom-chat admin agents revoke|enable`` (A's goes through Synapse)."""
+    from synapse_phenom.lite.agents import agent_username, set_agent_revoked
+
+    try:
+        dsn = dsn_from(args.dsn, os.environ)
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            changed = set_agent_revoked(conn, args.agent, args.revoke)
+    except InvalidConfig as err:
+        return fail(str(err))
+    except ValueError as err:
+        return fail(str(err))
+    except psycopg.OperationalError as err:
+        return fail(f"cannot connect to the chat database: {str(err).strip()}")
+    state = "revoked" if args.revoke else "enabled"
+    name = agent_username(args.agent)
+    console.print(f"{name}: {state}" if changed else f"{name}: already {state}")
     return 0

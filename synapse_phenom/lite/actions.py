@@ -49,6 +49,7 @@ from synapse_phenom.lite.send import (
 )
 from synapse_phenom.moderation.config import ModerationConfig
 from synapse_phenom.previews.config import ResolverConfig
+from synapse_phenom.previews.msc4095 import shows_link
 from synapse_phenom.previews.policy import OriginPolicy
 
 logger = logging.getLogger(__name__)
@@ -192,6 +193,8 @@ class ActionHandler:
             entries: list[dict[str, Any]] = []
             missing: list[str] = []
             links = self.origins.phenom_links(inp.body, MAX_PREVIEWS) if self.origins else []
+            if inp.formatted_body is not None:  # as A: never under HTML linking elsewhere
+                links = [link for link in links if shows_link(inp.formatted_body, link)]
             for link in links:
                 cached = previews_cache.lookup(conn, link)
                 if cached is None:

@@ -110,9 +110,9 @@ class LiteModeration:
         now_ms: int | None = None,
         event_type: str = MESSAGE_TYPE,
     ) -> Violation | None:
-        """None when the event (a message, or what A's event type ``event_type`` would
-        carry) may be sent; otherwise the violation, already audited (and escalated to a
-        mute when the policy says so). Run inside the caller's transaction."""
+        """None when the message may be sent; otherwise the violation, already audited (and
+        escalated to a mute when the policy says so). Run inside the caller's transaction.
+        ``event_type``: the Matrix type A would see (``m.reaction`` for a reaction)."""
         now_ms = int(time.time() * 1000) if now_ms is None else now_ms
         compiled = self.policy(room_key)
         policy = compiled.policy

@@ -2,7 +2,8 @@
 
 Validated as AWS's aws-jwt-verify does: RS256 only, ``kid`` in the JWKS (cached;
 an unknown kid refetches at most once per cool-down), exact ``iss``, ``exp``,
-``token_use == "access"``, ``client_id`` in the allow-list of agent profiles.
+``token_use == "access"``, ``client_id`` in the allow-list of agent profiles, and
+``sub == client_id`` (a client-credentials token, not a person's token for that client).
 Scopes are ``<resource-server>/read|write|moderate``; each tool checks its own.
 """
 
@@ -114,6 +115,11 @@ def check_claims(
     client_id = claims.get("client_id")
     if not isinstance(client_id, str) or client_id not in agents:
         raise TokenRejected(f"client_id {client_id!r} is not a registered agent")
+    # A client-credentials token is the app client itself (sub == client_id). A person's
+    # access token for the same app client (a user auth flow left enabled on it) carries
+    # the person's sub: never the agent.
+    if claims.get("sub") != client_id:
+        raise TokenRejected("sub is not the app client: a user's token, not the agent's")
     return client_id, agents[client_id]
 
 

@@ -218,6 +218,8 @@ SELECT m.sender_id, m.deleted_at IS NOT NULL FROM chat.messages AS m
 WHERE m.id = %(id)s AND m.room_id = %(room)s AND chat.user_can_read_room(%(agent)s, m.room_id)
 """
 
+# Reactions are added by lite/send.add_reaction (moderated like a message), never here.
+
 DELETE = """
 UPDATE chat.messages AS m
 SET deleted_at = now(), deleted_by = %(agent)s, delete_reason = %(reason)s

@@ -5,6 +5,10 @@
 the list from ``GET /_synapse/client/phenom/v1/agents/revoked`` with its application
 service token, at most every ``ttl_seconds``. A revoked agent's valid Cognito token gets
 401 like an invalid one. If Synapse cannot be asked, the last known list stays in force.
+
+Implementation B (``backend: hasura``) has no Synapse: ``phenom-chat lite agents revoke``
+disables the agent's ``chat.users`` row (``lite/agents.py``) and every replica re-reads the
+disabled agents from the chat database the same way (``DisabledAgents``).
 """
 
 from __future__ import annotations
@@ -12,9 +16,11 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Mapping
+from typing import Protocol
 
 import attrs
 import httpx2
+import psycopg
 from mcp.server.auth.provider import AccessToken, TokenVerifier
 
 from synapse_phenom.endpoints import REVOKED_AGENTS_PATH
@@ -54,13 +60,45 @@ class RevokedAgents:
 
 
 @attrs.define
+class DisabledAgents:
+    """B's revoked agents: disabled agent rows of ``chat.users``, as Matrix-style IDs."""
+
+    database_url: str
+    server_name: str
+    ttl_seconds: float = 5.0
+    _revoked: frozenset[str] = frozenset()
+    _fetched_at: float = float("-inf")
+
+    async def revoked(self) -> frozenset[str]:
+        now = time.monotonic()
+        if now - self._fetched_at < self.ttl_seconds:
+            return self._revoked
+        self._fetched_at = now
+        from synapse_phenom.lite.agents import REVOKED_AGENTS
+
+        try:
+            async with await psycopg.AsyncConnection.connect(
+                self.database_url, autocommit=True, connect_timeout=5
+            ) as conn:
+                rows = await (await conn.execute(REVOKED_AGENTS)).fetchall()
+            self._revoked = frozenset(f"@{r[0]}:{self.server_name}" for r in rows)
+        except psycopg.Error as err:
+            logger.warning("cannot read revoked agents (keeping the last list): %s", err)
+        return self._revoked
+
+
+class RevocationList(Protocol):
+    async def revoked(self) -> frozenset[str]: ...
+
+
+@attrs.define
 class RevocationCheckingVerifier(TokenVerifier):
     """Wraps the Cognito verifier: a valid token of a revoked agent is refused (401)."""
 
     inner: TokenVerifier
     agents: Mapping[str, AgentProfile]
     server_name: str
-    revocations: RevokedAgents
+    revocations: RevocationList
 
     async def verify_token(self, token: str) -> AccessToken | None:
         access = await self.inner.verify_token(token)
@@ -74,7 +112,12 @@ class RevocationCheckingVerifier(TokenVerifier):
 
 
 def with_revocations(verifier: TokenVerifier, config: McpConfig) -> TokenVerifier:
-    """``verifier`` that also refuses revoked agents (Synapse backend; others unchanged)."""
+    """``verifier`` that also refuses revoked agents, on either backend."""
+    if config.hasura is not None and config.backend == "hasura":
+        disabled = DisabledAgents(config.hasura.database_url, config.hasura.server_name)
+        return RevocationCheckingVerifier(
+            verifier, config.agents, config.hasura.server_name, disabled
+        )
     if config.synapse is None:
         return verifier
     from synapse_phenom.mcp.appservice import read_as_token

@@ -80,7 +80,9 @@ MODULE_API_NEEDS: dict[str, ApiNeeds] = {
         " run_as_background_process"
         " run_db_interaction server_name should_run_background_tasks sleep"
         " update_room_membership worker_name",
-        register_spam_checker_callbacks="user_may_invite user_may_join_room",
+        register_spam_checker_callbacks=(
+            "check_event_for_spam user_may_invite user_may_join_room user_may_send_3pid_invite"
+        ),
         register_account_validity_callbacks="on_user_login on_user_registration",
         # Added in Synapse 1.132 (RatelimitOverride).
         register_ratelimit_callbacks="get_ratelimit_override_for_user",

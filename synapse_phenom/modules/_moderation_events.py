@@ -63,7 +63,9 @@ def card_verdict(event: EventBase, key: bytes) -> tuple[dict[str, Any], Violatio
     card_event = is_preview_card(event.type, event.content)
     if card_event and not server_made(event):
         return {}, PREVIEW_CARD_FORGED, False
-    content, unsigned = split_cards(event.content, key)
+    # A signed card counts only under its own link (previews/signing.py); the server's
+    # follow-up has no body: its cards were built from the message it references.
+    content, unsigned = split_cards(event.content, key, placed_by_server=card_event)
     if unsigned:
         return content, PREVIEW_CARD_UNSIGNED, False
     return content, None, card_event

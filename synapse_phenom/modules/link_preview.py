@@ -300,7 +300,11 @@ class PhenomLinkPreviews:
         ):
             return []
         body, _ = msc4095.message_body(event.content)
-        return self._resolver.policy.phenom_links(body, self._config.max_links_per_message)
+        links = self._resolver.policy.phenom_links(body, self._config.max_links_per_message)
+        html = msc4095.rendered_html(event.content) if links else None
+        # No card for a link the rendered HTML shows going elsewhere (msc4095.shows_link):
+        # moderation refuses such a card, and it would vouch for the wrong target.
+        return [link for link in links if html is None or msc4095.shows_link(html, link)]
 
     # Fail open: a preview problem must never block or alter a message.
     @guarded("link_preview", fallback=(True, None))

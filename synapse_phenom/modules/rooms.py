@@ -22,8 +22,8 @@ import uuid
 from typing import Any
 
 import re2
-from synapse.api.errors import Codes, LimitExceededError, SynapseError
-from synapse.module_api import NOT_SPAM, ModuleApi, RatelimitOverride
+from synapse.api.errors import LimitExceededError, SynapseError
+from synapse.module_api import ModuleApi, RatelimitOverride
 from synapse.types import UserID
 
 from synapse_phenom.cognito.login import sync_sso_login
@@ -36,8 +36,10 @@ from synapse_phenom.modules._guard import guarded
 from synapse_phenom.modules._health import mark_loaded
 from synapse_phenom.modules._registry import register_rooms, rooms_module
 from synapse_phenom.modules._rooms_creation import RoomCreation
+from synapse_phenom.modules._rooms_gate import RoomGate
 from synapse_phenom.modules._rooms_groups_index import GroupsIndexResource
 from synapse_phenom.modules._rooms_http import GroupsResource
+from synapse_phenom.modules._rooms_lineage import RoomLineage
 from synapse_phenom.rooms import membership, store
 from synapse_phenom.rooms.config import RoomsConfig
 from synapse_phenom.rooms.membership import MembershipPlan
@@ -54,7 +56,7 @@ def get_rooms_module(api: ModuleApi) -> PhenomRooms | None:
     return rooms_module(api)
 
 
-class PhenomRooms(RoomCreation):
+class PhenomRooms(RoomCreation, RoomLineage, RoomGate):
     def __init__(self, config: RoomsConfig, api: ModuleApi) -> None:
         require_module_api("rooms", api)
         self._config = config
@@ -73,6 +75,8 @@ class PhenomRooms(RoomCreation):
         api.register_spam_checker_callbacks(
             user_may_join_room=self.user_may_join_room,
             user_may_invite=self.user_may_invite,
+            user_may_send_3pid_invite=self.user_may_send_3pid_invite,
+            check_event_for_spam=self.check_event_for_spam,
         )
         api.register_account_validity_callbacks(
             on_user_registration=self.on_user_registration,
@@ -86,10 +90,6 @@ class PhenomRooms(RoomCreation):
             api.delayed_background_call(100, self.ensure_rooms, desc="phenom_ensure_rooms")
             # Self-healing: cheap when every alias resolves.
             api.looping_background_call(self.ensure_rooms, 60_000, desc="phenom_ensure_rooms")
-        if push_defaults.available(api):  # the push-rules writer: defaults members never got
-            sweep, desc = self.sweep_notification_defaults, "phenom_notification_sweep"
-            api.delayed_background_call(10_000, sweep, desc=desc)  # once the rooms exist
-            api.looping_background_call(sweep, 3_600_000, desc=desc, run_on_all_instances=True)
         register_rooms(api, self)
         mark_loaded(api, "synapse_phenom.modules.rooms.PhenomRooms")  # modules.ops health
 
@@ -111,22 +111,27 @@ class PhenomRooms(RoomCreation):
 
         Re-resolved every ``_ALIAS_TTL_S``: a room upgrade moves the alias to a new room,
         which must not stay unmanaged (open to any invite) until a restart. Rooms the
-        alias pointed at before stay managed too.
+        alias pointed at before stay managed too, and so does every room the current one
+        was upgraded from (also in a process started after the upgrade).
         """
         cached = self._room_ids.get(key)
         if cached is not None and time.monotonic() < self._resolved_at.get(key, 0.0) + _ALIAS_TTL_S:
             return cached
         try:
-            room_id, _ = await self._api.lookup_room_alias(self.alias(key))
+            found: str | None = (await self._api.lookup_room_alias(self.alias(key)))[0]
         except SynapseError as err:
-            if err.code == 404:  # keep the last known room; a missing one is looked up again
-                if cached is not None:
-                    self._resolved_at[key] = time.monotonic()
-                return cached
-            raise
+            if err.code != 404:
+                raise
+            found = None
+        # The alias is only a pointer, and room moderators may delete it (and anyone may
+        # then take it): only the room Phenom created, or a confirmed upgrade of it, counts.
+        await self._ensure_schema()
+        room_id = await self._trusted_target(key, found, cached)
+        if room_id is None:
+            return None  # not created yet: looked up again next time
         if cached is not None and cached != room_id:
             logger.warning(
-                "%s moved from %s to %s (room upgrade?); both are managed",
+                "%s moved from %s to %s (room upgrade); both are managed",
                 self.alias(key),
                 cached,
                 room_id,
@@ -134,6 +139,8 @@ class PhenomRooms(RoomCreation):
         self._room_ids[key] = room_id
         self._room_keys[room_id] = key
         self._resolved_at[key] = time.monotonic()
+        if cached != room_id:
+            await self._adopt_predecessors(key, room_id)
         return room_id
 
     async def room_key(self, room_id: str) -> str | None:
@@ -142,7 +149,10 @@ class PhenomRooms(RoomCreation):
             return self._room_keys[room_id]
         for key in self._config.rooms:  # cached lookups unless an alias is due
             await self.room_id(key)
-        return self._room_keys.get(room_id)
+        if room_id in self._room_keys:
+            return self._room_keys[room_id]
+        # An upgrade of a managed room that the alias cache has not seen yet.
+        return await self._successor_key(room_id)
 
     async def room_ids(self) -> dict[str, str]:
         for key in self._config.rooms:
@@ -217,6 +227,7 @@ class PhenomRooms(RoomCreation):
         for key in plan.remove:
             if await self._try(self._remove, key, user_id):
                 removed.append(key)
+        await self._remove_from_earlier_rooms(user_id, groups)
         for key in {k for k, m in current.items() if m == "join"} | set(joined):
             await self._try(self._notification_default, key, user_id)
         if joined or removed:
@@ -227,15 +238,7 @@ class PhenomRooms(RoomCreation):
 
     async def _try(self, action: Any, key: str, *args: Any) -> bool:
         try:
-            try:
-                await action(key, *args)
-            except SynapseError as err:
-                # The moderation module refused a join for the display name and reset the
-                # name to the localpart (display_names: profile): the next join goes through.
-                rule = err.error_dict(None).get("app.phenom.moderation.rule")
-                if not (isinstance(rule, str) and rule.startswith("display_name:")):
-                    raise
-                await action(key, *args)
+            await action(key, *args)
             return True
         except LimitExceededError as err:
             # A burst of sign-ins can hit Synapse's per-room join limit: finish later.
@@ -243,6 +246,9 @@ class PhenomRooms(RoomCreation):
             return False
         except Exception:
             logger.exception("Membership change in %s failed for %s", self.alias(key), args[0])
+            # A failed removal leaves someone in a room their groups no longer allow until
+            # their next login: try again (backoff, bounded) instead of waiting for that.
+            self._schedule_retry(args[0], 5.0)
             return False
 
     def _schedule_retry(self, user_id: str, delay_s: float) -> None:
@@ -287,11 +293,11 @@ class PhenomRooms(RoomCreation):
         level = self._config.rooms[key].notifications
         await push_defaults.apply_room_default(self._api, user_id, self._room_ids[key], level)
 
-    async def _remove(self, key: str, user_id: str) -> None:
+    async def _remove(self, key: str, user_id: str, room_id: str | None = None) -> None:
         await self._api.update_room_membership(
             self.system_user_id,
             user_id,
-            self._room_ids[key],
+            room_id or self._room_ids[key],
             "leave",
             content=membership.removal_content(self._config, key),
         )
@@ -325,28 +331,3 @@ class PhenomRooms(RoomCreation):
             # Synapse uses these numbers as-is (0 would mean "never"), so: effectively unlimited.
             return RatelimitOverride(per_second=1e6, burst_count=1_000_000)
         return None
-
-    # Fail closed: if we cannot tell whether someone belongs, they do not get in.
-    @guarded(
-        "rooms", fallback=(Codes.FORBIDDEN, {"error": "Membership check failed; try again later."})
-    )
-    async def user_may_join_room(self, user_id: str, room_id: str, is_invited: bool) -> Any:
-        key = await self.room_key(room_id)
-        if key is None or await self._may_be_in(user_id, key):
-            return NOT_SPAM
-        return (
-            Codes.FORBIDDEN,
-            {"error": membership.denial_message(self._config, key, self._server_name)},
-        )
-
-    @guarded(
-        "rooms", fallback=(Codes.FORBIDDEN, {"error": "Membership check failed; try again later."})
-    )
-    async def user_may_invite(self, inviter: str, invitee: str, room_id: str) -> Any:
-        key = await self.room_key(room_id)
-        if key is None or await self._may_be_in(invitee, key):
-            return NOT_SPAM
-        message = f"{invitee} cannot be invited: " + membership.denial_message(
-            self._config, key, self._server_name
-        )
-        return (Codes.FORBIDDEN, {"error": message})

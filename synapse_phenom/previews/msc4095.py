@@ -122,3 +122,35 @@ def previewed_urls(content: Mapping[str, Any]) -> set[str]:
     """Links that already have a preview in the message (inline, ours or the client's)."""
     entries = _entries(content) or []
     return {e.get("matched_url", "") for e in entries if isinstance(e, Mapping)}
+
+
+def rendered_html(content: Mapping[str, Any]) -> str | None:
+    """The HTML clients show instead of the body, if any (an edit: its new content's)."""
+    _, is_edit = message_body(content)
+    part = content["m.new_content"] if is_edit else content
+    html = part.get("formatted_body")
+    return html if isinstance(html, str) else None
+
+
+def shows_link(html: str, url: str) -> bool:
+    """Whether rendered ``html`` shows ``url`` as a link that goes there: an anchor to it, or
+    the URL as plain text (clients linkify it); and no anchor shows it while going elsewhere.
+    A card under ``<a href="https://evil.example">https://thephenom.app/p/x</a>`` (or under
+    "click here" linking elsewhere, the URL only in the plain body) would vouch for a link
+    that does not go to the page it shows."""
+    from selectolax.lexbor import LexborHTMLParser
+
+    from synapse_phenom.previews.policy import normalise_url
+
+    target = normalise_url(url)
+    tree = LexborHTMLParser(html)
+    found = False
+    for anchor in tree.css("a"):
+        href = (anchor.attributes.get("href") or "").strip()
+        goes_there = bool(href) and normalise_url(href) == target
+        if url in anchor.text(deep=True) and not goes_there:
+            return False
+        found = found or goes_there
+        anchor.decompose()
+    body = tree.body
+    return found or (body is not None and url in body.text(deep=True))

@@ -9,6 +9,7 @@ from __future__ import annotations
 import ipaddress
 import re
 from collections.abc import Iterable, Sequence
+from urllib.parse import urlsplit
 
 import attrs
 
@@ -148,7 +149,9 @@ class OriginPolicy:
         return next((o for o in pool if o.url == origin), None) if origin else None
 
     def is_phenom_link(self, url: str) -> bool:
-        return self._origin(url, self.origins) is not None
+        """A link to a configured origin, read the same way by every URL parser a client
+        may use (see ``reads_unambiguously``): only such links get a card."""
+        return self._origin(url, self.origins) is not None and reads_unambiguously(url)
 
     def phenom_links(self, text: str, limit: int) -> list[str]:
         """Distinct Phenom links of a message body, as written, first ``limit`` of them."""
@@ -191,6 +194,28 @@ class OriginPolicy:
         if parts is None:
             return fetched_url
         return mirror.url + parts.without_fragment()[len(parts.origin) :]
+
+
+def reads_unambiguously(url: str) -> bool:
+    """Whether an RFC 3986 reader (urllib, Android's ``Uri``, many apps' host checks) finds
+    the same host and port as a browser (WHATWG). A card says "this is Phenom's page": it
+    must not sit on ``https://thephenom.app\\@evil.example/`` (a browser: thephenom.app; an
+    RFC 3986 reader: user info, then evil.example), nor on a link with credentials, a
+    backslash or a percent-encoded host in its authority."""
+    parsed = urls.http_url(url.strip())
+    if parsed is None:
+        return False
+    try:
+        parts = urlsplit(url.strip())
+        port = parts.port
+        host = (parts.hostname or "").encode("idna").decode("ascii").lower()
+    except (ValueError, UnicodeError):
+        return False
+    if "@" in parts.netloc or "\\" in parts.netloc or "%" in parts.netloc:
+        return False
+    return host == parsed.hostname.lower() and (port or parsed.default_port()) == (
+        parsed.default_port()
+    )
 
 
 def redirect_target(current: str, location: str) -> str:

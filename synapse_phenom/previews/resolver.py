@@ -226,6 +226,10 @@ class PreviewResolver:
             if endpoint:
                 oembed = await self._oembed(endpoint)
         card = await self._run_cpu(parse.build_card, key, public_final, page, oembed)
+        if not self.is_phenom_link(card.canonical_url):
+            # og:url / rel=canonical come from the page: a signed card must not name (and a
+            # client must not open) a link the server never checked was Phenom's.
+            card = card.model_copy(update={"canonical_url": public_final})
         ttl = card_ttl(
             self.config, resp.headers.get("cache-control"), parse.oembed_cache_age(oembed)
         )

@@ -147,3 +147,25 @@ def mark_notification_default(
         """,
         (user_id, room_id, level, now_ms),
     )
+
+
+def adopt_room(txn: Txn, alias: str, room_id: str, now_ms: int) -> str | None:
+    """Record ``room_id`` as the room of ``alias`` when no claim exists (a room created before
+    claims were kept); the claimed room either way."""
+    txn.execute(
+        """
+        INSERT INTO phenom_room_claims (alias, owner, claimed_ts, room_id)
+        VALUES (?, 'adopted', ?, ?)
+        ON CONFLICT (alias) DO NOTHING
+        """,
+        (alias, now_ms, room_id),
+    )
+    return claimed_room(txn, alias)
+
+
+def move_claim(txn: Txn, alias: str, old_room_id: str, new_room_id: str) -> None:
+    """The room of ``alias`` was upgraded: the claim follows it."""
+    txn.execute(
+        "UPDATE phenom_room_claims SET room_id = ? WHERE alias = ? AND room_id = ?",
+        (new_room_id, alias, old_room_id),
+    )

@@ -60,6 +60,10 @@ def bad_tokens(stack: McpStack) -> dict[str, str]:
         "alg none": f"{none_header}.{b64(json.dumps(claims).encode())}.",
         "HS256 with the public key": hs256,
         "id token": signer.sign({**claims, "token_use": "id"}),
+        # A person's access token for the agent's app client (a user auth flow enabled on it).
+        "user token for the agent's client": signer.sign(
+            {**claims, "sub": "0b7c8d1e-user", "username": "alice"}
+        ),
         "unknown kid": signer.sign(claims, kid="rotated-away"),
         "tampered payload": f"{head}.{b64(json.dumps(forged).encode())}.{sig}",
         "other key": jwt.encode(

@@ -129,3 +129,69 @@ def test_a_room_s_messages_commit_in_seq_order(hasura_mcp_stack: McpStack) -> No
         later = second.execute(insert, (world.room_uuids["community"], sender)).fetchone()
         second.commit()
     assert held is not None and later is not None and later[0] > held[0]
+
+
+def _tools_list(stack: McpStack, token: str) -> int:
+    import httpx2
+
+    resp = httpx2.post(
+        stack.url,
+        headers={
+            "Authorization": f"Bearer {token}",
+            "Content-Type": "application/json",
+            "Accept": "application/json, text/event-stream",
+        },
+        json={"jsonrpc": "2.0", "id": 1, "method": "tools/list", "params": {}},
+        timeout=10,
+    )
+    return resp.status_code
+
+
+def test_a_revoked_agent_gets_401_on_b_too(hasura_mcp_stack: McpStack) -> None:
+    # A: `phenom-chat admin agents revoke` (through Synapse). B has no Synapse: the same
+    # promise through `phenom-chat lite agents revoke`, read by every replica within ~5 s.
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    from fixtures_mcp import COMMUNITY
+
+    stack = hasura_mcp_stack
+    cli = [str(Path(sys.executable).parent / "phenom-chat"), "lite", "agents"]
+    world = stack.world
+    assert isinstance(world, LiteWorld)
+    dsn = world.dsn
+    token = stack.token(COMMUNITY)
+
+    async def touch() -> None:
+        async with stack.client(token) as client:
+            await ok(client, "list_rooms")  # the agent's row exists from its first call
+
+    anyio.run(touch)
+
+    def status_becomes(expected: int) -> None:
+        deadline = time.monotonic() + 15
+        while _tools_list(stack, token) != expected:
+            assert time.monotonic() < deadline, f"still not {expected}"
+            time.sleep(0.3)
+
+    try:
+        done = subprocess.run(
+            [*cli, "revoke", "@agent-community:localhost", "--dsn", dsn],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert done.returncode == 0, done.stderr
+        assert "revoked" in done.stdout
+        status_becomes(401)
+        # Other agents are not affected.
+        assert _tools_list(stack, stack.token()) == 200
+    finally:
+        subprocess.run([*cli, "enable", "agent-community", "--dsn", dsn], timeout=60, check=True)
+    status_becomes(200)
+    unknown = subprocess.run(
+        [*cli, "revoke", "agent-nobody", "--dsn", dsn], capture_output=True, text=True, timeout=60
+    )
+    assert unknown.returncode != 0 and "agent-nobody" in unknown.stderr + unknown.stdout

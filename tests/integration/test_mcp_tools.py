@@ -173,6 +173,29 @@ def test_agents_are_not_exempt_from_moderation(chat: McpStack) -> None:
     assert "not sent" in run(main)
 
 
+def test_reactions_are_moderated_like_messages(chat: McpStack) -> None:
+    # A reaction key is text every member sees: A moderates m.reaction like a message, so
+    # B's react must too (it inserted straight into chat.reactions).
+    async def main() -> tuple[str, str, dict[str, Any]]:
+        async with chat.client() as client:
+            sent = await ok(client, "send_message", room="community", body="react to me")
+            target = sent["event_id"]
+            keyword = await error_text(
+                client, "react_to_message", room="community", event_id=target, emoji="free crypto"
+            )
+            link = await error_text(
+                client, "react_to_message", room="community", event_id=target, emoji="bit.ly/x"
+            )
+            fine = await ok(
+                client, "react_to_message", room="community", event_id=target, emoji="🎉"
+            )
+            return keyword, link, fine
+
+    keyword, link, fine = run(main)
+    assert "not sent" in keyword and "not sent" in link, (keyword, link)
+    assert fine["emoji"] == "🎉"
+
+
 def test_idempotency_key_never_posts_twice(chat: McpStack) -> None:
     key = f"order-{uuid.uuid4().hex}"
     body = f"exactly once {key}"
@@ -258,10 +281,6 @@ def test_search_react_and_delete(chat: McpStack, human: Person) -> None:
             out["react_again"] = await ok(
                 client, "react_to_message", room="community", event_id=target, emoji="👍"
             )
-            # A reaction's key is moderated like text on both backends.
-            out["bad_key"] = await error_text(
-                client, "react_to_message", room="community", event_id=target, emoji="badword"
-            )
             out["not_mine"] = await error_text(
                 client, "delete_message", room="community", event_id=target
             )
@@ -289,7 +308,6 @@ def test_search_react_and_delete(chat: McpStack, human: Person) -> None:
         "👍",
     )
     assert "Not allowed" in out["not_mine"]
-    assert "Not allowed: Your message was not sent" in out["bad_key"], out["bad_key"]
     assert chat.world.stored("community", out["own"]["event_id"]).body is None
     assert word not in json.dumps(out["odd"]) and word not in json.dumps(out["odd2"])
     assert out["own"]["event_id"] not in [m["event_id"] for m in out["after"]["messages"]]

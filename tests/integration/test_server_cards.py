@@ -220,3 +220,68 @@ def test_flood_refusals_never_mute_and_mutes_say_until_when(synapse: SynapseStac
     until = muted["app.phenom.moderation.muted_until_ms"]
     mute_row = next(e for e in _audit(synapse, app_user.user_id) if e["action"] == "mute")
     assert str(until) in mute_row["detail"]
+
+
+def test_a_copied_signed_card_is_refused_under_another_link(
+    synapse: SynapseStack, phenom_site: PhenomSite
+) -> None:
+    # A genuine signed card (anyone can get one from the composer endpoint, or copy one
+    # from a message) under a message whose link is not the card's: clients match
+    # matched_url as a substring, so they would show Phenom's card for another link.
+    _owner, room = _room(synapse, _community_like(phenom_site))
+    mallory = synapse.register(unique("mallory"))
+    mallory.join(room)
+    link = f"{phenom_site.origin}/p/trailer?t={unique('')}"
+    preview = mallory.call("GET", PREVIEW_PATH, params={"url": link})["preview"]
+    host = phenom_site.origin.split("://", 1)[1]
+    for body in (
+        "Free tickets, DM me",
+        f"{link}&next=https://evil.example/",
+        f"{phenom_site.origin.replace(host, host + '@evil.example')}/p/trailer",
+    ):
+        for key in ("m.url_previews", "com.beeper.linkpreviews"):
+            resp = mallory.send_raw(room, {"msgtype": "m.text", "body": body, key: [preview]})
+            _refused(resp, "preview_card")
+    # No card at all for a link URL parsers read differently (browser: the site; an
+    # RFC 3986 reader such as Android's Uri: user info, then evil.example).
+    for ambiguous in (f"{phenom_site.origin}\\@evil.example/", f"{phenom_site.origin}\\x"):
+        resp = mallory.request("GET", PREVIEW_PATH, params={"url": ambiguous})
+        assert resp.status_code == 400 and resp.json()["errcode"] == "M_INVALID_PARAM", resp.text
+    # Clients render formatted_body: the card must not sit under an anchor going elsewhere,
+    # neither the client's copy nor the server's follow-up.
+    # (A room with no link rules: Community's would refuse the evil.example link itself.)
+    room = mallory.call("POST", "/_matrix/client/v3/createRoom", json={"preset": "public_chat"})[
+        "room_id"
+    ]
+    _owner = mallory
+    html = f'<a href="https://evil.example/login">{link}</a>'
+    resp = mallory.send_raw(
+        room,
+        {
+            "msgtype": "m.text",
+            "body": link,
+            "format": "org.matrix.custom.html",
+            "formatted_body": html,
+            "m.url_previews": [preview],
+        },
+    )
+    _refused(resp, "preview_card")
+    fresh = f"{phenom_site.origin}/p/trailer?t={unique('')}"
+    misdirected = mallory.send_raw(
+        room,
+        {
+            "msgtype": "m.text",
+            "body": fresh,
+            "format": "org.matrix.custom.html",
+            "formatted_body": f'<a href="https://evil.example/login">{fresh}</a>',
+        },
+    )
+    assert misdirected.status_code == 200, misdirected.text
+    control = mallory.send(room, f"control {fresh}")
+    eventually(lambda: _follow_ups(_owner, room, control), timeout=20)
+    assert _follow_ups(_owner, room, misdirected.json()["event_id"]) == []
+    # Under its own link it is accepted.
+    ok = mallory.send_raw(
+        room, {"msgtype": "m.text", "body": f"see {link}", "m.url_previews": [preview]}
+    )
+    assert ok.status_code == 200, ok.text

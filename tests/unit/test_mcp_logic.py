@@ -339,6 +339,9 @@ def test_verifier_accepts_cognito_shaped_tokens_only(signer: DevSigner) -> None:
             signer.sign({**claims, "iss": signer.issuer + "/"}),
             signer.token("c2", ["read"]),
             signer.sign(claims, kid="other"),
+            # A person's access token for the agent's app client (user auth flow on it).
+            signer.sign({**claims, "sub": "5f1c-user-sub", "username": "alice"}),
+            signer.sign({k: v for k, v in claims.items() if k != "sub"}),
         ):
             assert await v.verify_token(bad) is None
 

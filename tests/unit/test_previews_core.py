@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import asyncio
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import pytest
@@ -24,6 +25,7 @@ from synapse_phenom.previews.policy import (
     normalise_url,
     redirect_target,
 )
+from synapse_phenom.previews.resolver import FetchResponse, PreviewResolver
 
 PAGE = "https://thephenom.app/p/aurora"
 
@@ -408,3 +410,76 @@ def test_charset_from_header_decodes_the_page() -> None:
     assert http_charset("text/html; charset=nope") is None and http_charset(None) is None
     body = '<meta property="og:title" content="Café">'.encode("latin-1")
     assert parse.parse_html(body, "text/html; charset=iso-8859-1").meta["og:title"] == "Café"
+
+
+class _PageFetcher:
+    """Serves one HTML page for every URL (the resolver's fetcher interface)."""
+
+    def __init__(self, html: str) -> None:
+        self.html = html.encode()
+
+    async def fetch(
+        self, url: str, *, trusted: bool, accept: Sequence[str], max_bytes: int
+    ) -> FetchResponse:
+        return FetchResponse(200, {"content-type": "text/html; charset=utf-8"}, self.html)
+
+
+@pytest.mark.parametrize(
+    "canonical",
+    [
+        '<meta property="og:url" content="https://evil.example/login">',
+        '<meta property="og:url" content="//evil.example/p/aurora">',
+        '<link rel="canonical" href="https://thephenom.app.evil.example/p">',
+        '<meta property="og:url" content="https://thephenom.app@evil.example/">',
+        '<meta property="og:url" content="http://127.0.0.1:8080/admin">',
+    ],
+)
+def test_signed_cards_never_name_a_canonical_url_off_the_phenom_origins(canonical: str) -> None:
+    # og:url is what apps open from a card; the card is signed as the server's word, so it
+    # may only name a link the server checked: off-origin values fall back to the page.
+    html = f"<html><head><title>Aurora</title>{canonical}</head></html>"
+    resolver = PreviewResolver(ResolverConfig(), _PageFetcher(html))
+    result = asyncio.run(resolver.resolve(PAGE))
+    assert result.card is not None and result.card.canonical_url == PAGE
+    (entry,) = msc4095.previews_for([(PAGE, result.card)], lambda e: e)
+    assert entry["og:url"] == PAGE
+
+
+def test_canonical_url_on_a_phenom_origin_is_kept() -> None:
+    html = '<html><head><meta property="og:url" content="https://thephenom.app/p/aurora-2"></head></html>'
+    result = asyncio.run(PreviewResolver(ResolverConfig(), _PageFetcher(html)).resolve(PAGE))
+    assert (
+        result.card is not None and result.card.canonical_url == "https://thephenom.app/p/aurora-2"
+    )
+
+
+@pytest.mark.parametrize(
+    "link",
+    [
+        "https://thephenom.app\\@evil.example/",  # browser: thephenom.app; RFC 3986: evil.example
+        "https://thephenom.app:443\\@127.0.0.1/",
+        "https://thephenom.app\\evil.example/",
+        "https://thephenom%2Eapp/p/aurora",
+        "https://thephenom.app%2F@evil.example/",
+        "https://thephenom.app@evil.example/",
+    ],
+)
+def test_links_read_differently_by_url_parsers_get_no_card(link: str) -> None:
+    # A card vouches "this is Phenom's page": an app or OS that reads the link the RFC 3986
+    # way would open another host under it.
+    policy = OriginPolicy.from_config(ResolverConfig())
+    assert not policy.is_phenom_link(link)
+    assert policy.phenom_links(f"see {link} now", 5) == []
+
+
+@pytest.mark.parametrize(
+    "link",
+    [
+        "https://thephenom.app/p/aurora",
+        "HTTPS://THEPHENOM.APP:443/p/aurora",
+        "https://thephenom.app/p/tromsø-night",
+        "https://thephenom.app/p/x?u=a@b.c#@frag",
+    ],
+)
+def test_plain_phenom_links_still_get_cards(link: str) -> None:
+    assert OriginPolicy.from_config(ResolverConfig()).is_phenom_link(link)
