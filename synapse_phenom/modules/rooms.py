@@ -90,6 +90,10 @@ class PhenomRooms(RoomCreation, RoomLineage, RoomGate):
             api.delayed_background_call(100, self.ensure_rooms, desc="phenom_ensure_rooms")
             # Self-healing: cheap when every alias resolves.
             api.looping_background_call(self.ensure_rooms, 60_000, desc="phenom_ensure_rooms")
+        if push_defaults.available(api):  # the push-rules writer: defaults members never got
+            sweep, desc = self.sweep_notification_defaults, "phenom_notification_sweep"
+            api.delayed_background_call(10_000, sweep, desc=desc)  # once the rooms exist
+            api.looping_background_call(sweep, 3_600_000, desc=desc, run_on_all_instances=True)
         register_rooms(api, self)
         mark_loaded(api, "synapse_phenom.modules.rooms.PhenomRooms")  # modules.ops health
 
@@ -238,7 +242,15 @@ class PhenomRooms(RoomCreation, RoomLineage, RoomGate):
 
     async def _try(self, action: Any, key: str, *args: Any) -> bool:
         try:
-            await action(key, *args)
+            try:
+                await action(key, *args)
+            except SynapseError as err:
+                # The moderation module refused a join for the display name and reset the
+                # name to the localpart (display_names: profile): the next join goes through.
+                rule = err.error_dict(None).get("app.phenom.moderation.rule")
+                if not (isinstance(rule, str) and rule.startswith("display_name:")):
+                    raise
+                await action(key, *args)
             return True
         except LimitExceededError as err:
             # A burst of sign-ins can hit Synapse's per-room join limit: finish later.
