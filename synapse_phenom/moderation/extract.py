@@ -131,7 +131,10 @@ class Extracted:
     hrefs: list[str] = attrs.field(factory=list)  # link targets from HTML
     user_mentions: set[str] = attrs.field(factory=set)  # from m.mentions
     room_mention: bool = False
-    mentions_declared: bool = False  # m.mentions present (then body "@room" does not notify)
+    # Top-level m.mentions present: Synapse then skips its legacy body rules (@room, names).
+    # Only the top level counts, as in Synapse: an m.mentions nested anywhere else (an
+    # edit's m.new_content, a custom key) must not switch the legacy checks off.
+    mentions_declared: bool = False
     msgtypes: list[str] = attrs.field(factory=list)
     media: list[Media] = attrs.field(factory=list)
     bodies: list[str] = attrs.field(factory=list)  # plain "body" strings (legacy highlights)
@@ -261,7 +264,6 @@ def _visit_mapping(value: Mapping[str, Any], out: Extracted, event_type: str) ->
         out.media.append(media)
     mentions = value.get("m.mentions")
     if isinstance(mentions, Mapping):
-        out.mentions_declared = True
         ids = mentions.get("user_ids")
         if isinstance(ids, list):
             out.user_mentions.update(i for i in ids if isinstance(i, str))
@@ -280,6 +282,9 @@ def extract(event_type: str, content: Mapping[str, Any]) -> Extracted:
     """Texts, link targets, mentions and media of any event's content. Total: whatever
     the shape of ``content`` (nesting, types, markup), it returns and never raises."""
     out = Extracted()
+    out.mentions_declared = isinstance(content, Mapping) and isinstance(
+        content.get("m.mentions"), Mapping
+    )
     stack: list[tuple[str, Any]] = [("", content)]
     while stack:
         key, value = stack.pop()

@@ -21,7 +21,7 @@ from synapse_phenom.moderation import extract as ex
 from synapse_phenom.moderation import links as lk
 from synapse_phenom.moderation.config import RoomPolicy
 from synapse_phenom.moderation.keywords import KeywordMatcher
-from synapse_phenom.moderation.mentions import Highlights
+from synapse_phenom.moderation.mentions import Highlights, says_room
 from synapse_phenom.moderation.normalize import fold, strip_invisible, visual_variant
 
 FORBIDDEN = "M_FORBIDDEN"
@@ -271,7 +271,7 @@ class CompiledPolicy:
     ) -> Violation | None:
         mentions = self.policy.mentions
         if not mentions.allow_room_mention:
-            body_room = not e.mentions_declared and any("@room" in t for t in e.texts)
+            body_room = not e.mentions_declared and any(says_room(t) for t in e.texts)
             if e.room_mention or body_room:
                 return Violation(
                     "mentions:room",
@@ -392,7 +392,9 @@ class CompiledPolicy:
             if found:
                 return found
         if self.policy.keywords and clean:
-            hit = self.keywords.find(fold("\n".join(clean)))
+            # ``fold`` reads the texts as written (it drops what ``strip_invisible`` does):
+            # NFKC first would already have split parenthesized letters ("⒝" -> "(b)").
+            hit = self.keywords.find(fold("\n".join(texts)))
             if hit is not None:
                 rule = self.policy.keywords[hit.rule]
                 return Violation(

@@ -1,0 +1,145 @@
+"""Issue 9, second adversarial pass: variants of the bypass classes that the first fixes
+missed. Each test names the class; every case failed before its fix."""
+
+# ruff: noqa: RUF001  (look-alike characters are the point of these tests)
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from synapse_phenom.moderation.config import ModerationConfig, default_module_config
+from synapse_phenom.moderation.mentions import MemberIndex, says_room
+from synapse_phenom.moderation.normalize import fold
+from synapse_phenom.moderation.rules import CompiledPolicy
+
+COMMUNITY = CompiledPolicy(
+    "community", ModerationConfig.model_validate(default_module_config()).policies["community"]
+)
+MEMBERS = MemberIndex([(f"@user{i}:x", f"Name {i}") for i in range(10)])
+SIX_NAMES = "user0 user1 user2 user3 user4 user5"
+
+
+def text(body: str, **extra: Any) -> dict[str, Any]:
+    return {"msgtype": "m.text", "body": body, **extra}
+
+
+def rule_of(content: dict[str, Any], event_type: str = "m.room.message", **kw: Any) -> str | None:
+    v = COMMUNITY.check(event_type, content, **kw)
+    return v.rule if v else None
+
+
+# -- legacy mentions: only a TOP-LEVEL m.mentions switches Synapse's body rules off -------
+
+NESTED_MENTIONS = [
+    {"x": {"m.mentions": {}}},
+    {"m.new_content": {"msgtype": "m.text", "body": "hi", "m.mentions": {}}},
+    {"m.relates_to": {"m.in_reply_to": {"event_id": "$a"}, "m.mentions": {"user_ids": []}}},
+    {"info": [{"m.mentions": {"room": False}}]},
+]
+
+
+@pytest.mark.parametrize("extra", NESTED_MENTIONS)
+def test_nested_m_mentions_does_not_disable_legacy_room_mention(extra: dict[str, Any]) -> None:
+    assert rule_of(text("@room look", **extra)) == "mentions:room"
+
+
+@pytest.mark.parametrize("extra", NESTED_MENTIONS)
+def test_nested_m_mentions_does_not_disable_legacy_highlights(extra: dict[str, Any]) -> None:
+    assert rule_of(text(SIX_NAMES, **extra), members=MEMBERS) == "mentions:users"
+
+
+def test_top_level_m_mentions_still_disables_legacy_rules() -> None:
+    assert rule_of(text("@room look", **{"m.mentions": {}})) is None
+    assert rule_of(text(SIX_NAMES, **{"m.mentions": {}}), members=MEMBERS) is None
+
+
+# -- @room as Synapse (case-insensitive) and readers see it -------------------------------
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        "@ROOM",
+        "hey @Room!",
+        "@r\u200boom",
+        "@\u2060room",
+        "@ro\u00adom",
+        "＠room",  # full-width at sign
+        "﹫room",  # small at sign
+        "@rооm",  # Cyrillic o
+        "@ʀᴏᴏᴍ",  # small capitals
+        "@ｒｏｏｍ",
+        "@r\u0301oom",
+    ],
+)
+def test_room_mention_variants(body: str) -> None:
+    assert says_room(body)
+    assert rule_of(text(body)) == "mentions:room"
+
+
+@pytest.mark.parametrize("body", ["a @ room", "@ro om", "@ bob room"])
+def test_room_mention_needs_the_word(body: str) -> None:
+    assert not says_room(body)
+
+
+# -- legacy highlights fold case as Synapse's case-insensitive match ----------------------
+
+
+def test_legacy_highlights_fold_case_like_synapse() -> None:
+    members = MemberIndex(
+        [("@a:x", "Νίκος"), ("@b:x", "ǅemal"), ("@c:x", "Ünal"), ("@d:x", "Ωmega")]
+        + [(f"@e{i}:x", None) for i in range(3)]
+    )
+    # Final and medial sigma, titlecase digraphs: one case-insensitive class each.
+    assert members.named_in("νίκοσ") == {"@a:x"}
+    assert members.named_in("ΝΊΚΟΣ ǆemal ÜNAL ωMEGA e0 e1") == {
+        "@a:x",
+        "@b:x",
+        "@c:x",
+        "@d:x",
+        "@e0:x",
+        "@e1:x",
+    }
+    assert rule_of(text("νίκοσ ǆemal ünal ωmega e0 e1"), members=members) == "mentions:users"
+
+
+# -- Unicode: marks of any combining class, format characters, boxed letters ----------------
+
+FOLDING_VARIANTS = [
+    "bad\u20e3word",  # combining enclosing keycap (combining class 0)
+    "b\u20dda\u20ddd\u20ddw\u20ddo\u20ddr\u20ddd\u20dd",  # enclosing circles
+    "b\u20dea\u20ded\u20dew\u20deo\u20der\u20ded\u20de",  # enclosing squares
+    "bad\u0903word",  # a spacing mark
+    "bad\ufff9word",  # interlinear annotation anchor (Cf, not default-ignorable)
+    "bad\U00013430word",  # Egyptian hieroglyph format control
+    "🅑🅐🅓🅦🅞🅡🅓",  # negative circled
+    "🅱🅰🅳🆆🅾🆁🅳",  # negative squared
+    "🄱🄰🄳🅆🄾🅁🄳",  # squared
+    "⒝⒜⒟⒲⒪⒭⒟",  # parenthesized (NFKD would make "(b)(a)...")
+    "🇧\u200b🇦\u200b🇩\u200b🇼\u200b🇴\u200b🇷\u200b🇩",  # regional indicators, kept apart
+    "ⓑⓐⓓⓦⓞⓡⓓ",
+    "🅵🆁🅴🅴 🅲🆁🆈🅿🆃🅾",
+    "⒡⒭⒠⒠ ⒞⒭⒴⒫⒯⒪",
+]
+
+
+@pytest.mark.parametrize("body", FOLDING_VARIANTS)
+def test_unicode_folding_variants(body: str) -> None:
+    assert rule_of(text(body)) == "keywords:blocked words"
+    assert fold(fold(body)) == fold(body)
+
+
+@pytest.mark.parametrize("name", ["🅑🅐🅓🅦🅞🅡🅓", "⒝⒜⒟⒲⒪⒭⒟", "bad\u20e3word"])
+def test_display_names_fold_boxed_letters(name: str) -> None:
+    v = COMMUNITY.check_display_name(name)
+    assert v is not None and v.rule == "keywords:blocked words"
+
+
+@pytest.mark.parametrize(
+    "body",
+    ["नमस्ते, आप कैसे हैं?", "สวัสดีครับ", "வணக்கம்", "1️⃣ 2️⃣ #️⃣", "🇫🇷 🇩🇪 🇯🇵 🇺🇸", "Ⓒ 2026 ⓘ info"],
+)
+def test_marks_and_boxed_letters_do_not_cause_false_positives(body: str) -> None:
+    assert rule_of(text(body)) is None
