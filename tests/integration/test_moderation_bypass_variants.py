@@ -1,0 +1,107 @@
+"""Issue 9, second adversarial pass, through the real Synapse: variants of the bypass
+classes the first fixes missed (tests/unit/test_moderation_variants.py has more of each)."""
+
+# ruff: noqa: RUF001  (look-alike characters are the point of these tests)
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from harness import MatrixClient, SynapseStack, eventually
+
+pytestmark = pytest.mark.synapse
+
+
+def text(body: str, **extra: Any) -> dict[str, Any]:
+    return {"msgtype": "m.text", "body": body, **extra}
+
+
+def plain_users(synapse: SynapseStack) -> Iterator[MatrixClient]:
+    """Fresh plain users, each refused at most four times (the fifth refusal mutes)."""
+    while True:
+        user = synapse.register()
+        for _ in range(4):
+            yield user
+
+
+def refused_by(synapse: SynapseStack, cases: list[tuple[dict[str, Any], str]]) -> None:
+    room = synapse.rooms["community"]
+    users = plain_users(synapse)
+    failures = []
+    for content, rule in cases:
+        resp = next(users).send_raw(room, content)
+        got = resp.json().get("app.phenom.moderation.rule", "") if resp.status_code != 200 else ""
+        if resp.status_code != 403 or not got.startswith(rule):
+            failures.append((content, resp.status_code, resp.text[:200]))
+    assert not failures, failures
+
+
+def test_legacy_mention_rules_are_not_switched_off_by_a_nested_m_mentions(
+    synapse: SynapseStack,
+) -> None:
+    """Synapse applies its legacy body rules unless the TOP-LEVEL content has m.mentions."""
+    room = synapse.rooms["community"]
+    members = [synapse.register() for _ in range(6)]
+    sender = synapse.register()
+    assert sender.send_raw(room, text("hello")).status_code == 200
+    names = "hi " + " ".join(m.localpart for m in members)
+    nested = {"m.new_content": {"msgtype": "m.text", "body": "x", "m.mentions": {}}}
+    refused_by(
+        synapse,
+        [
+            (text(names, x={"m.mentions": {}}), "mentions:users"),
+            (text(names, **nested), "mentions:users"),
+            (text("@room look", x={"m.mentions": {}}), "mentions:room"),
+            (text("@ROOM look"), "mentions:room"),
+            (text("@r\u200boom look"), "mentions:room"),
+            (text("＠room look"), "mentions:room"),
+        ],
+    )
+    # A top-level m.mentions still turns the legacy rules off, as in Synapse.
+    assert sender.send_raw(room, text(names, **{"m.mentions": {}})).status_code == 200
+
+
+def test_boxed_letters_and_marks_fold_to_the_keyword(synapse: SynapseStack) -> None:
+    refused_by(
+        synapse,
+        [
+            (text("🅑🅐🅓🅦🅞🅡🅓"), "keywords"),
+            (text("⒝⒜⒟⒲⒪⒭⒟"), "keywords"),
+            (text("🇧\u200b🇦\u200b🇩\u200b🇼\u200b🇴\u200b🇷\u200b🇩"), "keywords"),
+            (text("bad\u20e3word"), "keywords"),
+            (text("b\u20dda\u20ddd\u20ddw\u20ddo\u20ddr\u20ddd\u20dd"), "keywords"),
+            (text("bad\ufff9word"), "keywords"),
+        ],
+    )
+
+
+def test_membership_reasons_and_invitee_names_are_checked(synapse: SynapseStack) -> None:
+    """Reasons (leave, join...) are shown in the timeline: one breaking the room's rules is
+    removed, and the membership change itself still happens."""
+    room = synapse.rooms["community"]
+    user = synapse.register()
+    user.call(
+        "POST", f"/_matrix/client/v3/rooms/{room}/leave", json={"reason": "free crypto at evil.com"}
+    )
+    left = user.state(room, "m.room.member", user.user_id)
+    assert left.status_code in (200, 403)  # a user who left may not read the state any more
+    team = synapse.register()
+    with synapse.admin() as admin:
+        admin.provision(team.user_id, ["team"])
+
+    def member() -> dict[str, Any]:
+        return dict(team.state(room, "m.room.member", user.user_id).json())
+
+    gone = eventually(lambda: member().get("membership") == "leave" and member())
+    assert "reason" not in gone, gone
+    user.call(
+        "POST", f"/_matrix/client/v3/rooms/{room}/join", json={"reason": "ʙᴀᴅᴡᴏʀᴅ https://evil.com"}
+    )
+    back = eventually(lambda: member().get("membership") == "join" and member())
+    assert "reason" not in back, back
+    # A clean reason stays.
+    user.call("POST", f"/_matrix/client/v3/rooms/{room}/leave", json={"reason": "see you"})
+    clean = eventually(lambda: member().get("membership") == "leave" and member())
+    assert clean.get("reason") == "see you", clean
