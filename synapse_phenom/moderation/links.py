@@ -34,10 +34,36 @@ _MATRIX_URI = re.compile(r"(?i)\bmatrix:(?:r|roomid|u|user)/[^\s<>\"'`]+")
 _MXID = re.compile(r"(?<![\w/#])@[a-z0-9._=\-/+]+:[a-z0-9.\-]+(?::\d+)?", re.IGNORECASE)
 
 
+# A bare IPv4 address (Android's Linkify, used by many mobile clients, links
+# ``192.168.0.1:8080/x`` without a scheme). Found from its first dot: a pattern that starts
+# with a literal is a fast scan in ``re``; the leading octet is read back by hand.
+_IPV4_TAIL = re.compile(r"\.([0-9]{1,3})\.([0-9]{1,3})\.([0-9]{1,3})(?![\w]|\.[0-9])")
+
+
+def _bare_ipv4(text: str) -> list[str]:
+    out = []
+    for m in _IPV4_TAIL.finditer(text):
+        dot = m.start()
+        start = dot
+        while start > max(0, dot - 3) and "0" <= text[start - 1] <= "9":
+            start -= 1
+        before = text[start - 1] if start > 0 else " "
+        if start == dot or before.isalnum() or before in "._-@":
+            continue  # no first octet, or part of a longer name or number
+        if any(int(octet) > 255 for octet in (text[start:dot], *m.groups())):
+            continue
+        end = m.end()
+        if end < len(text) and text[end] in "/?#:":
+            end = _TAIL.match(text, end).end()  # type: ignore[union-attr]
+        out.append(text[start:end])
+    return out
+
+
 def find_urls(text: str) -> list[str]:
     """URL-like strings in ``text``: scheme URLs, ``www.`` hosts, bare domains with a
-    known TLD, ``matrix:`` URIs. Driven by literal markers (``://``, ``www.``, ``.tld``)
-    so ordinary chat costs a few substring searches, not a regex over every word."""
+    known TLD, bare IPv4 addresses, ``matrix:`` URIs. Driven by literal markers (``://``,
+    ``www.``, ``.tld``) so ordinary chat costs a few substring searches, not a regex over
+    every word."""
     if "." not in text and ":" not in text:
         return []
     low = text.lower()
@@ -81,6 +107,7 @@ def find_urls(text: str) -> list[str]:
         if end < len(text) and text[end] in "/?#:":
             end = _TAIL.match(text, end).end()  # type: ignore[union-attr]
         found.append(text[start:end])
+    found.extend(u for u in _bare_ipv4(text) if not covered(text.find(u)))
     if "matrix:" in low:
         found.extend(_MATRIX_URI.findall(text))
     return found

@@ -98,12 +98,6 @@ def flood_counts(event_type: str, is_state: bool, exempt_types: Iterable[str]) -
     return event_type not in exempt_types
 
 
-def _soft_readings(text: str) -> tuple[str, ...]:
-    if ex.SOFT_BREAK not in text:
-        return (text,)
-    return (text.replace(ex.SOFT_BREAK, ""), text.replace(ex.SOFT_BREAK, " "))
-
-
 def unreadable_violation(detail: str) -> Violation:
     return Violation(
         UNREADABLE,
@@ -381,9 +375,10 @@ class CompiledPolicy:
     ) -> Violation | None:
         limit = self.max_scan_chars
         texts = [t[:limit] for t in e.texts if t]
-        if any(ex.SOFT_BREAK in t for t in texts):
-            # An inline box between words (an image, an SVG...): read both ways.
-            texts = [v for t in texts for v in _soft_readings(t)]
+        if any(ex.SOFT_BREAK in t or ex.HIDDEN_START in t for t in texts):
+            # An inline box between words (an image, an SVG...), content a client may
+            # hide: every reading is checked.
+            texts = [v for t in texts for v in ex.readings(t)]
         # What readers see of bidi-reordered text is checked as well as the stored order.
         texts += [v for v in map(visual_variant, texts) if v is not None]
         clean = [strip_invisible(t) for t in texts]

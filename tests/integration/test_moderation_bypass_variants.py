@@ -77,6 +77,23 @@ def test_boxed_letters_and_marks_fold_to_the_keyword(synapse: SynapseStack) -> N
     )
 
 
+def test_html_read_as_browsers_and_sanitizing_clients_show_it(synapse: SynapseStack) -> None:
+    def html(markup: str) -> dict[str, Any]:
+        return text("hello", format="org.matrix.custom.html", formatted_body=markup)
+
+    refused_by(
+        synapse,
+        [
+            (html("bad<!-- x -->word"), "keywords"),
+            (html("bad<img alt='word' src='mxc://a/b'>"), "keywords"),
+            (html("bad<section></section>word"), "keywords"),
+            (html("spam<template>coin</template>"), "keywords"),
+            (html("bad<mx-reply>x</mx-reply>word"), "keywords"),
+            (text("log in at 192.168.0.1:8080/login"), "links:domain"),
+        ],
+    )
+
+
 def test_membership_reasons_and_invitee_names_are_checked(synapse: SynapseStack) -> None:
     """Reasons (leave, join...) are shown in the timeline: one breaking the room's rules is
     removed, and the membership change itself still happens."""

@@ -143,3 +143,57 @@ def test_display_names_fold_boxed_letters(name: str) -> None:
 )
 def test_marks_and_boxed_letters_do_not_cause_false_positives(body: str) -> None:
     assert rule_of(text(body)) is None
+
+
+# -- HTML: read as a browser AND as a sanitizing client renders it --------------------------
+
+HTML_VARIANTS = [
+    "bad<!-- x -->word",  # a comment shows as nothing
+    "bad<!---->word",
+    "bad<span title='x'></span>word",  # a tooltip is not in the line
+    "bad<img alt='x' src='mxc://a/b'>word",
+    "bad<img alt='word' src='mxc://a/b'>",  # alt text replaces a broken image
+    "bad<section></section>word",  # clients strip tags outside the Matrix subset
+    "bad<article>word</article>",
+    "bad<dl></dl>word",
+    "bad<option></option>word",
+    "spam<template>coin</template>",  # a sanitizer keeps the template's text inline
+    "bad<template>x</template>word",  # a browser shows no template content
+    "bad<title>x</title>word",
+    "bad<mx-reply>x</mx-reply>word",  # clients strip the reply fallback
+    "<ruby>bad<rt>x</rt>word</ruby>",  # the annotation is above, not between
+    "bad<script>x</script>word",
+]
+
+
+@pytest.mark.parametrize("markup", HTML_VARIANTS)
+def test_html_every_reading(markup: str) -> None:
+    content = text("hello", format="org.matrix.custom.html", formatted_body=markup)
+    assert rule_of(content) == "keywords:blocked words"
+
+
+@pytest.mark.parametrize(
+    "markup",
+    ["bad<p></p>word", "bad<br>word", "<ul><li>bad</li><li>word</li></ul>", "bad<hr>word"],
+)
+def test_html_spec_blocks_still_separate_words(markup: str) -> None:
+    content = text("hello", format="org.matrix.custom.html", formatted_body=markup)
+    assert rule_of(content) is None
+
+
+# -- links: bare IPv4 addresses (Android's Linkify links them) ------------------------------
+
+
+@pytest.mark.parametrize(
+    "body",
+    ["see 127.0.0.1", "go to 192.168.0.1:8080/login", "8.8.8.8/x", "(10.0.0.1)", "ip=1.2.3.4,"],
+)
+def test_bare_ipv4_is_a_link(body: str) -> None:
+    assert rule_of(text(body)) == "links:domain"
+
+
+@pytest.mark.parametrize(
+    "body", ["version 1.2.3 is out", "v1.2.3.4", "10.0.0.256", "1.2.3.4.5", "pi is 3.14159"]
+)
+def test_numbers_with_dots_are_not_ipv4_links(body: str) -> None:
+    assert rule_of(text(body)) is None
