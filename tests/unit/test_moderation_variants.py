@@ -197,3 +197,29 @@ def test_bare_ipv4_is_a_link(body: str) -> None:
 )
 def test_numbers_with_dots_are_not_ipv4_links(body: str) -> None:
     assert rule_of(text(body)) is None
+
+
+# -- phrases: the words joined, or joined by an invisible or punctuation separator ---------
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        "freecrypto",
+        "free\u200bcrypto",
+        "free\u2060crypto",
+        "free\u180ecrypto",
+        "free-crypto",
+        "free_crypto",
+        "free.crypto",
+        "#FreeCrypto",
+        "ꜰʀᴇᴇ\u200bᴄʀʏᴘᴛᴏ",
+    ],
+)
+def test_phrase_keyword_spellings(body: str) -> None:
+    assert rule_of(text(body)) == "keywords:blocked words"
+
+
+def test_phrase_spellings_keep_word_boundaries() -> None:
+    assert rule_of(text("carefree cryptography")) is None
+    assert rule_of(text("freecryptography")) is None
