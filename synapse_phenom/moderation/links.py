@@ -6,10 +6,12 @@ import contextlib
 import functools
 import re
 from collections.abc import Iterable
+from typing import Any
 from urllib.parse import unquote
 
 import ada_url
 import attrs
+import regex
 from publicsuffixlist import PublicSuffixList
 
 from synapse_phenom.moderation.normalize import fold
@@ -28,6 +30,10 @@ def is_tld(label: str) -> bool:
 _TAIL = re.compile(r"[^\s<>\"'`]*")
 # The labels before a TLD, IDN labels included (clients link пример.рф too).
 _LABELS_BEFORE = re.compile(r"[^\W_][\w.-]*$")
+# Browsers and linkifiers (linkifyjs, Android's Linkify) also take symbols, emoji and
+# combining marks as label characters (IDNA maps them: "💩.la", "i❤.ws", "evil\u0338.com"):
+# for non-ASCII text a second, wider reading of the labels is checked as well.
+_WIDE_LABELS_BEFORE = regex.compile(r"(?:[\w.-]|[^\x00-\x7f\s\p{P}\p{C}\p{Z}])+$")
 _SCHEMES = ("https", "http", "ftp")
 _MATRIX_URI = re.compile(r"(?i)\bmatrix:(?:r|roomid|u|user)/[^\s<>\"'`]+")
 # A bare user ID typed into the body: @localpart:server
@@ -95,22 +101,31 @@ def find_urls(text: str) -> list[str]:
         if covered(dot):
             continue
         head = text[max(0, dot - 253) : dot]
-        labels = _LABELS_BEFORE.search(head)
-        start = dot - (len(head) - labels.start()) if labels else dot
-        while start < dot and text[start] in ".-":
-            start += 1
-        if start == dot or (start > 0 and text[start - 1] == "@"):
-            continue  # no label, or an e-mail address
-        if start > 0 and text[start - 1] == ":" and _word_before(text, start - 1).startswith("@"):
-            continue  # the server of a user ID (@alice:matrix.org), shown as a mention
         end = m.end()
         if end < len(text) and text[end] in "/?#:":
             end = _TAIL.match(text, end).end()  # type: ignore[union-attr]
-        found.append(text[start:end])
+        patterns = (_LABELS_BEFORE,) if head.isascii() else (_LABELS_BEFORE, _WIDE_LABELS_BEFORE)
+        for start in {_label_start(text, dot, head, p) for p in patterns}:
+            if start is not None:
+                found.append(text[start:end])
     found.extend(u for u in _bare_ipv4(text) if not covered(text.find(u)))
     if "matrix:" in low:
         found.extend(_MATRIX_URI.findall(text))
     return found
+
+
+def _label_start(text: str, dot: int, head: str, labels_re: Any) -> int | None:
+    """Where the host before ``dot`` starts, None when it is no host (no label, an
+    e-mail address, the server of a user ID)."""
+    labels = labels_re.search(head)
+    start = dot - (len(head) - labels.start()) if labels else dot
+    while start < dot and text[start] in ".-":
+        start += 1
+    if start == dot or (start > 0 and text[start - 1] == "@"):
+        return None  # no label, or an e-mail address
+    if start > 0 and text[start - 1] == ":" and _word_before(text, start - 1).startswith("@"):
+        return None  # the server of a user ID (@alice:matrix.org), shown as a mention
+    return start
 
 
 def _word_before(text: str, pos: int) -> str:

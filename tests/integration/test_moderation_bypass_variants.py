@@ -90,6 +90,10 @@ def test_html_read_as_browsers_and_sanitizing_clients_show_it(synapse: SynapseSt
             (html("spam<template>coin</template>"), "keywords"),
             (html("bad<mx-reply>x</mx-reply>word"), "keywords"),
             (text("log in at 192.168.0.1:8080/login"), "links:domain"),
+            (text("see 💩.la now"), "links:domain"),
+            (text("evil❤.com"), "links:domain"),
+            (text("free\u200bcrypto"), "keywords"),
+            (text("#FreeCrypto"), "keywords"),
         ],
     )
 

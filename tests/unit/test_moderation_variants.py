@@ -223,3 +223,22 @@ def test_phrase_keyword_spellings(body: str) -> None:
 def test_phrase_spellings_keep_word_boundaries() -> None:
     assert rule_of(text("carefree cryptography")) is None
     assert rule_of(text("freecryptography")) is None
+
+
+# -- links: hosts with emoji, symbols or marks (IDNA maps them; linkifiers link them) -------
+
+
+@pytest.mark.parametrize(
+    "body",
+    ["see 💩.la now", "i❤.ws", "evil❤.com", "👍.com", "evil\u0338.com", "go i♥thephenom.app"],
+)
+def test_symbol_and_emoji_hosts_are_links(body: str) -> None:
+    assert rule_of(text(body)) == "links:domain"
+
+
+@pytest.mark.parametrize(
+    "body",
+    ["«thephenom.app»", "“thephenom.app”", "see thephenom.app👍", "👍 thephenom.app", "ça va"],
+)
+def test_symbols_around_an_allowed_host_stay_allowed(body: str) -> None:
+    assert rule_of(text(body)) is None
