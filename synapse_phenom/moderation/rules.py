@@ -374,7 +374,11 @@ class CompiledPolicy:
         self, e: ex.Extracted, new_until: float | None, what: str = "room"
     ) -> Violation | None:
         limit = self.max_scan_chars
-        texts = [t[:limit] for t in e.texts if t]
+        if any(len(t) > limit for t in e.texts):
+            # Never check a prefix and let the rest through unread: a text too long to
+            # check is refused (events are at most 64 KiB: only a lowered limit does this).
+            return unreadable_violation(f"a text longer than max_scan_chars ({limit})")
+        texts = [t for t in e.texts if t]
         if any(ex.SOFT_BREAK in t or ex.HIDDEN_START in t for t in texts):
             # An inline box between words (an image, an SVG...), content a client may
             # hide: every reading is checked.

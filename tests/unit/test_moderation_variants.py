@@ -242,3 +242,22 @@ def test_symbol_and_emoji_hosts_are_links(body: str) -> None:
 )
 def test_symbols_around_an_allowed_host_stay_allowed(body: str) -> None:
     assert rule_of(text(body)) is None
+
+
+# -- length: nothing past max_scan_chars goes unread ----------------------------------------
+
+
+def test_text_past_max_scan_chars_is_refused_not_cut() -> None:
+    policy = ModerationConfig.model_validate(default_module_config()).policies["community"]
+    small = CompiledPolicy("community", policy, max_scan_chars=1024)
+    tail = "x " * 600 + "badword"
+    for content in (
+        text(tail),
+        text("hi", format="org.matrix.custom.html", formatted_body=f"<p>{tail}</p>"),
+        text("hi", **{"m.new_content": {"body": "y " * 600 + "https://evil.com"}}),
+    ):
+        v = small.check("m.room.message", content)
+        assert v is not None and v.rule == "unreadable", content
+    assert small.check("m.room.message", text("x " * 500)) is None
+    v = small.check_display_name("n" * 1100 + " badword")
+    assert v is not None and v.rule == "unreadable"
