@@ -5,6 +5,7 @@ classes the first fixes missed (tests/unit/test_moderation_variants.py has more 
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -126,3 +127,27 @@ def test_membership_reasons_and_invitee_names_are_checked(synapse: SynapseStack)
     user.call("POST", f"/_matrix/client/v3/rooms/{room}/leave", json={"reason": "see you"})
     clean = eventually(lambda: member().get("membership") == "leave" and member())
     assert clean.get("reason") == "see you", clean
+
+
+def test_a_muted_user_cannot_rename_in_the_room_but_can_leave(synapse: SynapseStack) -> None:
+    room = synapse.rooms["community"]
+    user = synapse.register()
+    for i in range(5):
+        user.send_raw(room, text(f"badword {i}"))
+    assert user.send_raw(room, text("clean")).json().get("app.phenom.moderation.rule") == "mute"
+    member = user.state(room, "m.room.member", user.user_id).json()
+    resp = user.send_state(
+        room, "m.room.member", {**member, "displayname": "look at me"}, state_key=user.user_id
+    )
+    assert resp.status_code == 403, resp.text
+    # A profile change reaches every room but this one (given time to propagate).
+    user.call(
+        "PUT",
+        f"/_matrix/client/v3/profile/{user.user_id}/displayname",
+        json={"displayname": "renamed while muted"},
+    )
+    time.sleep(1)
+    assert user.state(room, "m.room.member", user.user_id).json().get("displayname") != (
+        "renamed while muted"
+    )
+    user.call("POST", f"/_matrix/client/v3/rooms/{room}/leave", json={})
