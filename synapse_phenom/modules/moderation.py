@@ -144,8 +144,9 @@ class PhenomModeration(ContentChecks, DisplayNames, ModeratorNotices):
         v: Violation,
         action: str = "block",
     ) -> int | None:
-        """Audit (and escalate) a violation; notify moderators in the background."""
-        await self._ensure_schema()
+        """Audit (and escalate) a violation; notify moderators in the background. The
+        decision is made: a failure to record it never turns the refusal into an accept
+        (it is logged and counted as an infrastructure failure)."""
         policy = view.compiled.policy
         esc = policy.escalation
         row = store.AuditRow(
@@ -154,9 +155,15 @@ class PhenomModeration(ContentChecks, DisplayNames, ModeratorNotices):
         escalation = (
             (esc.violations, esc.window_seconds * 1000, esc.mute_seconds * 1000) if esc else None
         )
-        muted_until = await self._api.run_db_interaction(
-            "phenom_moderation_record", store.record, row, escalation
-        )
+        try:
+            await self._ensure_schema()
+            muted_until = await self._api.run_db_interaction(
+                "phenom_moderation_record", store.record, row, escalation
+            )
+        except Exception:
+            logger.exception("Could not record the moderation %s of %s", action, user_id)
+            CHECK_FAILURES.labels("infrastructure").inc()
+            muted_until = None
         # Label by rule kind only: rule names can come from live policies (unbounded).
         kind = kind_of(v.rule)
         ACTIONS.labels(view.policy_name, kind, action).inc()

@@ -151,3 +151,24 @@ def test_a_muted_user_cannot_rename_in_the_room_but_can_leave(synapse: SynapseSt
         "renamed while muted"
     )
     user.call("POST", f"/_matrix/client/v3/rooms/{room}/leave", json={})
+
+
+def test_user_text_in_the_audit_row_never_turns_a_refusal_into_an_accept(
+    synapse: SynapseStack,
+) -> None:
+    """The audit row holds user text (a link, a msgtype, the event type): characters the
+    database cannot store (NUL on PostgreSQL) must neither fail the check open nor lose
+    the audit row."""
+    six = {"m.mentions": {"user_ids": [f"@u{i}:localhost" for i in range(6)]}}
+    users = plain_users(synapse)
+    room = synapse.rooms["community"]
+    for event_type, content, rule in [
+        ("m.room.message", text("see https://evil.com/\u0000x"), "links:domain"),
+        ("m.room.message", text("see evil.com/\u0000"), "links:domain"),
+        ("org.example%00x", six, "mentions:users"),  # (percent-encoded in the path)
+    ]:
+        user = next(users)
+        path = f"/_matrix/client/v3/rooms/{room}/send/{event_type}/nul{time.time_ns()}"
+        resp = user.request("PUT", path, json=content)
+        assert resp.status_code == 403, (event_type, resp.status_code, resp.text)
+        assert resp.json().get("app.phenom.moderation.rule") == rule, resp.text

@@ -261,3 +261,17 @@ def test_text_past_max_scan_chars_is_refused_not_cut() -> None:
     assert small.check("m.room.message", text("x " * 500)) is None
     v = small.check_display_name("n" * 1100 + " badword")
     assert v is not None and v.rule == "unreadable"
+
+
+# -- the audit row stores any user text (PostgreSQL refuses NUL) ----------------------------
+
+
+def test_audit_row_text_is_always_storable() -> None:
+    from synapse_phenom.moderation import store
+
+    assert store._storable("https://evil.com/\x00x") == "https://evil.com/\ufffdx"
+    assert store._storable("bad\ud800") == "bad?"
+    assert store._storable(5) == 5
+    v = COMMUNITY.check("m.room.message", text("see https://evil.com/\x00x"))
+    assert v is not None and v.rule == "links:domain"
+    assert "\x00" not in store._storable(v.detail)
