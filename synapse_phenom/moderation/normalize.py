@@ -150,7 +150,14 @@ def _build_run_table() -> dict[int, str | None]:
         elif ch in _LEET:
             table[ord(ch)] = _LEET[ch]
         elif unicodedata.category(ch)[0] in "LN":
+            # The letter as written first: a capital often imitates another Latin letter
+            # than its lower case does (Greek capital beta is a B, small beta is not).
+            # Then its case-folded form (Cherokee small letters fold to the capitals
+            # that imitate Latin ones).
             latin = _as_latin(ch, confusables)
+            folded = ch.casefold()
+            if latin is None and len(folded) == 1 and folded != ch:
+                latin = _as_latin(folded, confusables)
             if latin is not None:
                 table[ord(ch)] = latin
     return table
@@ -194,7 +201,8 @@ def _fold_run(match: re.Match[str]) -> str:
         # The run has no ASCII: a "(" comes from a parenthesized form ("⒝" -> "(b)"),
         # which is one letter to a reader, not a word between brackets.
         nfkd = unicodedata.normalize("NFKD", run.translate(_PRE_TABLE))
-    return nfkd.casefold().translate(_RUN_TABLE)
+    # Look-alikes are mapped before case folding (see _build_run_table), the rest after.
+    return nfkd.translate(_RUN_TABLE).casefold()
 
 
 def fold(text: str) -> str:

@@ -275,3 +275,23 @@ def test_audit_row_text_is_always_storable() -> None:
     v = COMMUNITY.check("m.room.message", text("see https://evil.com/\x00x"))
     assert v is not None and v.rule == "links:domain"
     assert "\x00" not in store._storable(v.detail)
+
+
+# -- capitals imitate other Latin letters than their lower case (Greek capital beta is a B) --
+
+
+@pytest.mark.parametrize(
+    "body",
+    ["ΒΑDWΟRD", "ВАDWОRD", "ΒΑⅮWΟRD", "SСАМ", "ЅСАМ now", "FREE СRYРТО", "ꓐꓮꓓꓪꓳꓣꓓ", "ΒΑDWΟRD!"],
+)
+def test_capital_look_alikes(body: str) -> None:
+    assert rule_of(text(body)) == "keywords:blocked words"
+    assert fold(fold(body)) == fold(body)
+
+
+@pytest.mark.parametrize(
+    "body",
+    ["ПРИВЕТ, КАК ДЕЛА?", "ΚΑΛΗΜΕΡΑ ΣΑΣ, ΤΙ ΚΑΝΕΤΕ;", "ДОБРИЙ ДЕНЬ", "İSTANBUL'DA ŞEHİR", "STRAẞE"],
+)
+def test_capital_scripts_stay_allowed(body: str) -> None:
+    assert rule_of(text(body)) is None
