@@ -191,8 +191,12 @@ def _html_walk(node: LexborNode | None, text: list[str], links: list[str]) -> No
             opening = closing = SOFT_BREAK
         else:
             opening = closing = ""
-        text.append(opening)
         attributes = current.attributes if current.is_element_node else {}
+        if tag == "bdo" and str(attributes.get("dir") or "").strip().lower() == "rtl":
+            # <bdo dir=rtl> draws its letters right to left, like U+202E: the rules then
+            # also read it in the order shown (normalize.visual_variant).
+            opening, closing = "\u202e", "\u202c"
+        text.append(opening)
         for name in _TEXT_ATTRS:
             value = attributes.get(name)
             if value:

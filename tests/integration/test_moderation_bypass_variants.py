@@ -74,6 +74,8 @@ def test_boxed_letters_and_marks_fold_to_the_keyword(synapse: SynapseStack) -> N
             (text("bad\u20e3word"), "keywords"),
             (text("b\u20dda\u20ddd\u20ddw\u20ddo\u20ddr\u20ddd\u20dd"), "keywords"),
             (text("bad\ufff9word"), "keywords"),
+            (text("ΒΑDWΟRD"), "keywords"),  # Greek capitals
+            (text("SСАМ"), "keywords"),  # Cyrillic capitals
         ],
     )
 
@@ -90,6 +92,7 @@ def test_html_read_as_browsers_and_sanitizing_clients_show_it(synapse: SynapseSt
             (html("bad<section></section>word"), "keywords"),
             (html("spam<template>coin</template>"), "keywords"),
             (html("bad<mx-reply>x</mx-reply>word"), "keywords"),
+            (html("<bdo dir='rtl'>drowdab</bdo>"), "keywords"),
             (text("log in at 192.168.0.1:8080/login"), "links:domain"),
             (text("see 💩.la now"), "links:domain"),
             (text("evil❤.com"), "links:domain"),

@@ -163,6 +163,8 @@ HTML_VARIANTS = [
     "bad<mx-reply>x</mx-reply>word",  # clients strip the reply fallback
     "<ruby>bad<rt>x</rt>word</ruby>",  # the annotation is above, not between
     "bad<script>x</script>word",
+    "<bdo dir='rtl'>drowdab</bdo>",  # drawn right to left, as with U+202E
+    "<BDO DIR=RTL>drow<b>dab</b></BDO>",
 ]
 
 
