@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import bisect
 import contextlib
 import functools
 import re
@@ -29,11 +30,13 @@ def is_tld(label: str) -> bool:
 
 _TAIL = re.compile(r"[^\s<>\"'`]*")
 # The labels before a TLD, IDN labels included (clients link пример.рф too).
-_LABELS_BEFORE = re.compile(r"[^\W_][\w.-]*$")
+# Runs of label characters, found once per text (a search anchored at each dot's end
+# would be quadratic in the worst case); a host starts at its run's first letter or digit.
+_LABEL_RUNS = re.compile(r"[\w.-]+")
 # Browsers and linkifiers (linkifyjs, Android's Linkify) also take symbols, emoji and
 # combining marks as label characters (IDNA maps them: "💩.la", "i❤.ws", "evil\u0338.com"):
 # for non-ASCII text a second, wider reading of the labels is checked as well.
-_WIDE_LABELS_BEFORE = regex.compile(r"(?:[\w.-]|[^\x00-\x7f\s\p{P}\p{C}\p{Z}])+$")
+_WIDE_LABEL_RUNS = regex.compile(r"(?:[\w.-]|[^\x00-\x7f\s\p{P}\p{C}\p{Z}])+")
 _SCHEMES = ("https", "http", "ftp")
 _MATRIX_URI = re.compile(r"(?i)\bmatrix:(?:r|roomid|u|user)/[^\s<>\"'`]+")
 # A bare user ID typed into the body: @localpart:server
@@ -46,7 +49,8 @@ _MXID = re.compile(r"(?<![\w/#])@[a-z0-9._=\-/+]+:[a-z0-9.\-]+(?::\d+)?", re.IGN
 _IPV4_TAIL = re.compile(r"\.([0-9]{1,3})\.([0-9]{1,3})\.([0-9]{1,3})(?![\w]|\.[0-9])")
 
 
-def _bare_ipv4(text: str) -> list[str]:
+def _bare_ipv4(text: str) -> list[tuple[int, str]]:
+    """(start, address with any port/path) of each bare IPv4 address in ``text``."""
     out = []
     for m in _IPV4_TAIL.finditer(text):
         dot = m.start()
@@ -61,7 +65,7 @@ def _bare_ipv4(text: str) -> list[str]:
         end = m.end()
         if end < len(text) and text[end] in "/?#:":
             end = _TAIL.match(text, end).end()  # type: ignore[union-attr]
-        out.append(text[start:end])
+        out.append((start, text[start:end]))
     return out
 
 
@@ -94,32 +98,49 @@ def find_urls(text: str) -> list[str]:
             found.append(text[i:end])
             spans.append((i, end))
         i = low.find("www.", i + 4)
+    runs: list[_Runs] | None = None
     for m in _DOT_LABEL.finditer(text):
         if not is_tld(m.group(1)):
             continue
         dot = m.start()
         if covered(dot):
             continue
-        head = text[max(0, dot - 253) : dot]
         end = m.end()
         if end < len(text) and text[end] in "/?#:":
             end = _TAIL.match(text, end).end()  # type: ignore[union-attr]
-        patterns = (_LABELS_BEFORE,) if head.isascii() else (_LABELS_BEFORE, _WIDE_LABELS_BEFORE)
-        for start in {_label_start(text, dot, head, p) for p in patterns}:
+        if runs is None:
+            runs = [_Runs(_LABEL_RUNS, text)]
+            if not text.isascii():
+                runs.append(_Runs(_WIDE_LABEL_RUNS, text))
+        for start in {_label_start(text, dot, r.start_before(dot)) for r in runs}:
             if start is not None:
                 found.append(text[start:end])
-    found.extend(u for u in _bare_ipv4(text) if not covered(text.find(u)))
+    found.extend(u for start, u in _bare_ipv4(text) if not covered(start))
     if "matrix:" in low:
         found.extend(_MATRIX_URI.findall(text))
     return found
 
 
-def _label_start(text: str, dot: int, head: str, labels_re: Any) -> int | None:
-    """Where the host before ``dot`` starts, None when it is no host (no label, an
-    e-mail address, the server of a user ID)."""
-    labels = labels_re.search(head)
-    start = dot - (len(head) - labels.start()) if labels else dot
-    while start < dot and text[start] in ".-":
+class _Runs:
+    """The maximal runs of a label pattern in a text, for "where does the run that ends
+    at this dot start" in O(log n)."""
+
+    def __init__(self, pattern: Any, text: str) -> None:
+        spans = [(m.start(), m.end()) for m in pattern.finditer(text)]
+        self._starts = [s for s, _ in spans]
+        self._ends = [e for _, e in spans]
+
+    def start_before(self, dot: int) -> int:
+        i = bisect.bisect_right(self._starts, dot - 1) - 1
+        if i < 0 or self._ends[i] < dot:
+            return dot  # no label right before the dot
+        return max(self._starts[i], dot - 253)  # a host name is at most 253 characters
+
+
+def _label_start(text: str, dot: int, start: int) -> int | None:
+    """Where the host before ``dot`` starts (``start``: where its run of label characters
+    starts), None when it is no host (no label, an e-mail address, a user ID's server)."""
+    while start < dot and text[start] in "_.-":
         start += 1
     if start == dot or (start > 0 and text[start - 1] == "@"):
         return None  # no label, or an e-mail address
