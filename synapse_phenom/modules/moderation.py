@@ -303,6 +303,9 @@ class PhenomModeration(ContentChecks, DisplayNames, ModeratorNotices):
 
     async def _user_may_join_room(self, user_id: str, room_id: str, is_invited: bool) -> Any:
         result = await self._ban_gate(user_id, room_id, "join", user_id)
+        muted = await self._muted_refusal(room_id, user_id) if result is NOT_SPAM else None
+        if muted is not None:  # a muted user may leave, not come back until the mute ends
+            return self._reply(muted)
         if result is NOT_SPAM and self._config.display_names == "profile":
             v = await self._refuse_join_name(user_id, room_id)
             if v is not None:
@@ -314,6 +317,9 @@ class PhenomModeration(ContentChecks, DisplayNames, ModeratorNotices):
             result = await self._ban_gate(who, room_id, "invite", invitee)
             if result is not NOT_SPAM:
                 return result
+        muted = await self._muted_refusal(room_id, inviter)
+        if muted is not None:
+            return self._reply(muted)
         if self._config.display_names == "profile":
             v = await self._refuse_join_name(invitee, room_id, invite=True)
             if v is not None:
