@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import bisect
 import contextlib
 import functools
 import re
@@ -30,13 +29,14 @@ def is_tld(label: str) -> bool:
 
 _TAIL = re.compile(r"[^\s<>\"'`]*")
 # The labels before a TLD, IDN labels included (clients link пример.рф too).
-# Runs of label characters, found once per text (a search anchored at each dot's end
-# would be quadratic in the worst case); a host starts at its run's first letter or digit.
-_LABEL_RUNS = re.compile(r"[\w.-]+")
+# The label characters before a dot, matched on the reversed text from the dot backwards
+# (a search anchored at the dot's end would be quadratic in the worst case), at most a
+# host name's 253 characters; a host starts at its run's first letter or digit.
+_LABEL_RUNS = re.compile(r"[\w.-]*")
 # Browsers and linkifiers (linkifyjs, Android's Linkify) also take symbols, emoji and
 # combining marks as label characters (IDNA maps them: "💩.la", "i❤.ws", "evil\u0338.com"):
 # for non-ASCII text a second, wider reading of the labels is checked as well.
-_WIDE_LABEL_RUNS = regex.compile(r"(?:[\w.-]|[^\x00-\x7f\s\p{P}\p{C}\p{Z}])+")
+_WIDE_LABEL_RUNS = regex.compile(r"(?:[\w.-]|[^\x00-\x7f\s\p{P}\p{C}\p{Z}])*")
 _SCHEMES = ("https", "http", "ftp")
 _MATRIX_URI = re.compile(r"(?i)\bmatrix:(?:r|roomid|u|user)/[^\s<>\"'`]+")
 # A bare user ID typed into the body: @localpart:server
@@ -98,7 +98,8 @@ def find_urls(text: str) -> list[str]:
             found.append(text[i:end])
             spans.append((i, end))
         i = low.find("www.", i + 4)
-    runs: list[_Runs] | None = None
+    reverse: str | None = None
+    patterns: list[Any] = []
     for m in _DOT_LABEL.finditer(text):
         if not is_tld(m.group(1)):
             continue
@@ -108,11 +109,11 @@ def find_urls(text: str) -> list[str]:
         end = m.end()
         if end < len(text) and text[end] in "/?#:":
             end = _TAIL.match(text, end).end()  # type: ignore[union-attr]
-        if runs is None:
-            runs = [_Runs(_LABEL_RUNS, text)]
-            if not text.isascii():
-                runs.append(_Runs(_WIDE_LABEL_RUNS, text))
-        for start in {_label_start(text, dot, r.start_before(dot)) for r in runs}:
+        if reverse is None:
+            reverse = text[::-1]
+            patterns = [_LABEL_RUNS] if text.isascii() else [_LABEL_RUNS, _WIDE_LABEL_RUNS]
+        starts = {_run_start(p, reverse, dot) for p in patterns}
+        for start in {_label_start(text, dot, s) for s in starts}:
             if start is not None:
                 found.append(text[start:end])
     found.extend(u for start, u in _bare_ipv4(text) if not covered(start))
@@ -121,20 +122,12 @@ def find_urls(text: str) -> list[str]:
     return found
 
 
-class _Runs:
-    """The maximal runs of a label pattern in a text, for "where does the run that ends
-    at this dot start" in O(log n)."""
-
-    def __init__(self, pattern: Any, text: str) -> None:
-        spans = [(m.start(), m.end()) for m in pattern.finditer(text)]
-        self._starts = [s for s, _ in spans]
-        self._ends = [e for _, e in spans]
-
-    def start_before(self, dot: int) -> int:
-        i = bisect.bisect_right(self._starts, dot - 1) - 1
-        if i < 0 or self._ends[i] < dot:
-            return dot  # no label right before the dot
-        return max(self._starts[i], dot - 253)  # a host name is at most 253 characters
+def _run_start(pattern: Any, reverse: str, dot: int) -> int:
+    """Where the run of ``pattern`` characters ending at ``dot`` starts (at most 253
+    back), read on ``reverse`` (the text reversed): one anchored match, never a search."""
+    pos = len(reverse) - dot
+    m = pattern.match(reverse, pos, min(len(reverse), pos + 253))
+    return dot - (m.end() - pos) if m else dot
 
 
 def _label_start(text: str, dot: int, start: int) -> int | None:
