@@ -170,7 +170,8 @@ class ModerationConfig(FrozenModel):
     fail_closed: bool = False
     # how long a worker re-uses room state (live policy, power levels, ban lists)
     cache_seconds: float = Field(default=2.0, ge=0, le=60)
-    # texts longer than this are checked on their first N characters only (events are <= 64 KiB)
+    # a text longer than this is refused (rule 'unreadable'), never checked in part; events
+    # are <= 64 KiB, so only a lowered limit refuses anything
     max_scan_chars: int = Field(default=65536, ge=1024)
     # RE2 memory budget per compiled regex set
     regex_max_mem: int = Field(default=8 << 20, ge=1 << 20)

@@ -67,24 +67,36 @@ _MXC_KEYS = frozenset({"url", "thumbnail_url", "avatar_url", "og:image", "matrix
 _HTML_KEYS = frozenset({"formatted_body", "m.html", "org.matrix.msc1767.html"})
 _HTML_MIMETYPES = frozenset({"text/html", "application/xhtml+xml"})
 _MEDIA_MSGTYPES = frozenset({"m.image", "m.video", "m.audio", "m.file"})
-# Elements whose start and end break a line when rendered: a word does not continue
-# across them ("bad</p><p>word" is two words).
+# Elements whose start and end break a line in every client: the block elements of the
+# Matrix spec's HTML subset, which clients keep ("bad</p><p>word" is two words).
 _BLOCK_TAGS = frozenset(
     {
         "p", "div", "br", "li", "ul", "ol", "h1", "h2", "h3", "h4", "h5", "h6", "tr", "td",
-        "th", "blockquote", "pre", "hr", "table", "details", "summary", "mx-reply", "caption",
-        "dd", "dt", "dl", "section", "article", "header", "footer", "nav", "aside", "main",
-        "figure", "figcaption", "address", "fieldset", "legend", "option", "title", "rt", "rp",
-        "template", "noscript", "body", "head", "html", "style", "script",
+        "th", "thead", "tbody", "table", "blockquote", "pre", "hr", "details", "summary",
+        "caption",
     }
 )  # fmt: skip
-# Inline boxes (replaced or form elements, SVG, MathML) between two words: a reader may
-# see them as one word or as two. Marked SOFT_BREAK; the rules check both readings.
+# Elements a browser draws as a box (a block, an image, a form control, SVG/MathML) but
+# that Matrix clients' sanitizers (outside the spec's subset) strip, keeping their text
+# inline: "bad<section></section>word" is one word there, two in a browser. Marked
+# SOFT_BREAK; the rules check both readings. (html, head and body, which the parser
+# always adds around a fragment, separate nothing.)
 _SOFT_TAGS = frozenset(
     {"img", "svg", "math", "button", "input", "select", "label", "textarea", "iframe", "video",
-     "audio", "object", "embed", "canvas", "picture", "meter", "progress", "output"}
+     "audio", "object", "embed", "canvas", "picture", "meter", "progress", "output", "section",
+     "article", "header", "footer", "nav", "aside", "main", "figure", "figcaption", "address",
+     "fieldset", "legend", "dd", "dt", "dl", "option"}
 )  # fmt: skip
+# Elements whose content a browser or a client may not show at all (a template, a script,
+# the reply fallback clients strip, ruby annotations): their content is read with the
+# text around it (a sanitizer keeps it inline) AND the text around it is read without it
+# ("bad<template>x</template>word" shows "badword" in a browser).
+_HIDDEN_TAGS = frozenset(
+    {"template", "style", "script", "title", "noscript", "mx-reply", "rt", "rp"}
+)
 SOFT_BREAK = "\x1f"
+HIDDEN_START, HIDDEN_END = "\x1e", "\x1d"
+_HIDDEN_SPLIT = re.compile("([\x1e\x1d])")
 # Attributes a client may show as text (tooltips, alt text, spoiler reasons, maths).
 _TEXT_ATTRS = (
     "alt",
@@ -131,16 +143,25 @@ class Extracted:
     hrefs: list[str] = attrs.field(factory=list)  # link targets from HTML
     user_mentions: set[str] = attrs.field(factory=set)  # from m.mentions
     room_mention: bool = False
-    mentions_declared: bool = False  # m.mentions present (then body "@room" does not notify)
+    # Top-level m.mentions present: Synapse then skips its legacy body rules (@room, names).
+    # Only the top level counts, as in Synapse: an m.mentions nested anywhere else (an
+    # edit's m.new_content, a custom key) must not switch the legacy checks off.
+    mentions_declared: bool = False
     msgtypes: list[str] = attrs.field(factory=list)
     media: list[Media] = attrs.field(factory=list)
     bodies: list[str] = attrs.field(factory=list)  # plain "body" strings (legacy highlights)
 
 
+def _hidden(value: str) -> str:
+    return SOFT_BREAK + HIDDEN_START + value + HIDDEN_END + SOFT_BREAK
+
+
 def _html_walk(node: LexborNode | None, text: list[str], links: list[str]) -> None:
     """Depth-first with an explicit stack (no recursion, whatever the nesting): text as
     rendered (inline tags join their neighbours, block tags break lines, inline boxes
-    are soft breaks), comments, text-bearing attributes, link targets, template contents.
+    are soft breaks), link targets, template contents. Comments and text-bearing
+    attributes (alt text, tooltips) are marked hidden where they stand: read on their own,
+    with their neighbours (alt text replaces a broken image in the line) and without them.
     A stack entry is a node to visit, or a string to emit when an element closes."""
     stack: list[LexborNode | str | None] = [node]
     while stack:
@@ -159,28 +180,60 @@ def _html_walk(node: LexborNode | None, text: list[str], links: list[str]) -> No
         if current.is_comment_node:
             value = current.comment_content
             if value:
-                text.append("\n" + value + "\n")
+                text.append(_hidden(value))
             continue
         tag = current.tag or ""
-        boundary = "\n" if tag in _BLOCK_TAGS else SOFT_BREAK if tag in _SOFT_TAGS else ""
-        text.append(boundary)
+        if tag in _BLOCK_TAGS:
+            opening = closing = "\n"
+        elif tag in _HIDDEN_TAGS:
+            opening, closing = SOFT_BREAK + HIDDEN_START, HIDDEN_END + SOFT_BREAK
+        elif tag in _SOFT_TAGS:
+            opening = closing = SOFT_BREAK
+        else:
+            opening = closing = ""
         attributes = current.attributes if current.is_element_node else {}
+        if tag == "bdo" and str(attributes.get("dir") or "").strip().lower() == "rtl":
+            # <bdo dir=rtl> draws its letters right to left, like U+202E: the rules then
+            # also read it in the order shown (normalize.visual_variant).
+            opening, closing = "\u202e", "\u202c"
+        text.append(opening)
         for name in _TEXT_ATTRS:
             value = attributes.get(name)
             if value:
-                text.append("\n" + value + "\n")
+                text.append(_hidden(value))
         for name in _LINK_ATTRS:
             value = attributes.get(name)
             if value and not (name == "src" and value.strip().lower().startswith("mxc:")):
                 links.append(value)
-        if boundary:
-            stack.append(boundary)
+        if closing:
+            stack.append(closing)
         stack.append(current.child)
         if tag == "template":
             # Its content is a separate fragment (nested templates: the first is its own).
             fragments = current.template_fragments()
             if fragments:
                 stack.append(fragments[0].child)
+
+
+def readings(text: str) -> tuple[str, ...]:
+    """The ways a reader may see extracted HTML text: soft breaks as nothing or as a
+    gap, hidden content shown or not. Plain text (no markers) has one reading."""
+    if SOFT_BREAK not in text and HIDDEN_START not in text and HIDDEN_END not in text:
+        return (text,)
+    shown = text.replace(HIDDEN_START, "").replace(HIDDEN_END, "")
+    out = {shown.replace(SOFT_BREAK, ""), shown.replace(SOFT_BREAK, " ")}
+    if HIDDEN_START in text:
+        # Without the hidden content: one pass, counting nesting (never quadratic).
+        kept, depth = [], 0
+        for part in _HIDDEN_SPLIT.split(text):
+            if part == HIDDEN_START:
+                depth += 1
+            elif part == HIDDEN_END:
+                depth = max(0, depth - 1)
+            elif depth == 0:
+                kept.append(part)
+        out.add("".join(kept).replace(SOFT_BREAK, ""))
+    return tuple(out)
 
 
 def _raw_link_attributes(html: str) -> list[str]:
@@ -261,7 +314,6 @@ def _visit_mapping(value: Mapping[str, Any], out: Extracted, event_type: str) ->
         out.media.append(media)
     mentions = value.get("m.mentions")
     if isinstance(mentions, Mapping):
-        out.mentions_declared = True
         ids = mentions.get("user_ids")
         if isinstance(ids, list):
             out.user_mentions.update(i for i in ids if isinstance(i, str))
@@ -280,6 +332,9 @@ def extract(event_type: str, content: Mapping[str, Any]) -> Extracted:
     """Texts, link targets, mentions and media of any event's content. Total: whatever
     the shape of ``content`` (nesting, types, markup), it returns and never raises."""
     out = Extracted()
+    out.mentions_declared = isinstance(content, Mapping) and isinstance(
+        content.get("m.mentions"), Mapping
+    )
     stack: list[tuple[str, Any]] = [("", content)]
     while stack:
         key, value = stack.pop()

@@ -32,6 +32,20 @@ def parse(keyword: str) -> tuple[str, Mode]:
     return term, Mode.WORD
 
 
+# A phrase is also written with its words joined, or joined by a hyphen, underscore or
+# dot ("freecrypto", "free-crypto"): a reader reads the same phrase. This is also what an
+# invisible separator leaves once removed ("free\u200bcrypto").
+_PHRASE_JOINERS = ("", "-", "_", ".")
+
+
+def _spellings(term: str) -> list[str]:
+    if not term:
+        return []
+    if " " not in term:
+        return [term]
+    return [term, *(term.replace(" ", joiner) for joiner in _PHRASE_JOINERS)]
+
+
 @attrs.frozen
 class KeywordHit:
     rule: int  # index of the keyword rule
@@ -67,9 +81,9 @@ class KeywordMatcher:
             for is_allow, terms in ((False, keywords), (True, allow)):
                 for raw in terms:
                     term, mode = parse(raw)
-                    if term:
-                        entry = (is_allow, index, int(mode), len(term), raw)
-                        entries.setdefault(term, []).append(entry)
+                    for spelling in _spellings(term):
+                        entry = (is_allow, index, int(mode), len(spelling), raw)
+                        entries.setdefault(spelling, []).append(entry)
         self._has_allow = any(e[0] for es in entries.values() for e in es)
         self._automaton: ahocorasick.Automaton | None = None
         if entries:

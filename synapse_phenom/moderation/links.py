@@ -6,10 +6,12 @@ import contextlib
 import functools
 import re
 from collections.abc import Iterable
+from typing import Any
 from urllib.parse import unquote
 
 import ada_url
 import attrs
+import regex
 from publicsuffixlist import PublicSuffixList
 
 from synapse_phenom.moderation.normalize import fold
@@ -27,17 +29,51 @@ def is_tld(label: str) -> bool:
 
 _TAIL = re.compile(r"[^\s<>\"'`]*")
 # The labels before a TLD, IDN labels included (clients link пример.рф too).
-_LABELS_BEFORE = re.compile(r"[^\W_][\w.-]*$")
+# The label characters before a dot, matched on the reversed text from the dot backwards
+# (a search anchored at the dot's end would be quadratic in the worst case), at most a
+# host name's 253 characters; a host starts at its run's first letter or digit.
+_LABEL_RUNS = re.compile(r"[\w.-]*")
+# Browsers and linkifiers (linkifyjs, Android's Linkify) also take symbols, emoji and
+# combining marks as label characters (IDNA maps them: "💩.la", "i❤.ws", "evil\u0338.com"):
+# for non-ASCII text a second, wider reading of the labels is checked as well.
+_WIDE_LABEL_RUNS = regex.compile(r"(?:[\w.-]|[^\x00-\x7f\s\p{P}\p{C}\p{Z}])*")
 _SCHEMES = ("https", "http", "ftp")
 _MATRIX_URI = re.compile(r"(?i)\bmatrix:(?:r|roomid|u|user)/[^\s<>\"'`]+")
 # A bare user ID typed into the body: @localpart:server
 _MXID = re.compile(r"(?<![\w/#])@[a-z0-9._=\-/+]+:[a-z0-9.\-]+(?::\d+)?", re.IGNORECASE)
 
 
+# A bare IPv4 address (Android's Linkify, used by many mobile clients, links
+# ``192.168.0.1:8080/x`` without a scheme). Found from its first dot: a pattern that starts
+# with a literal is a fast scan in ``re``; the leading octet is read back by hand.
+_IPV4_TAIL = re.compile(r"\.([0-9]{1,3})\.([0-9]{1,3})\.([0-9]{1,3})(?![\w]|\.[0-9])")
+
+
+def _bare_ipv4(text: str) -> list[tuple[int, str]]:
+    """(start, address with any port/path) of each bare IPv4 address in ``text``."""
+    out = []
+    for m in _IPV4_TAIL.finditer(text):
+        dot = m.start()
+        start = dot
+        while start > max(0, dot - 3) and "0" <= text[start - 1] <= "9":
+            start -= 1
+        before = text[start - 1] if start > 0 else " "
+        if start == dot or before.isalnum() or before in "._-@":
+            continue  # no first octet, or part of a longer name or number
+        if any(int(octet) > 255 for octet in (text[start:dot], *m.groups())):
+            continue
+        end = m.end()
+        if end < len(text) and text[end] in "/?#:":
+            end = _TAIL.match(text, end).end()  # type: ignore[union-attr]
+        out.append((start, text[start:end]))
+    return out
+
+
 def find_urls(text: str) -> list[str]:
     """URL-like strings in ``text``: scheme URLs, ``www.`` hosts, bare domains with a
-    known TLD, ``matrix:`` URIs. Driven by literal markers (``://``, ``www.``, ``.tld``)
-    so ordinary chat costs a few substring searches, not a regex over every word."""
+    known TLD, bare IPv4 addresses, ``matrix:`` URIs. Driven by literal markers (``://``,
+    ``www.``, ``.tld``) so ordinary chat costs a few substring searches, not a regex over
+    every word."""
     if "." not in text and ":" not in text:
         return []
     low = text.lower()
@@ -62,28 +98,48 @@ def find_urls(text: str) -> list[str]:
             found.append(text[i:end])
             spans.append((i, end))
         i = low.find("www.", i + 4)
+    reverse: str | None = None
+    patterns: list[Any] = []
     for m in _DOT_LABEL.finditer(text):
         if not is_tld(m.group(1)):
             continue
         dot = m.start()
         if covered(dot):
             continue
-        head = text[max(0, dot - 253) : dot]
-        labels = _LABELS_BEFORE.search(head)
-        start = dot - (len(head) - labels.start()) if labels else dot
-        while start < dot and text[start] in ".-":
-            start += 1
-        if start == dot or (start > 0 and text[start - 1] == "@"):
-            continue  # no label, or an e-mail address
-        if start > 0 and text[start - 1] == ":" and _word_before(text, start - 1).startswith("@"):
-            continue  # the server of a user ID (@alice:matrix.org), shown as a mention
         end = m.end()
         if end < len(text) and text[end] in "/?#:":
             end = _TAIL.match(text, end).end()  # type: ignore[union-attr]
-        found.append(text[start:end])
+        if reverse is None:
+            reverse = text[::-1]
+            patterns = [_LABEL_RUNS] if text.isascii() else [_LABEL_RUNS, _WIDE_LABEL_RUNS]
+        starts = {_run_start(p, reverse, dot) for p in patterns}
+        for start in {_label_start(text, dot, s) for s in starts}:
+            if start is not None:
+                found.append(text[start:end])
+    found.extend(u for start, u in _bare_ipv4(text) if not covered(start))
     if "matrix:" in low:
         found.extend(_MATRIX_URI.findall(text))
     return found
+
+
+def _run_start(pattern: Any, reverse: str, dot: int) -> int:
+    """Where the run of ``pattern`` characters ending at ``dot`` starts (at most 253
+    back), read on ``reverse`` (the text reversed): one anchored match, never a search."""
+    pos = len(reverse) - dot
+    m = pattern.match(reverse, pos, min(len(reverse), pos + 253))
+    return dot - (m.end() - pos) if m else dot
+
+
+def _label_start(text: str, dot: int, start: int) -> int | None:
+    """Where the host before ``dot`` starts (``start``: where its run of label characters
+    starts), None when it is no host (no label, an e-mail address, a user ID's server)."""
+    while start < dot and text[start] in "_.-":
+        start += 1
+    if start == dot or (start > 0 and text[start - 1] == "@"):
+        return None  # no label, or an e-mail address
+    if start > 0 and text[start - 1] == ":" and _word_before(text, start - 1).startswith("@"):
+        return None  # the server of a user ID (@alice:matrix.org), shown as a mention
+    return start
 
 
 def _word_before(text: str, pos: int) -> str:

@@ -13,9 +13,28 @@ from typing import Protocol
 
 import ahocorasick
 
+from synapse_phenom.moderation.normalize import fold, strip_invisible
+
 
 def _is_word(ch: str) -> bool:
     return ch.isalnum() or ch == "_"
+
+
+# The characters NFKC turns into "@" (full-width, small form): after strip_invisible
+# every one of them is a plain "@".
+_AT_SIGNS = ("@", "\uff20", "\ufe6b")
+_AT_MARK = "\ue000"  # private use: no Unicode table folds or drops it
+
+
+def says_room(text: str) -> bool:
+    """Whether ``text`` contains ``@room`` as Synapse's legacy ``.m.rule.roomnotif`` (a
+    case-insensitive match) or a reader sees it: any case, invisible characters inside,
+    full-width at sign, look-alike letters (``@ROOM``, ``@r\u200boom``,
+    ``\uff20r\u043e\u043em``). One fold of the whole text (linear, whatever the number of
+    at signs), with each at sign kept as a private-use mark that folding leaves alone."""
+    if not any(a in text for a in _AT_SIGNS):
+        return False
+    return _AT_MARK + "room" in fold(strip_invisible(text).replace("@", _AT_MARK))
 
 
 class Highlights(Protocol):
@@ -34,7 +53,7 @@ class MemberIndex:
             localpart = user_id[1:].split(":", 1)[0] if user_id.startswith("@") else ""
             for name in (localpart, display_name):
                 if isinstance(name, str) and name.strip():
-                    names.setdefault(name.strip().lower(), set()).add(user_id)
+                    names.setdefault(name.strip().casefold(), set()).add(user_id)
         self.size = len(names)
         self._automaton: ahocorasick.Automaton | None = None
         if names:
@@ -48,7 +67,9 @@ class MemberIndex:
         """User IDs whose localpart or display name is a whole word of ``body``."""
         if self._automaton is None or not body:
             return set()
-        text = body.lower()
+        # Case-folded (not lower-cased): Synapse's case-insensitive match folds final and
+        # medial sigma, titlecase digraphs...
+        text = body.casefold()
         found: set[str] = set()
         for end, (length, users) in self._automaton.iter(text):
             start = end - length + 1

@@ -105,18 +105,59 @@ def _as_latin(ch: str, confusables: dict[str, str]) -> str | None:
     return None
 
 
+def _renders_as_nothing(ch: str) -> bool:
+    """Drawn as nothing of its own: ignorable, control and format characters (``Cc``,
+    ``Cf``: also those not default-ignorable, e.g. U+FFF9 annotation anchors), and every
+    mark (``M``: accents, but also enclosing marks such as the keycap U+20E3 and the
+    circle U+20DD, and spacing marks, whose combining class is 0), which only decorates
+    the letter before it."""
+    return (
+        ch in IGNORABLE
+        or unicodedata.category(ch)[0] == "M"
+        or unicodedata.category(ch)
+        in (
+            "Cc",
+            "Cf",
+        )
+    )
+
+
+# Letters drawn in a box, a circle, parentheses, or as a regional-indicator symbol
+# (``🅑``, ``🄱``, ``⒝``, ``🇧``): NFKD keeps none of these as the bare letter (negative
+# circled and regional indicators have no decomposition, parenthesized ones become
+# ``(b)``, which would split the word). Mapped by their Unicode name (``_fold_run``).
+_ENCLOSED_NAME = re.compile(
+    r"^(?:(?:NEGATIVE |DOUBLE )?(?:CIRCLED|SQUARED|PARENTHESIZED) (?:LATIN )?(?:CAPITAL |SMALL )?"
+    r"LETTER|REGIONAL INDICATOR SYMBOL LETTER) ([A-Z])$"
+)
+_PRE_TABLE = {
+    ord(ch): m.group(1).lower()
+    for ch in _ALL
+    if unicodedata.category(ch) == "So" and (m := _ENCLOSED_NAME.match(unicodedata.name(ch, "")))
+}
+
+
 def _build_run_table() -> dict[int, str | None]:
     confusables = _confusable_targets()
     table: dict[int, str | None] = {}
     for ch in _ALL:
-        if ch in IGNORABLE or unicodedata.combining(ch) or unicodedata.category(ch) == "Cc":
+        if _renders_as_nothing(ch):
             table[ord(ch)] = None
         elif ch in BLANK:
             table[ord(ch)] = " "
+        elif ord(ch) in _PRE_TABLE:
+            table[ord(ch)] = _PRE_TABLE[ord(ch)]
         elif ch in _LEET:
             table[ord(ch)] = _LEET[ch]
         elif unicodedata.category(ch)[0] in "LN":
+            # The letter as written first: a capital often imitates another Latin letter
+            # than its lower case does (Greek capital beta is a B, small beta is not).
+            # Then its case-folded form (Cherokee small letters fold to the capitals
+            # that imitate Latin ones).
             latin = _as_latin(ch, confusables)
+            folded = ch.casefold()
+            if latin is None and len(folded) == 1 and folded != ch:
+                latin = _as_latin(folded, confusables)
             if latin is not None:
                 table[ord(ch)] = latin
     return table
@@ -154,7 +195,14 @@ def strip_invisible(text: str) -> str:
 
 def _fold_run(match: re.Match[str]) -> str:
     # NFKD = compatibility forms (full-width, maths letters) + accents split off (dropped).
-    return unicodedata.normalize("NFKD", match.group()).casefold().translate(_RUN_TABLE)
+    run = match.group()
+    nfkd = unicodedata.normalize("NFKD", run)
+    if "(" in nfkd:
+        # The run has no ASCII: a "(" comes from a parenthesized form ("⒝" -> "(b)"),
+        # which is one letter to a reader, not a word between brackets.
+        nfkd = unicodedata.normalize("NFKD", run.translate(_PRE_TABLE))
+    # Look-alikes are mapped before case folding (see _build_run_table), the rest after.
+    return nfkd.translate(_RUN_TABLE).casefold()
 
 
 def fold(text: str) -> str:

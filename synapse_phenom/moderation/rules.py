@@ -21,7 +21,7 @@ from synapse_phenom.moderation import extract as ex
 from synapse_phenom.moderation import links as lk
 from synapse_phenom.moderation.config import RoomPolicy
 from synapse_phenom.moderation.keywords import KeywordMatcher
-from synapse_phenom.moderation.mentions import Highlights
+from synapse_phenom.moderation.mentions import Highlights, says_room
 from synapse_phenom.moderation.normalize import fold, strip_invisible, visual_variant
 
 FORBIDDEN = "M_FORBIDDEN"
@@ -96,12 +96,6 @@ def flood_counts(event_type: str, is_state: bool, exempt_types: Iterable[str]) -
     """Whether flood control counts this event: everything a user sends into the room
     (any type, state included) except the policy's ``flood.exempt_event_types``."""
     return event_type not in exempt_types
-
-
-def _soft_readings(text: str) -> tuple[str, ...]:
-    if ex.SOFT_BREAK not in text:
-        return (text,)
-    return (text.replace(ex.SOFT_BREAK, ""), text.replace(ex.SOFT_BREAK, " "))
 
 
 def unreadable_violation(detail: str) -> Violation:
@@ -271,7 +265,7 @@ class CompiledPolicy:
     ) -> Violation | None:
         mentions = self.policy.mentions
         if not mentions.allow_room_mention:
-            body_room = not e.mentions_declared and any("@room" in t for t in e.texts)
+            body_room = not e.mentions_declared and any(says_room(t) for t in e.texts)
             if e.room_mention or body_room:
                 return Violation(
                     "mentions:room",
@@ -380,10 +374,15 @@ class CompiledPolicy:
         self, e: ex.Extracted, new_until: float | None, what: str = "room"
     ) -> Violation | None:
         limit = self.max_scan_chars
-        texts = [t[:limit] for t in e.texts if t]
-        if any(ex.SOFT_BREAK in t for t in texts):
-            # An inline box between words (an image, an SVG...): read both ways.
-            texts = [v for t in texts for v in _soft_readings(t)]
+        if any(len(t) > limit for t in e.texts):
+            # Never check a prefix and let the rest through unread: a text too long to
+            # check is refused (events are at most 64 KiB: only a lowered limit does this).
+            return unreadable_violation(f"a text longer than max_scan_chars ({limit})")
+        texts = [t for t in e.texts if t]
+        if any(ex.SOFT_BREAK in t or ex.HIDDEN_START in t for t in texts):
+            # An inline box between words (an image, an SVG...), content a client may
+            # hide: every reading is checked.
+            texts = [v for t in texts for v in ex.readings(t)]
         # What readers see of bidi-reordered text is checked as well as the stored order.
         texts += [v for v in map(visual_variant, texts) if v is not None]
         clean = [strip_invisible(t) for t in texts]
@@ -392,7 +391,9 @@ class CompiledPolicy:
             if found:
                 return found
         if self.policy.keywords and clean:
-            hit = self.keywords.find(fold("\n".join(clean)))
+            # ``fold`` reads the texts as written (it drops what ``strip_invisible`` does):
+            # NFKC first would already have split parenthesized letters ("⒝" -> "(b)").
+            hit = self.keywords.find(fold("\n".join(texts)))
             if hit is not None:
                 rule = self.policy.keywords[hit.rule]
                 return Violation(

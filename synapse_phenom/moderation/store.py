@@ -125,12 +125,23 @@ class AuditRow:
         return attrs.asdict(self)
 
 
+def _storable(value: Any) -> Any:
+    """Text any database stores: PostgreSQL refuses NUL in text, and a lone surrogate
+    cannot be encoded. The audit row holds user text (a link, a msgtype, an event type):
+    writing it must never fail."""
+    if not isinstance(value, str):
+        return value
+    if "\x00" in value:
+        value = value.replace("\x00", "\ufffd")
+    return value.encode("utf-8", "replace").decode("utf-8")
+
+
 def _insert(txn: Txn, row: AuditRow) -> None:
     txn.execute(
         "INSERT INTO phenom_moderation_audit (ts, room_id, user_id, policy, rule, action, "
         "event_type, detail)"
         " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-        attrs.astuple(row),
+        tuple(_storable(v) for v in attrs.astuple(row)),
     )
 
 

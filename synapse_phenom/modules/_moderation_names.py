@@ -24,7 +24,10 @@ import attrs
 from synapse.module_api.errors import ConfigError
 from synapse.types import UserID
 
-from synapse_phenom.moderation.rules import Violation
+from synapse_phenom.db import now_ms
+from synapse_phenom.memo import TtlMemo
+from synapse_phenom.moderation import store
+from synapse_phenom.moderation.rules import Violation, mute_violation
 from synapse_phenom.modules._guard import guarded
 from synapse_phenom.modules._moderation_state import RoomState, RoomView
 
@@ -51,6 +54,10 @@ class DisplayNames(RoomState):
             v: Violation,
             action: str = "block",
         ) -> int | None: ...
+
+        async def _ensure_schema(self) -> None: ...
+
+        _unmuted: TtlMemo[bool]
 
     def _register_display_names(self, mode: str, fallback_allowed: Callable[[], Any]) -> None:
         if mode == "rewrite":
@@ -154,16 +161,70 @@ class DisplayNames(RoomState):
     async def _check_event_allowed(
         self, event: EventBase, state_events: Any
     ) -> tuple[bool, dict[str, Any] | None]:
-        """A name breaking the room's rules is replaced by the user's localpart in that
-        room (the event goes through, the name does not)."""
+        """The user text of membership events, which ``check_event_for_spam`` never sees: a
+        name breaking the room's rules is replaced by the user's localpart in that room
+        (joins, knocks, and the invitee's name an invite shows); a ``reason`` (leave, join,
+        knock, invite, kick: clients show it) breaking them is removed; a muted user's
+        membership events other than leaving are refused. Leaving always goes through."""
+        if event.type != "m.room.member" or not event.is_state():
+            return True, None
+        sender = event.sender
+        if not self._api.is_mine(sender) or sender == self._system_user:
+            return True, None
+        content = event.content
+        muted = content.get("membership") != "leave" and await self._muted_until(
+            event.room_id, sender
+        )
+        if muted:
+            logger.info("Refused a membership event of muted %s", sender)
+            return False, None
         name = self._own_name(event)
-        if name is None:
+        if name is None and content.get("membership") == "invite":
+            shown = content.get("displayname")  # the invitee's, from their profile
+            name = shown if isinstance(shown, str) and shown else None
+        reason = content.get("reason")
+        if not (isinstance(reason, str) and reason.strip()):
+            reason = None
+        if name is None and reason is None:
             return True, None
         view = await self.room_view(event.room_id)
-        v = await self._name_violation(view, event.state_key, name)
-        if v is None:
+        name_v = await self._name_violation(view, event.state_key, name) if name else None
+        reason_v = None
+        if reason is not None:
+            # Checked as message text (keywords, regexes, links, @room).
+            found = view.compiled.check("m.room.member", {"reason": reason})
+            if found is not None and not await self.is_exempt(view, sender):
+                reason_v = attrs.evolve(found, rule=f"member_reason:{found.rule}")
+        if name_v is None and reason_v is None:
             return True, None
-        await self.act(view, event.room_id, event.state_key, "m.room.member", v, action="rename")
         new = event.get_dict()
-        new["content"]["displayname"] = UserID.from_string(event.state_key).localpart
+        if name_v is not None:
+            await self.act(view, event.room_id, event.state_key, "m.room.member", name_v, "rename")
+            new["content"]["displayname"] = UserID.from_string(event.state_key).localpart
+        if reason_v is not None:
+            await self.act(view, event.room_id, sender, "m.room.member", reason_v, "strip_reason")
+            del new["content"]["reason"]
         return True, new
+
+    async def _muted_until(self, room_id: str, user_id: str) -> int | None:
+        """When the mute of ``user_id`` (not exempt) in ``room_id`` ends, None when not
+        muted (rooms whose policy mutes at all; a user seen unmuted is not re-read for
+        ``cache_seconds``)."""
+        view = await self.room_view(room_id)
+        if view.compiled.policy.escalation is None or self._unmuted.get((user_id, room_id)):
+            return None
+        if await self.is_exempt(view, user_id):
+            return None
+        await self._ensure_schema()
+        gate = await self._api.run_db_interaction(
+            "phenom_moderation_gate", store.gate, user_id, room_id, now_ms(), None
+        )
+        if gate.muted_until is None:
+            self._unmuted.put((user_id, room_id), True)
+        return gate.muted_until
+
+    async def _muted_refusal(self, room_id: str, user_id: str) -> Violation | None:
+        """The refusal of a join or invite by a muted user (with ``display_names: profile``
+        no callback sees member events; the spam checker's join/invite hooks do)."""
+        until = await self._muted_until(room_id, user_id)
+        return None if until is None else mute_violation(until, now_ms())

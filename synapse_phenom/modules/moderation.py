@@ -144,8 +144,9 @@ class PhenomModeration(ContentChecks, DisplayNames, ModeratorNotices):
         v: Violation,
         action: str = "block",
     ) -> int | None:
-        """Audit (and escalate) a violation; notify moderators in the background."""
-        await self._ensure_schema()
+        """Audit (and escalate) a violation; notify moderators in the background. The
+        decision is made: a failure to record it never turns the refusal into an accept
+        (it is logged and counted as an infrastructure failure)."""
         policy = view.compiled.policy
         esc = policy.escalation
         row = store.AuditRow(
@@ -154,9 +155,15 @@ class PhenomModeration(ContentChecks, DisplayNames, ModeratorNotices):
         escalation = (
             (esc.violations, esc.window_seconds * 1000, esc.mute_seconds * 1000) if esc else None
         )
-        muted_until = await self._api.run_db_interaction(
-            "phenom_moderation_record", store.record, row, escalation
-        )
+        try:
+            await self._ensure_schema()
+            muted_until = await self._api.run_db_interaction(
+                "phenom_moderation_record", store.record, row, escalation
+            )
+        except Exception:
+            logger.exception("Could not record the moderation %s of %s", action, user_id)
+            CHECK_FAILURES.labels("infrastructure").inc()
+            muted_until = None
         # Label by rule kind only: rule names can come from live policies (unbounded).
         kind = kind_of(v.rule)
         ACTIONS.labels(view.policy_name, kind, action).inc()
@@ -296,6 +303,9 @@ class PhenomModeration(ContentChecks, DisplayNames, ModeratorNotices):
 
     async def _user_may_join_room(self, user_id: str, room_id: str, is_invited: bool) -> Any:
         result = await self._ban_gate(user_id, room_id, "join", user_id)
+        muted = await self._muted_refusal(room_id, user_id) if result is NOT_SPAM else None
+        if muted is not None:  # a muted user may leave, not come back until the mute ends
+            return self._reply(muted)
         if result is NOT_SPAM and self._config.display_names == "profile":
             v = await self._refuse_join_name(user_id, room_id)
             if v is not None:
@@ -307,6 +317,9 @@ class PhenomModeration(ContentChecks, DisplayNames, ModeratorNotices):
             result = await self._ban_gate(who, room_id, "invite", invitee)
             if result is not NOT_SPAM:
                 return result
+        muted = await self._muted_refusal(room_id, inviter)
+        if muted is not None:
+            return self._reply(muted)
         if self._config.display_names == "profile":
             v = await self._refuse_join_name(invitee, room_id, invite=True)
             if v is not None:
