@@ -50,7 +50,7 @@ from synapse_phenom.modules._link_preview_signing import card_signing_key
 from synapse_phenom.modules._moderation_audit import AuditResource
 from synapse_phenom.modules._moderation_content import ContentChecks
 from synapse_phenom.modules._moderation_events import CHECK_FAILURES, card_verdict
-from synapse_phenom.modules._moderation_names import DisplayNames
+from synapse_phenom.modules._moderation_gates import MembershipGates
 from synapse_phenom.modules._moderation_notices import ModeratorNotices, kind_of
 from synapse_phenom.modules._moderation_state import MAX_CACHED, RoomView
 
@@ -73,7 +73,7 @@ CHECKS = Counter(
 )
 
 
-class PhenomModeration(ContentChecks, DisplayNames, ModeratorNotices):
+class PhenomModeration(ContentChecks, MembershipGates, ModeratorNotices):
     def __init__(self, config: ModerationConfig, api: ModuleApi) -> None:
         require_module_api("moderation", api)
         self._config = config
@@ -300,49 +300,6 @@ class PhenomModeration(ContentChecks, DisplayNames, ModeratorNotices):
         v = Violation("live_policy", "", json.dumps(sorted(event.get_dict()["content"])))
         await self.act(view, room_id, sender, event.type, v, action="policy_change")
         return NOT_SPAM
-
-    async def _user_may_join_room(self, user_id: str, room_id: str, is_invited: bool) -> Any:
-        result = await self._ban_gate(user_id, room_id, "join", user_id)
-        muted = await self._muted_refusal(room_id, user_id) if result is NOT_SPAM else None
-        if muted is not None:  # a muted user may leave, not come back until the mute ends
-            return self._reply(muted)
-        if result is NOT_SPAM and self._config.display_names == "profile":
-            v = await self._refuse_join_name(user_id, room_id)
-            if v is not None:
-                return self._reply(v)
-        return result
-
-    async def _user_may_invite(self, inviter: str, invitee: str, room_id: str) -> Any:
-        for who in (inviter, invitee):
-            result = await self._ban_gate(who, room_id, "invite", invitee)
-            if result is not NOT_SPAM:
-                return result
-        muted = await self._muted_refusal(room_id, inviter)
-        if muted is not None:
-            return self._reply(muted)
-        if self._config.display_names == "profile":
-            v = await self._refuse_join_name(invitee, room_id, invite=True)
-            if v is not None:
-                return self._reply(v)
-        return NOT_SPAM
-
-    async def _ban_gate(self, user_id: str, room_id: str, what: str, target: str) -> Any:
-        if user_id == self._system_user or not self._config.ban_lists:
-            return NOT_SPAM
-        ban = (await self.ban_list()).match(user_id)
-        if ban is None:
-            return NOT_SPAM
-        if what == "invite" and user_id == target:
-            message = (
-                f"{target} cannot be invited: they are banned by the moderation policy list "
-                f"{ban.source}."
-            )
-        else:
-            message = ban_message(ban)
-        v = Violation("ban_list", message, f"{ban.source}: {ban.entity}")
-        view = await self.room_view(room_id)
-        await self.act(view, room_id, user_id, f"m.room.member/{what}", v, action="ban")
-        return (Codes.FORBIDDEN, {"error": message})
 
     @guarded("moderation", fallback=None)
     async def _cleanup(self) -> None:

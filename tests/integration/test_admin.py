@@ -56,6 +56,7 @@ def audit(synapse: SynapseStack, **params: Any) -> list[dict[str, Any]]:
             params={"limit": 50, **params},
             headers={"Authorization": f"Bearer {api.token}"},
         )
+    assert resp.status_code == 200, resp.text
     return list(resp.json()["entries"])
 
 
