@@ -59,6 +59,11 @@ ENV_VARS: tuple[Var, ...] = (
     Var("PHENOM_METRICS_PORT", "Prometheus metrics port ('' disables)", "9000"),
     Var("PHENOM_MODULE_CONFIG_FILE", "optional YAML: module class -> config overrides", ""),
     Var("PHENOM_APPSERVICE_FILES", "comma-separated application service registration files", ""),
+    Var(
+        "PHENOM_FEDERATION",
+        "'true': other Matrix servers may federate with this one ('false' = app users only)",
+        "false",
+    ),
     # Cognito sign-in: set PHENOM_COGNITO_USER_POOL_ID to enable; then CLIENT_ID and
     # CLIENT_SECRET_FILE are required too (see cognito_oidc_from_env).
     Var(
@@ -312,6 +317,9 @@ def values_from_env(env: Mapping[str, str]) -> dict[str, Any]:
     password = ""
     if get["PHENOM_DB_PASSWORD_FILE"]:
         password = Path(get["PHENOM_DB_PASSWORD_FILE"]).read_text().strip()
+    federation = get["PHENOM_FEDERATION"].strip().lower()
+    if federation not in ("true", "false"):
+        raise ValueError(f"PHENOM_FEDERATION must be 'true' or 'false', not {federation!r}")
     overrides: dict[str, Any] = {}
     if get["PHENOM_MODULE_CONFIG_FILE"]:
         overrides = yaml.safe_load(Path(get["PHENOM_MODULE_CONFIG_FILE"]).read_text()) or {}
@@ -324,7 +332,10 @@ def values_from_env(env: Mapping[str, str]) -> dict[str, Any]:
         "log_config_path": f"{data_dir}/log.yaml",
         "log_file": "",
         "console_log_level": "INFO",
-        "trusted_key_servers": [{"server_name": "matrix.org"}],
+        # Closed by default: Cognito decides who is in the rooms, and a remote server's
+        # users would join Community without ever passing the group gate.
+        "federation": federation == "true",
+        "trusted_key_servers": [{"server_name": "matrix.org"}] if federation == "true" else [],
         "bind_address": get["PHENOM_BIND_ADDRESS"],
         "port": int(get["PHENOM_PORT"]),
         "x_forwarded": True,
@@ -421,6 +432,7 @@ def dev_values(
         "log_config_path": str(data_dir / "log.yaml"),
         "log_file": str(data_dir / "homeserver.log"),
         "console_log_level": "WARNING",
+        "federation": False,
         "trusted_key_servers": [],
         "bind_address": host,
         "port": port,

@@ -215,6 +215,9 @@ def room_creation_request(spec: RoomSpec, system_user_id: str) -> dict[str, Any]
         "preset": "public_chat" if spec.join_rule == "public" else "private_chat",
         "visibility": "public" if spec.published else "private",
         "initial_state": initial_state,
+        # Members come from Cognito groups: a remote server's users could join without
+        # ever passing the group gate (federated joins skip user_may_join_room).
+        "creation_content": {"m.federate": False},
     }
     if spec.power_levels:
         body["power_level_content_override"] = dict(spec.power_levels)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import httpx2
 import pytest
 from harness import SynapseStack, eventually, unique
 
@@ -166,3 +167,16 @@ def test_callback_errors_metric_is_exported(synapse: SynapseStack) -> None:
     # The counter exists (0 when nothing failed) so operators can alert on it.
     text = synapse.admin()._http.get("/_synapse/metrics").text
     assert "phenom_module_callback_errors_total" in text or "phenom_module_callback_errors" in text
+
+
+def test_no_federation_by_default(synapse: SynapseStack) -> None:
+    """App users only: no federation API is served (the template's default), and the managed
+    rooms are created local-only (m.federate: false), should federation be turned on later."""
+    for path in ("/_matrix/federation/v1/version", "/_matrix/key/v2/server"):
+        assert httpx2.get(synapse.base_url + path, timeout=10).status_code == 404, path
+    admin = synapse.register(admin=True)
+    for key in ("internal", "partners", "community"):
+        room = synapse.rooms[key]
+        create = admin.call("GET", f"/_synapse/admin/v1/rooms/{room}/state")["state"]
+        content = next(e["content"] for e in create if e["type"] == "m.room.create")
+        assert content.get("m.federate") is False, (key, content)

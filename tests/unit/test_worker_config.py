@@ -123,7 +123,7 @@ def test_synapse_loads_the_rendered_main_and_worker_configs(tmp_path: Path) -> N
     main = HomeServerConfig.load_config("", ["-c", str(config_path)])
     assert main.worker.worker_app is None and main.worker.run_background_tasks
     assert [(lis.port, lis.http_options.resources[0].names) for lis in main.server.listeners] == [
-        (18008, ["client", "federation", "metrics"]),
+        (18008, ["client", "metrics"]),
         (19093, ["replication"]),
     ]
 
