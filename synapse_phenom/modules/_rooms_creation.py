@@ -88,8 +88,12 @@ class RoomCreation:
         if await self._api.check_user_exists(self.system_user_id):
             return
         try:
+            # A server admin from the start: it acts for `phenom-chat admin` (modules.ops
+            # also promotes a system user created before, on its next expiry check).
             await self._api.register_user(
-                self._config.system_user, displayname=self._config.system_display_name
+                self._config.system_user,
+                displayname=self._config.system_display_name,
+                admin=True,
             )
         except SynapseError as err:
             if err.errcode != Codes.USER_IN_USE:  # another process won the race
