@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 import secrets
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -69,12 +70,30 @@ def write_registration(path: Path, server_name: str, agent_prefix: str = "agent-
     return True
 
 
-def read_as_token(path: Path) -> str:
+def _read(path: Path) -> dict[str, Any]:
     try:
         data = yaml.safe_load(path.read_text())
     except (OSError, yaml.YAMLError) as err:
         raise InvalidConfig(f"mcp.synapse.registration_file: cannot read {path}: {err}") from None
-    token = data.get("as_token") if isinstance(data, dict) else None
+    return data if isinstance(data, dict) else {}
+
+
+def read_as_token(path: Path) -> str:
+    token = _read(path).get("as_token")
     if not isinstance(token, str) or not token:
         raise InvalidConfig(f"mcp.synapse.registration_file: {path} has no as_token")
     return token
+
+
+def check_agents_in_namespace(path: Path, server_name: str, localparts: Mapping[str, str]) -> None:
+    """Every agent's user ID (``localparts``: client id -> localpart) must lie in one of the
+    registration's user namespaces, or Synapse refuses to act for it on every call."""
+    users = (_read(path).get("namespaces") or {}).get("users") or []
+    patterns = [u.get("regex") for u in users if isinstance(u, dict)]
+    for client_id, localpart in localparts.items():
+        user_id = f"@{localpart}:{server_name}"
+        if not any(isinstance(p, str) and re.fullmatch(p, user_id) for p in patterns):
+            raise InvalidConfig(
+                f"mcp.agents.{client_id}.localpart: {user_id} is outside the user namespace of "
+                f"{path} ({', '.join(map(str, patterns)) or 'none'}); use its prefix"
+            )

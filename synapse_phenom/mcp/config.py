@@ -55,7 +55,8 @@ class AuthConfig(FrozenModel):
     # Dev only: a local JWKS file (written by `phenom-chat dev`) instead of jwks_url.
     jwks_file: Path | None = None
     # Seconds between forced JWKS refetches caused by an unknown `kid`.
-    jwks_cooldown_seconds: float = Field(30.0, ge=0, le=3600)
+    # (At least 1 s: tokens with junk kids must not turn into one JWKS fetch each.)
+    jwks_cooldown_seconds: float = Field(30.0, ge=1, le=3600)
     jwks_cache_seconds: float = Field(300.0, gt=0, le=86_400)
     # Cognito resource server identifier: scopes are <id>/read, <id>/write, <id>/moderate.
     resource_server: str = "chat-mcp"

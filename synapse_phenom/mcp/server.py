@@ -335,11 +335,14 @@ def make_backend(config: McpConfig, env: Mapping[str, str] | None = None) -> Cha
 
         assert config.hasura is not None  # guaranteed by McpConfig
         return HasuraBackend(config.hasura, config.agents)
-    from synapse_phenom.mcp.appservice import read_as_token
+    from synapse_phenom.mcp.appservice import check_agents_in_namespace, read_as_token
     from synapse_phenom.mcp.synapse_backend import SynapseBackend
 
     assert config.synapse is not None  # guaranteed by McpConfig
-    return SynapseBackend(config.synapse, read_as_token(config.synapse.registration_file))
+    registration = config.synapse.registration_file
+    localparts = {client_id: a.localpart for client_id, a in config.agents.items()}
+    check_agents_in_namespace(registration, config.synapse.server_name, localparts)
+    return SynapseBackend(config.synapse, read_as_token(registration))
 
 
 def serve(config: McpConfig) -> None:

@@ -22,7 +22,12 @@ from synapse_phenom.cli import main as cli_main
 from synapse_phenom.config import InvalidConfig
 from synapse_phenom.mcp import backend as b
 from synapse_phenom.mcp import matrix_events as me
-from synapse_phenom.mcp.appservice import read_as_token, registration, write_registration
+from synapse_phenom.mcp.appservice import (
+    check_agents_in_namespace,
+    read_as_token,
+    registration,
+    write_registration,
+)
 from synapse_phenom.mcp.auth import (
     CognitoTokenVerifier,
     JwksUrlKeys,
@@ -499,6 +504,12 @@ def test_registration_namespace_and_tokens(tmp_path: Path) -> None:
     token = read_as_token(path)
     assert not write_registration(path, "chat.example") and read_as_token(path) == token
     assert path.stat().st_mode & 0o077 == 0
+    # An agent outside the namespace is a startup error naming its key, not 403s later.
+    check_agents_in_namespace(path, "chat.example", {"c1": "agent-bot"})
+    with pytest.raises(InvalidConfig, match=r"mcp\.agents\.c2\.localpart: @alice:chat\.example"):
+        check_agents_in_namespace(path, "chat.example", {"c1": "agent-bot", "c2": "alice"})
+    with pytest.raises(InvalidConfig, match="c1"):
+        check_agents_in_namespace(path, "other.example", {"c1": "agent-bot"})
 
 
 def test_accepted_tokens_are_cached_until_they_expire(signer: DevSigner) -> None:
