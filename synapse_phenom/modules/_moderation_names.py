@@ -213,15 +213,16 @@ class DisplayNames(RoomState):
         view = await self.room_view(room_id)
         if view.compiled.policy.escalation is None or self._unmuted.get((user_id, room_id)):
             return None
-        if await self.is_exempt(view, user_id):
-            return None
         await self._ensure_schema()
         gate = await self._api.run_db_interaction(
             "phenom_moderation_gate", store.gate, user_id, room_id, now_ms(), None
         )
         if gate.muted_until is None:
             self._unmuted.put((user_id, room_id), True)
-        return gate.muted_until
+            return None
+        # Exemptions only once muted: looking them up at every join would memoise a new
+        # member's groups just before group sync gives them theirs.
+        return None if await self.is_exempt(view, user_id) else gate.muted_until
 
     async def _muted_refusal(self, room_id: str, user_id: str) -> Violation | None:
         """The refusal of a join or invite by a muted user (with ``display_names: profile``
