@@ -27,6 +27,9 @@ from synapse_phenom.mcp.backend import (
 )
 from synapse_phenom.mcp.config import ROOM_KEYS, AgentProfile, SynapseBackendConfig
 
+# How long an agent's room ids are used before the agents module is asked again.
+_ROOMS_TTL_S = 300.0
+
 logger = logging.getLogger("synapse_phenom.mcp.synapse_backend")
 
 
@@ -48,6 +51,7 @@ class AgentSession:
             limits=httpx2.Limits(max_connections=200, max_keepalive_connections=50),
         )
         self._ready: dict[str, dict[str, str]] = {}  # agent localpart -> room key -> room id
+        self._ready_at: dict[str, float] = {}  # agent localpart -> when its rooms were read
         self._locks: dict[str, anyio.Lock] = {}
         self._aliases: dict[str, str] = {}
 
@@ -97,23 +101,26 @@ class AgentSession:
     # -- agents and rooms ------------------------------------------------------------
 
     async def _ensure_agent(self, agent: AgentProfile) -> dict[str, str]:
-        """Register the agent user and its device, set its name, join its rooms (once per
-        process)."""
+        """Register the agent user and its device, set its name (once per process), join
+        its rooms (re-read every ``_ROOMS_TTL_S``: a room upgrade moves a room key to a new
+        room, which the agent must follow without a restart)."""
         ready = self._ready.get(agent.localpart)
-        if ready is not None:
+        fresh = anyio.current_time() < self._ready_at.get(agent.localpart, 0.0) + _ROOMS_TTL_S
+        if ready is not None and fresh:
             return ready
         lock = self._locks.setdefault(agent.localpart, anyio.Lock())
         async with lock:
-            if agent.localpart in self._ready:
+            if anyio.current_time() < self._ready_at.get(agent.localpart, 0.0) + _ROOMS_TTL_S:
                 return self._ready[agent.localpart]
-            await self._register(agent)
-            if agent.display_name:
-                await self._call(
-                    "PUT",
-                    f"/_matrix/client/v3/profile/{_q(self.user_id(agent))}/displayname",
-                    agent,
-                    json_body={"displayname": agent.display_name},
-                )
+            if agent.localpart not in self._ready:
+                await self._register(agent)
+                if agent.display_name:
+                    await self._call(
+                        "PUT",
+                        f"/_matrix/client/v3/profile/{_q(self.user_id(agent))}/displayname",
+                        agent,
+                        json_body={"displayname": agent.display_name},
+                    )
             try:
                 result = await self._call(
                     "POST", AGENT_ROOMS_PATH, agent, json_body={"rooms": list(agent.rooms)}
@@ -128,8 +135,10 @@ class AgentSession:
                     "the operator."
                 ) from None
             rooms = {str(k): str(v) for k, v in (result.get("rooms") or {}).items()}
-            logger.info("agent %s ready in rooms %s", self.user_id(agent), sorted(rooms))
+            if rooms != self._ready.get(agent.localpart):
+                logger.info("agent %s ready in rooms %s", self.user_id(agent), sorted(rooms))
             self._ready[agent.localpart] = rooms
+            self._ready_at[agent.localpart] = anyio.current_time()
             return rooms
 
     async def _register(self, agent: AgentProfile) -> None:
