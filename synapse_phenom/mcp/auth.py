@@ -44,6 +44,11 @@ class JwksUrlKeys:
     cooldown_seconds: float
     cache_seconds: float
     _client: jwt.PyJWKClient = attrs.field(init=False)
+    # PyJWT starts its cool-down on successful fetches only: while the URL is down, every
+    # unknown kid would cost a (5 s) fetch. Until then, only cached keys are used.
+    _down_until: float = attrs.field(init=False, default=0.0)
+    # Keys found before, by kid: still trusted during an outage (Cognito's keys rotate rarely).
+    _known: dict[str, Any] = attrs.field(init=False, factory=dict)
 
     def __attrs_post_init__(self) -> None:
         self._client = jwt.PyJWKClient(
@@ -55,10 +60,17 @@ class JwksUrlKeys:
         )
 
     async def key_for(self, kid: str) -> Any:
+        if time.monotonic() < self._down_until:
+            if kid in self._known:
+                return self._known[kid]
+            raise TokenRejected(f"JWKS unreachable; key {kid!r} not seen before")
         try:
             # urllib underneath: keep it off the event loop.
-            return (await anyio.to_thread.run_sync(self._client.get_signing_key, kid)).key
-        except jwt.PyJWKClientConnectionError as err:
+            key = (await anyio.to_thread.run_sync(self._client.get_signing_key, kid)).key
+            self._known[kid] = key
+            return key
+        except (jwt.PyJWKClientConnectionError, jwt.PyJWKSetError) as err:
+            self._down_until = time.monotonic() + max(self.cooldown_seconds, 1.0)
             raise TokenRejected(f"JWKS unreachable: {err}") from None
         except jwt.PyJWKClientError as err:
             raise TokenRejected(f"unknown signing key {kid!r}: {err}") from None

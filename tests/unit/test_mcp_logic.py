@@ -371,7 +371,7 @@ def jwks_server() -> Iterator[tuple[str, dict[str, Any], list[int]]]:
         def do_GET(self) -> None:
             hits.append(1)
             body = json.dumps(state["jwks"]).encode()
-            self.send_response(200)
+            self.send_response(state.get("status", 200))
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
@@ -409,6 +409,34 @@ def test_jwks_is_cached_and_unknown_kids_refetch_after_the_cooldown(
             with pytest.raises(TokenRejected):
                 await keys.key_for(f"junk-{time.monotonic()}")
         assert len(hits) == 2  # junk kids cannot hammer the JWKS endpoint
+
+    anyio.run(main)
+
+
+def test_while_the_jwks_url_is_down_only_cached_keys_are_used(
+    jwks_server: tuple[str, dict[str, Any], list[int]], tmp_path: Path
+) -> None:
+    """PyJWT starts its cool-down on successful fetches only: without our outage window,
+    every junk kid during an outage would be one more (up to 5 s) fetch."""
+    url, state, hits = jwks_server
+    signer = DevSigner.load_or_create(tmp_path)
+    state["jwks"] = signer.jwks()
+    keys = JwksUrlKeys(url, cooldown_seconds=0.5, cache_seconds=0.2)
+
+    async def main() -> None:
+        await keys.key_for(signer.kid)
+        assert len(hits) == 1
+        await anyio.sleep(0.6)  # the cached set expired, the cool-down is over
+        state["status"] = 503  # the endpoint goes down
+        with pytest.raises(TokenRejected, match="unreachable"):
+            await keys.key_for(f"junk-{time.monotonic()}")
+        fetched = len(hits)
+        for _ in range(5):
+            with pytest.raises(TokenRejected):
+                await keys.key_for(f"junk-{time.monotonic()}")
+        assert len(hits) == fetched  # no fetch per junk kid while it is down
+        await keys.key_for(signer.kid)  # a key seen before still verifies during the outage
+        assert len(hits) == fetched
 
     anyio.run(main)
 
