@@ -30,14 +30,12 @@ logger = logging.getLogger(__name__)
 
 
 @attrs.define
-class RevokedAgents:
-    """The revoked agents' Matrix IDs, re-read from Synapse every ``ttl_seconds``."""
+class _Polled:
+    """A revocation list re-read every ``ttl_seconds``; a failed read keeps the last one."""
 
-    homeserver_url: str
-    as_token: str
-    ttl_seconds: float = 5.0
-    _revoked: frozenset[str] = frozenset()
-    _fetched_at: float = float("-inf")
+    ttl_seconds: float = attrs.field(default=5.0, kw_only=True)
+    _revoked: frozenset[str] = attrs.field(default=frozenset(), kw_only=True)
+    _fetched_at: float = attrs.field(default=float("-inf"), kw_only=True)
 
     async def revoked(self) -> frozenset[str]:
         now = time.monotonic()
@@ -45,46 +43,53 @@ class RevokedAgents:
             return self._revoked
         self._fetched_at = now
         try:
-            async with httpx2.AsyncClient(timeout=5) as http:
-                resp = await http.get(
-                    self.homeserver_url.rstrip("/") + REVOKED_AGENTS_PATH,
-                    headers={"Authorization": f"Bearer {self.as_token}"},
-                )
-            if resp.status_code == 200:
-                self._revoked = frozenset(str(u) for u in resp.json().get("revoked", []))
-            elif resp.status_code != 404:  # 404: the ops module is not loaded (nothing revoked)
-                logger.warning("cannot read revoked agents: HTTP %s", resp.status_code)
-        except (httpx2.HTTPError, ValueError) as err:
+            fetched = await self._fetch()
+        except (httpx2.HTTPError, psycopg.Error, ValueError) as err:
             logger.warning("cannot read revoked agents (keeping the last list): %s", err)
+        else:
+            if fetched is not None:
+                self._revoked = fetched
         return self._revoked
+
+    async def _fetch(self) -> frozenset[str] | None:
+        raise NotImplementedError
 
 
 @attrs.define
-class DisabledAgents:
+class RevokedAgents(_Polled):
+    """The revoked agents' Matrix IDs, read from Synapse (the ops module's endpoint)."""
+
+    homeserver_url: str
+    as_token: str
+
+    async def _fetch(self) -> frozenset[str] | None:
+        async with httpx2.AsyncClient(timeout=5) as http:
+            resp = await http.get(
+                self.homeserver_url.rstrip("/") + REVOKED_AGENTS_PATH,
+                headers={"Authorization": f"Bearer {self.as_token}"},
+            )
+        if resp.status_code == 200:
+            return frozenset(str(u) for u in resp.json().get("revoked", []))
+        if resp.status_code != 404:  # 404: the ops module is not loaded (nothing revoked)
+            logger.warning("cannot read revoked agents: HTTP %s", resp.status_code)
+        return None
+
+
+@attrs.define
+class DisabledAgents(_Polled):
     """B's revoked agents: disabled agent rows of ``chat.users``, as Matrix-style IDs."""
 
     database_url: str
     server_name: str
-    ttl_seconds: float = 5.0
-    _revoked: frozenset[str] = frozenset()
-    _fetched_at: float = float("-inf")
 
-    async def revoked(self) -> frozenset[str]:
-        now = time.monotonic()
-        if now - self._fetched_at < self.ttl_seconds:
-            return self._revoked
-        self._fetched_at = now
+    async def _fetch(self) -> frozenset[str] | None:
         from synapse_phenom.lite.agents import REVOKED_AGENTS
 
-        try:
-            async with await psycopg.AsyncConnection.connect(
-                self.database_url, autocommit=True, connect_timeout=5
-            ) as conn:
-                rows = await (await conn.execute(REVOKED_AGENTS)).fetchall()
-            self._revoked = frozenset(f"@{r[0]}:{self.server_name}" for r in rows)
-        except psycopg.Error as err:
-            logger.warning("cannot read revoked agents (keeping the last list): %s", err)
-        return self._revoked
+        async with await psycopg.AsyncConnection.connect(
+            self.database_url, autocommit=True, connect_timeout=5
+        ) as conn:
+            rows = await (await conn.execute(REVOKED_AGENTS)).fetchall()
+        return frozenset(f"@{r[0]}:{self.server_name}" for r in rows)
 
 
 class RevocationList(Protocol):

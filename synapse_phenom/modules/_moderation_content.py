@@ -32,18 +32,6 @@ CHECK_SECONDS = Histogram(
 class ContentChecks(RoomState):
     """Mixed into ``PhenomModeration`` (which provides ``act``)."""
 
-    if TYPE_CHECKING:
-
-        async def act(
-            self,
-            view: RoomView,
-            room_id: str,
-            user_id: str,
-            event_type: str,
-            v: Violation,
-            action: str = "block",
-        ) -> int | None: ...
-
     async def _check_content(
         self, view: RoomView, event: EventBase, content: Mapping[str, Any]
     ) -> Violation | None:

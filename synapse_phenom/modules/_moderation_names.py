@@ -45,16 +45,6 @@ class DisplayNames(RoomState):
 
     if TYPE_CHECKING:
 
-        async def act(
-            self,
-            view: RoomView,
-            room_id: str,
-            user_id: str,
-            event_type: str,
-            v: Violation,
-            action: str = "block",
-        ) -> int | None: ...
-
         async def _ensure_schema(self) -> None: ...
 
         _unmuted: TtlMemo[bool]

@@ -26,7 +26,7 @@ from synapse_phenom.moderation.config import (
     merge_live_policy,
 )
 from synapse_phenom.moderation.mentions import MemberNames
-from synapse_phenom.moderation.rules import BAN_RULE_TYPES, BanList, CompiledPolicy
+from synapse_phenom.moderation.rules import BAN_RULE_TYPES, BanList, CompiledPolicy, Violation
 from synapse_phenom.modules._registry import rooms_module
 
 if TYPE_CHECKING:
@@ -52,7 +52,19 @@ class RoomView:
 
 
 class RoomState:
-    """Mixed into ``PhenomModeration``."""
+    """Mixed into ``PhenomModeration`` (which provides ``act``: audit, escalate, notify)."""
+
+    if TYPE_CHECKING:
+
+        async def act(
+            self,
+            view: RoomView,
+            room_id: str,
+            user_id: str,
+            event_type: str,
+            v: Violation,
+            action: str = "block",
+        ) -> int | None: ...
 
     _config: ModerationConfig
     _api: ModuleApi
