@@ -140,6 +140,28 @@ async def _page(
     return events, list(found.get("state") or []), str(found.get("end") or since)
 
 
+async def _now(
+    backend: SynapseBackend, agent: AgentProfile, room_ids: Sequence[str], sync_filter: str
+) -> Cursor:
+    """ "From now on": each room's current position from ``/messages`` backwards without a
+    ``from`` (exact, never cached). The sync token only wakes the long poll: Synapse may
+    answer an identical ``/sync`` from its response cache (an older position), which at
+    worst wakes it once early, never returns an old message as new."""
+    first = await backend._call(
+        "GET", "/_matrix/client/v3/sync", agent, params={"filter": sync_filter, "timeout": 0}
+    )
+    rooms = {}
+    for room_id in room_ids:
+        page = await backend._call(
+            "GET",
+            f"/_matrix/client/v3/rooms/{_q(room_id)}/messages",
+            agent,
+            params={"dir": "b", "limit": 1},
+        )
+        rooms[room_id] = str(page["start"])
+    return Cursor(sync=str(first["next_batch"]), rooms=rooms)
+
+
 async def _collect(
     backend: SynapseBackend, agent: AgentProfile, room_ids: Sequence[str], cursor: Cursor
 ) -> tuple[list[Message], dict[str, str], bool]:
@@ -177,11 +199,7 @@ async def wait(
     if since:
         cursor = parse_cursor(since)
     else:
-        # "From now on": an empty sync only to learn the current position.
-        first = await backend._call(
-            "GET", "/_matrix/client/v3/sync", agent, params={"filter": sync_filter, "timeout": 0}
-        )
-        cursor = Cursor(sync=str(first["next_batch"]), rooms={})
+        cursor = await _now(backend, agent, room_ids, sync_filter)
     deadline = anyio.current_time() + timeout_seconds
     try:
         while True:
