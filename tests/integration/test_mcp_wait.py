@@ -127,3 +127,20 @@ def test_a_cursor_that_is_not_one_is_refused_clearly(chat: McpStack) -> None:
 
     for text in anyio.run(main):
         assert "since is not a cursor returned by wait_for_messages" in text
+
+
+def test_from_now_never_returns_earlier_messages(chat: McpStack) -> None:
+    """Two 'from now' calls with a message in between: the second must not return it
+    (Synapse answers an identical /sync from its response cache, an older position)."""
+    person = chat.world.register("Early Bird")
+    body = f"before now {uuid.uuid4().hex}"
+
+    async def call() -> dict[str, Any]:
+        async with chat.client() as client:
+            return await ok(client, "wait_for_messages", timeout_seconds=0)
+
+    anyio.run(call)
+    person.send("community", body)
+    eventually(lambda: body in chat.world.bodies("community"))
+    later = anyio.run(call)
+    assert body not in [m["body"] for m in later["messages"]], later
