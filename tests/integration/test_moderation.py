@@ -238,18 +238,10 @@ def test_every_content_field_is_checked(synapse: SynapseStack) -> None:
     assert user.send_state(room, "m.room.topic", {"topic": "a clean topic"}).status_code == 200
     # Display names (display_names: profile, the default): a global name that breaks the
     # rules of a room the user is in is reset to the localpart, which every room shows.
-    user.call(
-        "PUT",
-        f"/_matrix/client/v3/profile/{user.user_id}/displayname",
-        json={"displayname": "xBLOCKMEx"},
-    )
+    set_display_name(user, "xBLOCKMEx")
     member = eventually(lambda: user.state(room, "m.room.member", user.user_id).json())
     assert member["displayname"] == user.localpart
-    user.call(
-        "PUT",
-        f"/_matrix/client/v3/profile/{user.user_id}/displayname",
-        json={"displayname": "Nice Name"},
-    )
+    set_display_name(user, "Nice Name")
     # (Polled: the reset's and this change's propagation tasks may still be running.)
     assert eventually(
         lambda: (
@@ -265,6 +257,11 @@ def test_every_content_field_is_checked(synapse: SynapseStack) -> None:
     assert user.state(room, "m.room.member", user.user_id).json()["displayname"] == "Nice Name"
 
 
+def set_display_name(user: MatrixClient, name: str) -> None:
+    path = f"/_matrix/client/v3/profile/{quote(user.user_id)}/displayname"
+    user.call("PUT", path, json={"displayname": name})
+
+
 def profile_name(user: MatrixClient) -> str | None:
     profile = user.call("GET", f"/_matrix/client/v3/profile/{quote(user.user_id)}")
     name = profile.get("displayname")
@@ -278,11 +275,7 @@ def test_a_name_set_before_the_rules_is_reset_at_join(synapse: SynapseStack) -> 
     room = create_room(owner)
     assert set_policy(owner, room, KEYWORDS).status_code == 200
     user = synapse.register()
-    user.call(
-        "PUT",
-        f"/_matrix/client/v3/profile/{quote(user.user_id)}/displayname",
-        json={"displayname": "forbiddenword fan"},
-    )
+    set_display_name(user, "forbiddenword fan")
     assert profile_name(user) == "forbiddenword fan"  # Community's rules allow it
     resp = user.request("POST", f"/_matrix/client/v3/rooms/{quote(room)}/join", json={})
     body = blocked(resp, "display_name:keywords")
@@ -539,11 +532,7 @@ def test_an_invite_carrying_a_breaking_name_is_refused_once(synapse: SynapseStac
     room = create_room(owner, preset="private_chat")
     assert set_policy(owner, room, KEYWORDS).status_code == 200
     user = synapse.register()
-    user.call(
-        "PUT",
-        f"/_matrix/client/v3/profile/{quote(user.user_id)}/displayname",
-        json={"displayname": "forbiddenword fan"},
-    )
+    set_display_name(user, "forbiddenword fan")
     invite = f"/_matrix/client/v3/rooms/{quote(room)}/invite"
     body = blocked(
         owner.request("POST", invite, json={"user_id": user.user_id}), "display_name:keywords"
@@ -561,11 +550,7 @@ def test_a_breaking_name_is_reset_and_the_rooms_module_joins_anyway(synapse: Syn
     user = synapse.register()
     community = synapse.rooms["community"]
     user.call("POST", f"/_matrix/client/v3/rooms/{quote(community)}/leave", json={})
-    user.call(
-        "PUT",
-        f"/_matrix/client/v3/profile/{quote(user.user_id)}/displayname",
-        json={"displayname": "free crypto"},
-    )
+    set_display_name(user, "free crypto")
     assert profile_name(user) == "free crypto"  # in no room: no rules to break
     with synapse.admin() as admin:
         result = admin.provision(user.user_id, [])
@@ -587,11 +572,7 @@ def test_display_names_rewrite_mode(tmp_path: Path) -> None:
     try:
         user = stack.register()
         room = stack.rooms["community"]
-        user.call(
-            "PUT",
-            f"/_matrix/client/v3/profile/{quote(user.user_id)}/displayname",
-            json={"displayname": "free\u2800crypto"},
-        )
+        set_display_name(user, "free\u2800crypto")
         assert eventually(
             lambda: (
                 user.state(room, "m.room.member", user.user_id).json()["displayname"]
