@@ -71,7 +71,21 @@ CALLS: Sequence[tuple[str, dict[str, Any]]] = (
 )
 
 
-async def measure(calls: int) -> dict[str, float]:
+MODERN = "2026-07-28"
+
+
+def request_body(tool: str, args: dict[str, Any], version: str) -> str:
+    params: dict[str, Any] = {"name": tool, "arguments": args}
+    if version == MODERN:  # the per-request envelope of the stateless revision
+        params["_meta"] = {
+            "io.modelcontextprotocol/protocolVersion": MODERN,
+            "io.modelcontextprotocol/clientCapabilities": {},
+            "io.modelcontextprotocol/clientInfo": {"name": "bench", "version": "1"},
+        }
+    return json.dumps({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": params})
+
+
+async def measure(calls: int, version: str) -> dict[str, float]:
     with tempfile.TemporaryDirectory(prefix="bench-mcp-cpu-") as tmp:
         data = Path(tmp)
         registration = mcp_dev.write_registration_file(data, "localhost")
@@ -85,7 +99,7 @@ async def measure(calls: int) -> dict[str, float]:
             "Authorization": f"Bearer {files.signer.token(DEV_CLIENT_ID, ['read', 'write'])}",
             "Accept": "application/json, text/event-stream",
             "Content-Type": "application/json",
-            "MCP-Protocol-Version": "2025-11-25",
+            "MCP-Protocol-Version": version,
         }
         out = {}
         async with (
@@ -95,17 +109,13 @@ async def measure(calls: int) -> dict[str, float]:
             ) as client,
         ):
             for tool, args in CALLS:
-                body = json.dumps(
-                    {
-                        "jsonrpc": "2.0",
-                        "id": 1,
-                        "method": "tools/call",
-                        "params": {"name": tool, "arguments": args},
-                    }
-                )
+                body = request_body(tool, args, version)
+                call_headers = {**headers, "Mcp-Method": "tools/call", "Mcp-Name": tool}
 
-                async def one(body: str = body) -> None:
-                    resp = await client.post("/mcp", content=body, headers=headers)
+                async def one(
+                    body: str = body, call_headers: dict[str, str] = call_headers
+                ) -> None:
+                    resp = await client.post("/mcp", content=body, headers=call_headers)
                     if resp.status_code != 200 or '"isError":true' in resp.text:
                         raise RuntimeError(resp.text[:300])
 
@@ -123,12 +133,17 @@ def main() -> int:
     parser.add_argument("--calls", type=int, default=500)
     args = parser.parse_args()
     results = {}
-    for label, sdk_only in (("SDK path", "1"), ("light path", "0")):
+    for label, sdk_only, version in (
+        ("2025-11-25 SDK path", "1", "2025-11-25"),
+        ("2025-11-25 light path", "0", "2025-11-25"),
+        (f"{MODERN} SDK path", "1", MODERN),
+        (f"{MODERN} light path", "0", MODERN),
+    ):
         os.environ["PHENOM_MCP_SDK_ONLY"] = sdk_only
-        results[label] = anyio.run(measure, args.calls)
+        results[label] = anyio.run(measure, args.calls, version)
     print("CPU ms per tools/call (app + in-process client, canned backend):")
     for label, row in results.items():
-        print(f"  {label:10}  " + "  ".join(f"{t} {ms:.2f}" for t, ms in row.items()))
+        print(f"  {label:22}  " + "  ".join(f"{t} {ms:.2f}" for t, ms in row.items()))
     return 0
 
 

@@ -25,6 +25,11 @@ Variants (``--variants``, comma-separated):
     .venv/bin/python bench/bench_send.py --variants bare,full --members 1,300,1000 \
         --plot docs/img/room-size.png
 
+``--links down``: every message carries a new link on a Phenom origin that never answers (a
+tarpit); the breaker must hold the fetches back (the count of connections is printed).
+``--blocks N``: per variant, the N Synapse ``Measure`` blocks whose CPU per message differs
+most from the first variant's (the modules' own callbacks are blocks of their own).
+
 ``bcrypt_rounds: 4`` in every variant so that creating thousands of members is quick.
 """
 
@@ -33,11 +38,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import statistics
 import sys
 import tempfile
 import threading
 import time
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -49,6 +56,7 @@ import yaml
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
 from harness import MatrixClient, SynapseStack, create_postgres_database, drop_postgres_database
+from previews_site import Tarpit
 
 from synapse_phenom.mcp import dev as mcp_dev
 from synapse_phenom.ops import devstack, hsconfig
@@ -72,6 +80,28 @@ OVERRIDES: dict[str, dict[str, Any]] = {
 }
 
 
+# --links down: every message carries a new link on a Phenom origin that never answers (a
+# tarpit); the modules' per-origin breaker must keep that from costing a fetch per message.
+DOWN_ORIGIN = "https://down.thephenom.test"
+LINKS: dict[str, Any] = {"mode": "none", "fetch_from": ""}
+
+
+def module_overrides(name: str) -> dict[str, dict[str, Any]]:
+    out = {module: dict(cfg) for module, cfg in OVERRIDES.get(name, {}).items()}
+    if LINKS["mode"] == "down":
+        out.setdefault(hsconfig.LINK_PREVIEW_MODULE, {}).update(
+            origins=[{"url": DOWN_ORIGIN, "fetch_from": LINKS["fetch_from"], "trusted": True}],
+            total_timeout_s=2.0,
+        )
+    return out
+
+
+def message_body(i: int) -> str:
+    if LINKS["mode"] == "down":
+        return f"{BODY} {i} {DOWN_ORIGIN}/p/{uuid.uuid4().hex}"
+    return f"{BODY} {i}"
+
+
 def cpu_seconds(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
@@ -89,7 +119,7 @@ class Instance:
             extra["modules"] = []
         else:
             drop = MODULE_DROPS[name]
-            modules = hsconfig.default_modules(OVERRIDES.get(name))
+            modules = hsconfig.default_modules(module_overrides(name))
             extra["modules"] = [m for m in modules if m["module"] not in drop]
             if name != "no-as":
                 reg = mcp_dev.write_registration_file(data_dir, "localhost")
@@ -113,7 +143,7 @@ class Instance:
             process=self.process,
             database=database,
         )
-        if bare:
+        if bare or name == "no-rooms":  # no rooms module: no rooms to wait for
             devstack.wait_http(
                 f"{self.stack.base_url}/_matrix/client/versions", [self.process], 120
             )
@@ -124,6 +154,7 @@ class Instance:
         self.room_id = ""
         self.members = 0
         self.all_members: list[MatrixClient] = []
+        self.blocks: dict[str, float] = {}  # Measure-block CPU seconds in measured rounds
 
     def stop(self) -> None:
         self.process.stop()
@@ -186,6 +217,23 @@ def txn_counts(inst: Instance) -> tuple[float, float]:
     return total, appservice
 
 
+BLOCK_CPU = (
+    "synapse_util_metrics_block_ru_utime_seconds",
+    "synapse_util_metrics_block_ru_stime_seconds",
+)
+_BLOCK = re.compile(r'block_name="([^"]+)"')
+
+
+def block_cpu(inst: Instance) -> dict[str, float]:
+    """CPU seconds so far per Synapse ``Measure`` block (nested blocks count in their parents)."""
+    text = httpx2.get(f"{inst.stack.base_url}/_synapse/metrics", timeout=30).text
+    out: dict[str, float] = {}
+    for line in text.splitlines():
+        if line.startswith(BLOCK_CPU) and (m := _BLOCK.search(line)):
+            out[m.group(1)] = out.get(m.group(1), 0.0) + float(line.rsplit(" ", 1)[1])
+    return out
+
+
 def devstack_free_port() -> int:
     import socket
 
@@ -222,12 +270,13 @@ def run_round(inst: Instance, n: int) -> tuple[float, float, list[float], tuple[
     def one(i: int) -> None:
         t0 = time.perf_counter()
         resp = inst.senders[i % len(inst.senders)].send_raw(
-            inst.room_id, {"msgtype": "m.text", "body": f"{BODY} {i}"}
+            inst.room_id, {"msgtype": "m.text", "body": message_body(i)}
         )
         resp.raise_for_status()
         with lock:
             started[resp.json()["event_id"]] = t0
 
+    blocks0 = block_cpu(inst)
     txn0 = txn_counts(inst)
     cpu0 = cpu_seconds(inst.process.popen.pid)
     t0 = time.perf_counter()
@@ -236,6 +285,9 @@ def run_round(inst: Instance, n: int) -> tuple[float, float, list[float], tuple[
     seconds = time.perf_counter() - t0
     cpu = cpu_seconds(inst.process.popen.pid) - cpu0
     txn1 = txn_counts(inst)
+    blocks1 = block_cpu(inst)
+    for name, value in blocks1.items():
+        inst.blocks[name] = inst.blocks.get(name, 0.0) + value - blocks0.get(name, 0.0)
     stopped_at[0] = time.perf_counter()
     stop.set()
     reader.join(40)
@@ -261,6 +313,19 @@ def main() -> int:
     parser.add_argument("--json", metavar="FILE", help="append results (one JSON line per size)")
     parser.add_argument("--plot", metavar="PNG", help="plot msgs/s and p50 latency vs members")
     parser.add_argument(
+        "--links",
+        choices=["none", "down"],
+        default="none",
+        help="down: each message has a new link on a Phenom origin that never answers",
+    )
+    parser.add_argument(
+        "--blocks",
+        type=int,
+        default=0,
+        metavar="N",
+        help="print the N Synapse Measure blocks whose CPU per message differs most from bare",
+    )
+    parser.add_argument(
         "--plot-from", metavar="JSONL", help="only plot the rows a --json run wrote, to --plot"
     )
     args = parser.parse_args()
@@ -276,6 +341,10 @@ def main() -> int:
         f"load={os.getloadavg()[0]:.1f} cmd: {' '.join(sys.argv)}",
         flush=True,
     )
+    pit = None
+    if args.links == "down":
+        pit = Tarpit().start()
+        LINKS.update(mode="down", fetch_from=pit.origin)
     instances = [Instance(v, args.postgres) for v in variants]
     results: list[dict[str, Any]] = []
     try:
@@ -294,6 +363,8 @@ def main() -> int:
             lats: dict[str, list[float]] = {v: [] for v in variants}
             per_round: dict[str, list[float]] = {v: [] for v in variants}
             txns = {v: [0.0, 0.0] for v in variants}
+            for inst in instances:
+                inst.blocks = {}
             for r in range(args.rounds):
                 order = instances[r % len(instances) :] + instances[: r % len(instances)]
                 for inst in order:
@@ -339,6 +410,8 @@ def main() -> int:
                         a / b for a, b in zip(per_round[v], per_round[base], strict=True)
                     ),
                 }
+            if args.blocks:
+                print_blocks(instances, sent, args.blocks)
             results.append(row)
             if args.json:
                 with open(args.json, "a") as f:
@@ -346,9 +419,28 @@ def main() -> int:
     finally:
         for inst in instances:
             inst.stop()
+        if pit is not None:
+            print(f"connections to the unreachable origin: {pit.connections}")
+            pit.stop()
     if args.plot:
         plot(results, variants, args.plot, engine)
     return 0
+
+
+def print_blocks(instances: list[Instance], sent: int, top: int) -> None:
+    """Per variant, the Measure blocks' CPU ms per message minus the first variant's."""
+    base = instances[0].blocks
+    for inst in instances[1:]:
+        names = set(base) | set(inst.blocks)
+        delta = {n: (inst.blocks.get(n, 0.0) - base.get(n, 0.0)) * 1000 / sent for n in names}
+        worst = sorted(delta.items(), key=lambda kv: -abs(kv[1]))[:top]
+        print(
+            f"  {inst.name} - {instances[0].name}, Measure-block CPU ms/msg: "
+            + ", ".join(
+                f"{n} {d:+.2f} ({inst.blocks.get(n, 0.0) * 1000 / sent:.2f})" for n, d in worst
+            ),
+            flush=True,
+        )
 
 
 def plot(results: list[dict[str, Any]], variants: list[str], path: str, engine: str) -> None:

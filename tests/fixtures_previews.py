@@ -38,7 +38,17 @@ def tarpit() -> Iterator[Tarpit]:
     pit.stop()
 
 
-def previews_module_config(site: PhenomSite, tarpit: Tarpit | None = None) -> dict[str, object]:
+@pytest.fixture(scope="session")
+def burst_tarpit() -> Iterator[Tarpit]:
+    """A second never-answering origin, first tried by a burst of links (its own breaker)."""
+    pit = Tarpit().start()
+    yield pit
+    pit.stop()
+
+
+def previews_module_config(
+    site: PhenomSite, tarpit: Tarpit | None = None, burst: Tarpit | None = None
+) -> dict[str, object]:
     origins: list[dict[str, object]] = [
         {"url": site.origin, "trusted": True},
         {"url": site.untrusted_origin, "trusted": False},
@@ -47,6 +57,10 @@ def previews_module_config(site: PhenomSite, tarpit: Tarpit | None = None) -> di
         # A public name served from the tarpit: fetch_from hides the internal address.
         origins.append(
             {"url": "https://down.thephenom.test", "fetch_from": tarpit.origin, "trusted": True}
+        )
+    if burst is not None:
+        origins.append(
+            {"url": "https://burst.thephenom.test", "fetch_from": burst.origin, "trusted": True}
         )
     return {
         "origins": origins,
@@ -59,8 +73,9 @@ def previews_module_config(site: PhenomSite, tarpit: Tarpit | None = None) -> di
 
 
 @pytest.fixture(scope="session")
-def previews_synapse_config(phenom_site: PhenomSite, tarpit: Tarpit) -> SynapseConfigPart:
+def previews_synapse_config(
+    phenom_site: PhenomSite, tarpit: Tarpit, burst_tarpit: Tarpit
+) -> SynapseConfigPart:
     """Extra template values / module config the shared test Synapse needs for previews."""
-    return SynapseConfigPart(
-        module_overrides={hsconfig.LINK_PREVIEW_MODULE: previews_module_config(phenom_site, tarpit)}
-    )
+    config = previews_module_config(phenom_site, tarpit, burst_tarpit)
+    return SynapseConfigPart(module_overrides={hsconfig.LINK_PREVIEW_MODULE: config})

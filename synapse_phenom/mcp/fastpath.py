@@ -7,7 +7,12 @@ so no notification can ever be sent on it; a client that accepts JSON) is answer
 plain JSON (the spec lets a server answer a POST with ``application/json``), through the same
 tool (``MCPServer.call_tool``: argument validation, structured and text result) and the same
 Host/Origin/Content-Type checks. Everything else (initialize, tools/list, progress, batches,
-the 2026-07-28 envelope, anything odd) goes to the SDK unchanged.
+anything odd) goes to the SDK unchanged.
+
+A 2026-07-28 (per-request envelope) ``tools/call`` of the same kind goes to the SDK's own
+modern handler in its JSON mode: the SDK's validation ladder, result sieve and serverInfo
+stamp, without the deferral stream, task group and disconnect watcher of its SSE mode (no
+notification can be sent on such a request, so the JSON mode loses nothing).
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ import json
 import logging
 from typing import Any
 
+from mcp.server._streamable_http_modern import handle_modern_request
 from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.exceptions import ToolError, UnexpectedToolError
 from mcp.server.streamable_http import check_accept_headers
@@ -37,6 +43,7 @@ class ToolsCallFastPath:
     def __init__(self, app: ASGIApp, mcp: MCPServer, security: TransportSecuritySettings) -> None:
         self.app = app
         self.mcp = mcp
+        self.security_settings = security
         self.security = TransportSecurityMiddleware(security)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -44,18 +51,8 @@ class ToolsCallFastPath:
             await self.app(scope, receive, send)
             return
         version = next((v for k, v in scope["headers"] if k == _VERSION_HEADER), None)
-        if version is not None and version.decode("latin-1") not in HANDSHAKE_PROTOCOL_VERSIONS:
-            await self.app(scope, receive, send)  # the 2026-07-28 envelope: the SDK's own path
-            return
         body = await _read_body(receive)
         request = _fast_request(body)
-        if request is not None:
-            http = Request(scope)
-            has_json, _ = check_accept_headers(http)
-            refused = await self.security.validate_request(http, is_post=True)
-            if has_json and refused is None:
-                await self._answer(request, send)
-                return
         replayed = False
 
         async def replay() -> Message:
@@ -65,6 +62,27 @@ class ToolsCallFastPath:
                 return {"type": "http.request", "body": body, "more_body": False}
             return await receive()
 
+        if version is not None and version.decode("latin-1") not in HANDSHAKE_PROTOCOL_VERSIONS:
+            if request is None:  # the SDK's own path (SSE mode: progress can be streamed)
+                await self.app(scope, replay, send)
+                return
+            await handle_modern_request(
+                self.mcp._lowlevel_server,
+                self.security_settings,
+                True,  # JSON mode: nothing can be notified on this request
+                self.mcp.session_manager._lifespan_state,
+                scope,
+                replay,
+                send,
+            )
+            return
+        if request is not None:
+            http = Request(scope)
+            has_json, _ = check_accept_headers(http)
+            refused = await self.security.validate_request(http, is_post=True)
+            if has_json and refused is None:
+                await self._answer(request, send)
+                return
         await self.app(scope, replay, send)
 
     async def _answer(self, request: dict[str, Any], send: Send) -> None:

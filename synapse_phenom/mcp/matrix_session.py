@@ -1,6 +1,8 @@
 """Matrix client API access as the MCP application service, on behalf of each agent.
 
-The base of ``SynapseBackend``: one HTTP client with the application service's token,
+The base of ``SynapseBackend``: one HTTP client with the application service's token
+(aiohttp: its C parser costs a fraction of the CPU of a pure-Python client per call, and
+every tool call makes at least one; docs/benchmarks.md),
 calls that masquerade as an agent, Matrix errors mapped to backend errors, health, member
 lookups, and each agent's one-time setup (register, device, display name, rooms via the
 agents module).
@@ -8,12 +10,14 @@ agents module).
 
 from __future__ import annotations
 
+import json
 import logging
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
+import aiohttp
 import anyio
-import httpx2
+from yarl import URL
 
 from synapse_phenom.endpoints import AGENT_ROOMS_PATH
 from synapse_phenom.mcp import matrix_events as me
@@ -37,26 +41,62 @@ def _q(value: str) -> str:
     return quote(value, safe="")
 
 
+def _query_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
 class AgentSession:
     """The application-service HTTP session, acting as each agent, and the agents' rooms."""
 
-    def __init__(
-        self, config: SynapseBackendConfig, as_token: str, http: httpx2.AsyncClient | None = None
-    ) -> None:
+    def __init__(self, config: SynapseBackendConfig, as_token: str) -> None:
         self._config = config
-        self._http = http or httpx2.AsyncClient(
-            base_url=config.homeserver_url,
-            headers={"Authorization": f"Bearer {as_token}"},
-            timeout=config.request_timeout_seconds,
-            limits=httpx2.Limits(max_connections=200, max_keepalive_connections=50),
-        )
+        self._base = config.homeserver_url.rstrip("/")
+        self._headers = {"Authorization": f"Bearer {as_token}"}
+        self._http: aiohttp.ClientSession | None = None  # made inside the running loop
         self._ready: dict[str, dict[str, str]] = {}  # agent localpart -> room key -> room id
         self._ready_at: dict[str, float] = {}  # agent localpart -> when its rooms were read
         self._locks: dict[str, anyio.Lock] = {}
         self._aliases: dict[str, str] = {}
 
     async def aclose(self) -> None:
-        await self._http.aclose()
+        if self._http is not None:
+            await self._http.close()
+
+    async def _request(
+        self,
+        method: str,
+        path: str,
+        query: dict[str, Any] | None = None,
+        json_body: Any = None,
+        seconds: float | None = None,
+    ) -> tuple[int, Any]:
+        """(status, parsed JSON body or None); transport failures raise aiohttp/asyncio
+        errors. The path is sent as written (its ids are already percent-encoded)."""
+        if self._http is None or self._http.closed:
+            self._http = aiohttp.ClientSession(
+                headers=self._headers,
+                connector=aiohttp.TCPConnector(limit=200, limit_per_host=200),
+                auto_decompress=True,
+            )
+        url = self._base + path
+        if query:
+            url += "?" + urlencode({k: _query_value(v) for k, v in query.items()}, quote_via=quote)
+        data = None if json_body is None else json.dumps(json_body).encode()
+        headers = {"Content-Type": "application/json"} if data is not None else None
+        async with self._http.request(
+            method,
+            URL(url, encoded=True),
+            data=data,
+            headers=headers,
+            timeout=aiohttp.ClientTimeout(total=seconds or self._config.request_timeout_seconds),
+        ) as resp:
+            raw = await resp.read()
+            try:
+                return resp.status, json.loads(raw) if raw else None
+            except ValueError:
+                return resp.status, None
 
     def user_id(self, agent: AgentProfile) -> str:
         return f"@{agent.localpart}:{self._config.server_name}"
@@ -79,24 +119,15 @@ class AgentSession:
             query["user_id"] = self.user_id(agent)
             if device:
                 query["device_id"] = self._config.device_id
-        kwargs: dict[str, Any] = {"params": query}
-        if json_body is not None:
-            kwargs["json"] = json_body
-        if wait is not None:  # long polls outlast the default timeout
-            kwargs["timeout"] = wait
-        try:
-            resp = await self._http.request(method, path, **kwargs)
-        except httpx2.TransportError as err:
+        try:  # (long polls pass ``wait``: they outlast the default timeout)
+            status, body = await self._request(method, path, query, json_body, wait)
+        except (TimeoutError, aiohttp.ClientError) as err:
             raise Unavailable(
                 f"The chat server is unreachable ({type(err).__name__}); try again shortly."
             ) from None
-        try:
-            body = resp.json()
-        except ValueError:
-            body = {}
-        if resp.status_code < 400:
+        if status < 400:
             return body if isinstance(body, dict) else {}
-        raise _error(resp.status_code, body if isinstance(body, dict) else {})
+        raise _error(status, body if isinstance(body, dict) else {})
 
     # -- agents and rooms ------------------------------------------------------------
 
@@ -217,22 +248,22 @@ class AgentSession:
 
     async def health(self) -> dict[str, object]:
         try:
-            resp = await self._http.get("/_matrix/client/versions", timeout=3)
-            if resp.status_code != 200:
+            status, _ = await self._request("GET", "/_matrix/client/versions", seconds=3)
+            if status != 200:
                 return {
                     "ok": False,
                     "backend": "synapse",
-                    "error": f"homeserver answered HTTP {resp.status_code}",
+                    "error": f"homeserver answered HTTP {status}",
                 }
-            who = await self._http.get("/_matrix/client/v3/account/whoami", timeout=3)
-            if who.status_code != 200:
+            who, _ = await self._request("GET", "/_matrix/client/v3/account/whoami", seconds=3)
+            if who != 200:
                 return {
                     "ok": False,
                     "backend": "synapse",
                     "error": "homeserver rejects the application service token "
                     "(is the registration loaded?)",
                 }
-        except httpx2.TransportError as err:
+        except (TimeoutError, aiohttp.ClientError) as err:
             return {
                 "ok": False,
                 "backend": "synapse",

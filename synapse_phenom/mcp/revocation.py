@@ -61,13 +61,17 @@ class RevokedAgents(_Polled):
 
     homeserver_url: str
     as_token: str
+    # One client for the process: a new one per read would build a TLS context each time
+    # (tens of ms of CPU every ttl_seconds).
+    _http: httpx2.AsyncClient | None = attrs.field(default=None, init=False)
 
     async def _fetch(self) -> frozenset[str] | None:
-        async with httpx2.AsyncClient(timeout=5) as http:
-            resp = await http.get(
-                self.homeserver_url.rstrip("/") + REVOKED_AGENTS_PATH,
-                headers={"Authorization": f"Bearer {self.as_token}"},
-            )
+        if self._http is None:
+            self._http = httpx2.AsyncClient(timeout=5)
+        resp = await self._http.get(
+            self.homeserver_url.rstrip("/") + REVOKED_AGENTS_PATH,
+            headers={"Authorization": f"Bearer {self.as_token}"},
+        )
         if resp.status_code == 200:
             return frozenset(str(u) for u in resp.json().get("revoked", []))
         if resp.status_code != 404:  # 404: the ops module is not loaded (nothing revoked)

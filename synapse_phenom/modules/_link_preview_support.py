@@ -45,6 +45,9 @@ class DbOriginGate:
     After an origin is unreachable (DNS, connect, timeout) nobody fetches from it until its
     retry time; then exactly one process gets the probe (``store.claim_origin``). Each
     process also remembers the retry time, so links to a down origin cost no DB trip.
+    An origin this process has not seen answer lately gets one fetch at a time here (the
+    others wait for its outcome): a burst of new links to an origin that just went down
+    costs one attempt, not one per concurrent link.
     """
 
     def __init__(
@@ -60,16 +63,33 @@ class DbOriginGate:
         self._closed_until: dict[str, int] = {}  # origin -> retry time (known down)
         self._healthy_until: dict[str, int] = {}  # origin -> memo expiry (known up)
         self._probing: set[str] = set()
+        self._seen_up_until: dict[str, int] = {}  # origin -> answered lately (no single-flight)
+        self._trial: dict[str, int] = {}  # origin -> when this process's unproven fetch ends
+        self._trial_ms = int(config.total_timeout_s * 1000) + 1_000
 
     def known_down(self, origin: str) -> bool:
         return self._closed_until.get(origin, 0) > now_ms()
 
     async def allow(self, origin: str) -> bool:
-        now = now_ms()
-        if self._closed_until.get(origin, 0) > now:
-            return False
-        if self._healthy_until.get(origin, 0) > now:
-            return True
+        while True:
+            now = now_ms()
+            if self._closed_until.get(origin, 0) > now:
+                return False
+            if self._healthy_until.get(origin, 0) > now:
+                return True
+            if self._trial.get(origin, 0) <= now:
+                break
+            await self._api.sleep(0.05)  # another fetch is finding out whether it answers
+        unproven = self._seen_up_until.get(origin, 0) <= now
+        if unproven:
+            self._trial[origin] = now + self._trial_ms
+        try:
+            return await self._claim(origin, now, unproven)
+        except BaseException:
+            self._trial.pop(origin, None)
+            raise
+
+    async def _claim(self, origin: str, now: int, unproven: bool) -> bool:
         await self._ensure_schema()
         allowed, until = await self._api.run_db_interaction(
             "phenom_preview_origin_claim",
@@ -79,14 +99,24 @@ class DbOriginGate:
             self._interval_ms,
         )
         if not allowed:
+            self._trial.pop(origin, None)
             self._closed_until[origin] = until
         elif until:
             self._probing.add(origin)  # a failed origin, probed by this process
-        else:
+        elif not unproven:  # (an unproven origin is healthy only once it has answered)
             self._healthy_until[origin] = now + _HEALTHY_MEMO_MS
         return bool(allowed)
 
     async def record(self, origin: str, reachable: bool) -> None:
+        try:
+            await self._record(origin, reachable)
+        finally:
+            self._trial.pop(origin, None)  # waiters re-read the outcome
+
+    async def _record(self, origin: str, reachable: bool) -> None:
+        if reachable:
+            self._seen_up_until[origin] = now_ms() + self._interval_ms
+            self._healthy_until[origin] = now_ms() + _HEALTHY_MEMO_MS
         if reachable and origin not in self._probing and origin not in self._closed_until:
             return  # healthy and nobody marked it down that we know of: no write
         self._probing.discard(origin)

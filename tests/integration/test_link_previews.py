@@ -424,6 +424,24 @@ def test_unreachable_origin_is_tried_once_per_interval(
     assert not _follow_ups(bob, room_id, first)
 
 
+def test_a_burst_of_new_links_to_an_origin_that_never_answers_costs_one_attempt(
+    synapse: SynapseStack, burst_tarpit: Tarpit
+) -> None:
+    """Links to an origin nobody has fetched from lately, sent while its first fetch is in
+    flight, wait for that fetch's outcome instead of each trying the origin themselves."""
+    alice, _, room_id = _room(synapse)
+    base = "https://burst.thephenom.test/p"
+    assert burst_tarpit.connections == 0
+    for i in range(8):
+        _, elapsed = _timed_send(
+            alice, room_id, {"msgtype": "m.text", "body": f"{base}/{i}?t={unique('')}"}
+        )
+        assert elapsed < SEND_LIMIT_S
+    eventually(lambda: burst_tarpit.connections or None, timeout=5)
+    time.sleep(4.0 + 1.5)  # the one attempt times out (total_timeout_s); the breaker opens
+    assert burst_tarpit.connections == 1
+
+
 # The poller runs in its own process: in this one the Phenom site's threads (serving 800 KB
 # pages) would compete with it for the GIL and inflate what it measures.
 _POLLER = """

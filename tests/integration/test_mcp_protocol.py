@@ -107,6 +107,59 @@ def test_a_plain_tools_call_is_answered_with_json_and_progress_keeps_sse(chat: M
     assert evil.status_code == 421
 
 
+MODERN = "2026-07-28"
+
+
+def test_a_modern_envelope_tools_call_keeps_the_sdks_checks_and_result_shape(
+    chat: McpStack,
+) -> None:
+    """The 2026-07-28 tools/call goes to the SDK's own modern handler (JSON mode): its
+    envelope ladder, result sieve (``resultType``) and serverInfo stamp all still apply."""
+
+    def post(params: dict[str, Any], **headers: str) -> httpx2.Response:
+        return httpx2.post(
+            chat.url,
+            json={"jsonrpc": "2.0", "id": 7, "method": "tools/call", "params": params},
+            headers={
+                "Authorization": f"Bearer {chat.token()}",
+                "Accept": "application/json, text/event-stream",
+                "MCP-Protocol-Version": MODERN,
+                "Mcp-Method": "tools/call",
+                "Mcp-Name": "list_rooms",
+                **headers,
+            },
+            timeout=30,
+        )
+
+    envelope = {
+        "io.modelcontextprotocol/protocolVersion": MODERN,
+        "io.modelcontextprotocol/clientCapabilities": {},
+        "io.modelcontextprotocol/clientInfo": {"name": "probe", "version": "1"},
+    }
+    plain = post({"name": "list_rooms", "arguments": {}, "_meta": envelope})
+    assert plain.status_code == 200, plain.text
+    assert plain.headers["content-type"] == "application/json"
+    result = plain.json()["result"]
+    assert result["resultType"] == "complete"
+    assert result["_meta"]["io.modelcontextprotocol/serverInfo"]["name"] == "phenom-chat"
+    assert {r["key"] for r in result["structuredContent"]["rooms"]} == {
+        "internal",
+        "partners",
+        "community",
+    }
+    # The SDK's header rung: Mcp-Name must name the tool in the body.
+    mismatch = post(
+        {"name": "list_rooms", "arguments": {}, "_meta": envelope}, **{"Mcp-Name": "send_message"}
+    )
+    assert "error" in mismatch.json(), mismatch.text
+    # The envelope rung: a modern request without its _meta pair is refused, not served.
+    bare = post({"name": "list_rooms", "arguments": {}})
+    assert "envelope" in bare.json()["error"]["message"], bare.text
+    # DNS-rebinding protection still applies.
+    evil = post({"name": "list_rooms", "arguments": {}, "_meta": envelope}, Host="evil.example")
+    assert evil.status_code == 421
+
+
 def test_an_unknown_tool_is_invalid_params(chat: McpStack) -> None:
     error = rpc(chat, "tools/call", {"name": "no_such_tool", "arguments": {}})["error"]
     assert error["code"] == -32602
