@@ -14,7 +14,10 @@ Then A vs B through MCP (``bench_ab``): the same MCP server on ``backend: hasura
 tables on a fresh database of ``--postgres-dsn``) next to the Synapse one, same calls.
 
     .venv/bin/python bench/bench_mcp.py [--calls 300] [--concurrency 8] [--ops 600]
-        [--postgres-dsn postgresql://postgres@127.0.0.1:5432/postgres | --no-hasura]
+        [--postgres-dsn postgresql://postgres@127.0.0.1:5432/postgres | --no-hasura] [--pin]
+
+``--pin``: the sidecar alone on the last CPU (every thread), Synapse and the load generator on
+the others — the sidecar on its own core, as in production (its own container).
 """
 
 from __future__ import annotations
@@ -158,6 +161,18 @@ async def throughput(
     return per_worker * concurrency / (time.perf_counter() - start)
 
 
+def pin(sidecar: int, synapse: int) -> None:
+    """Every thread of the sidecar on the last CPU; Synapse's and ours on the rest."""
+    cpus = sorted(os.sched_getaffinity(0))
+    if len(cpus) < 2:
+        raise SystemExit("--pin needs at least two CPUs")
+    alone, rest = {cpus[-1]}, set(cpus[:-1])
+    for pid, where in ((sidecar, alone), (synapse, rest), (os.getpid(), rest)):
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            os.sched_setaffinity(int(task.name), where)
+    print(f"pinned: sidecar on CPU {sorted(alone)}, Synapse and load generator on {sorted(rest)}")
+
+
 def cpu_seconds(pid: int) -> float:
     """User + system CPU of a process so far (all its threads)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
@@ -277,6 +292,11 @@ def main() -> int:
     parser.add_argument(
         "--no-hasura", action="store_true", help="skip A vs B (Implementation B, backend hasura)"
     )
+    parser.add_argument(
+        "--pin",
+        action="store_true",
+        help="sidecar alone on the last CPU; Synapse and this load generator on the others",
+    )
     args = parser.parse_args()
     # A SIGTERM (e.g. from `timeout`) unwinds like Ctrl-C, so the servers and B's database go too.
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(143))
@@ -294,6 +314,8 @@ def main() -> int:
         mcp = mcp_dev.start_mcp(files.config, "127.0.0.1", port)
         try:
             devstack.wait_http(f"http://127.0.0.1:{port}/health", [mcp], timeout=60)
+            if args.pin:
+                pin(mcp.popen.pid, stack.process.popen.pid)
             token = files.signer.token(DEV_CLIENT_ID, ["read", "write"])
             rows, cpu_rows = anyio.run(
                 run,

@@ -9,6 +9,7 @@ start of the send request).
 
 Variants (``--variants``, comma-separated):
   bare          dev config with ``modules:`` and the appservice removed
+  bare-again    a second, identical bare Synapse: the A/A control (the method's noise floor)
   full          dev config: every Phenom module + the MCP appservice registration
   no-as         full minus the appservice registration
   no-names      full, moderation with ``display_names: off`` (no display-name checks)
