@@ -70,18 +70,27 @@ def test_only_tools_are_advertised_and_the_version_is_the_packages(chat: McpStac
         assert error["code"] == -32601, (method, error)  # method not found
 
 
+MODERN = "2026-07-28"
+
+
+def call_tool(stack: McpStack, params: dict[str, Any], **headers: str) -> httpx2.Response:
+    """A raw tools/call POST; ``headers`` add to or replace the defaults (PROTOCOL's era)."""
+    return httpx2.post(
+        stack.url,
+        json={"jsonrpc": "2.0", "id": 5, "method": "tools/call", "params": params},
+        headers={
+            "Authorization": f"Bearer {stack.token()}",
+            "Accept": "application/json, text/event-stream",
+            "MCP-Protocol-Version": PROTOCOL,
+            **headers,
+        },
+        timeout=30,
+    )
+
+
 def test_a_plain_tools_call_is_answered_with_json_and_progress_keeps_sse(chat: McpStack) -> None:
     def post(params: dict[str, Any]) -> httpx2.Response:
-        return httpx2.post(
-            chat.url,
-            json={"jsonrpc": "2.0", "id": 5, "method": "tools/call", "params": params},
-            headers={
-                "Authorization": f"Bearer {chat.token()}",
-                "Accept": "application/json, text/event-stream",
-                "MCP-Protocol-Version": PROTOCOL,
-            },
-            timeout=30,
-        )
+        return call_tool(chat, params)
 
     plain = post({"name": "list_rooms", "arguments": {}})
     assert plain.headers["content-type"] == "application/json"
@@ -107,29 +116,15 @@ def test_a_plain_tools_call_is_answered_with_json_and_progress_keeps_sse(chat: M
     assert evil.status_code == 421
 
 
-MODERN = "2026-07-28"
-
-
 def test_a_modern_envelope_tools_call_keeps_the_sdks_checks_and_result_shape(
     chat: McpStack,
 ) -> None:
-    """The 2026-07-28 tools/call goes to the SDK's own modern handler (JSON mode): its
-    envelope ladder, result sieve (``resultType``) and serverInfo stamp all still apply."""
+    """A 2026-07-28 tools/call answered by the light path keeps the SDK's envelope ladder,
+    result sieve (``resultType``), serverInfo stamp and DNS-rebinding check."""
 
     def post(params: dict[str, Any], **headers: str) -> httpx2.Response:
-        return httpx2.post(
-            chat.url,
-            json={"jsonrpc": "2.0", "id": 7, "method": "tools/call", "params": params},
-            headers={
-                "Authorization": f"Bearer {chat.token()}",
-                "Accept": "application/json, text/event-stream",
-                "MCP-Protocol-Version": MODERN,
-                "Mcp-Method": "tools/call",
-                "Mcp-Name": "list_rooms",
-                **headers,
-            },
-            timeout=30,
-        )
+        modern = {"MCP-Protocol-Version": MODERN, "Mcp-Method": "tools/call"}
+        return call_tool(chat, params, **{**modern, "Mcp-Name": "list_rooms", **headers})
 
     envelope = {
         "io.modelcontextprotocol/protocolVersion": MODERN,
