@@ -7,16 +7,20 @@
 * ``serverInfo.version`` is the package version.
 * Stateless streamable HTTP has nothing to push on a standalone ``GET /mcp`` stream and no
   session to ``DELETE``: both answer 405 (``Allow: POST``) instead of holding a stream open.
+* The backend's connections are closed at shutdown (the SDK's lifespan knows nothing of it).
 """
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
 from mcp.server.mcpserver import MCPServer
 from mcp.shared.exceptions import MCPError
 from mcp_types import INVALID_PARAMS
+from starlette.applications import Starlette
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 _UNSERVED = (
@@ -84,3 +88,18 @@ class PostOnly:
             }
         )
         await send({"type": "http.response.body", "body": body})
+
+
+def close_on_shutdown(app: Starlette, close: Callable[[], Awaitable[None]]) -> None:
+    """Run ``close`` after the app's own lifespan (the SDK's session manager) has ended."""
+    inner = app.router.lifespan_context
+
+    @asynccontextmanager
+    async def lifespan(running: Starlette) -> AsyncIterator[Any]:
+        try:
+            async with inner(running) as state:
+                yield state
+        finally:
+            await close()
+
+    app.router.lifespan_context = lifespan

@@ -48,7 +48,7 @@ from synapse_phenom.mcp.models import (
     WaitResult,
 )
 from synapse_phenom.mcp.observability import JsonLogFormatter, Metrics, configure_logging
-from synapse_phenom.mcp.protocol import PhenomMCP, PostOnly
+from synapse_phenom.mcp.protocol import PhenomMCP, PostOnly, close_on_shutdown
 from synapse_phenom.mcp.revocation import with_revocations
 from synapse_phenom.mcp.tools import ChatTools, Principal, ToolFailure
 
@@ -324,6 +324,7 @@ def build_app(config: McpConfig, backend: ChatBackend) -> Starlette:
                 resource_name="Phenom chat MCP",
             )[0]
     instrument_http(app, metrics.registry)  # phenom_mcp_http_responses_total
+    close_on_shutdown(app, backend.aclose)
     if not gated:  # an SDK change moved the auth wrapper: refuse to run without the scope gate
         raise RuntimeError("cannot find the authenticated /mcp route to install the scope check on")
     return app
