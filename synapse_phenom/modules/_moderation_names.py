@@ -59,13 +59,20 @@ class DisplayNames(RoomState):
                 check_event_allowed=self.check_event_allowed
             )
         elif mode == "profile":
-            if self._api._hs.config.server.allow_per_room_profiles:
-                raise ConfigError(
-                    "display_names: profile needs 'allow_per_room_profiles: false' in "
-                    "homeserver.yaml (per-room names would go unchecked); or set the "
-                    "moderation module's display_names to rewrite (costly) or off",
-                    ("modules", "moderation", "display_names"),
-                )
+            server = self._api._hs.config.server
+            # Invites: Synapse reads the invitee's profile before user_may_invite, and skips
+            # that hook for server admins (the rooms module's system user is one).
+            for key, why in (
+                ("allow_per_room_profiles", "per-room names would go unchecked"),
+                ("include_profile_data_on_invite", "invites would show unchecked names"),
+            ):
+                if getattr(server, key):
+                    raise ConfigError(
+                        f"display_names: profile needs '{key}: false' in homeserver.yaml "
+                        f"({why}); or set the moderation module's display_names to rewrite "
+                        "(costly) or off",
+                        ("modules", "moderation", "display_names"),
+                    )
             self.on_profile_update = guarded("moderation", None, logger)(self._on_profile_update)
             self._api.register_third_party_rules_callbacks(on_profile_update=self.on_profile_update)
 
@@ -91,12 +98,10 @@ class DisplayNames(RoomState):
 
     # -- display_names: profile -----------------------------------------------------
 
-    async def _refuse_join_name(
-        self, user_id: str, room_id: str, invite: bool = False
-    ) -> Violation | None:
-        """A join (or an invite: the invite event carries the invitee's name too) whose
-        global display name breaks the room's rules: the name is reset to the localpart and
-        this one refused, so the next one goes through clean."""
+    async def _refuse_join_name(self, user_id: str, room_id: str) -> Violation | None:
+        """A join whose global display name breaks the room's rules: the name is reset to
+        the localpart and this join refused, so the next one goes through clean. (Invites
+        carry no name: ``include_profile_data_on_invite: false``, checked at startup.)"""
         if user_id == self._system_user or not self._api.is_mine(user_id):
             return None
         localpart = UserID.from_string(user_id).localpart
@@ -110,18 +115,11 @@ class DisplayNames(RoomState):
         # Synapse updates the user's other rooms in a background task: this never waits
         # on a membership lock of this room.
         await self._api.set_displayname(UserID.from_string(user_id), localpart)
-        what = "invite" if invite else "join"
-        await self.act(view, room_id, user_id, f"m.room.member/{what}", v, action="rename")
-        if invite:
-            message = (
-                f"{user_id}'s display name breaks this room's rules (rule '{v.rule}'), so it "
-                "was reset to their username. Invite them again."
-            )
-        else:
-            message = (
-                f"Your display name breaks this room's rules (rule '{v.rule}'), so it was "
-                "reset to your username. Join again."
-            )
+        await self.act(view, room_id, user_id, "m.room.member/join", v, action="rename")
+        message = (
+            f"Your display name breaks this room's rules (rule '{v.rule}'), so it was "
+            "reset to your username. Join again."
+        )
         return attrs.evolve(v, message=message)
 
     async def _on_profile_update(

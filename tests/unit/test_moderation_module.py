@@ -22,7 +22,9 @@ def broken_api() -> Any:
     api._hs = SimpleNamespace(
         config=SimpleNamespace(
             key=SimpleNamespace(macaroon_secret_key=b"k"),
-            server=SimpleNamespace(allow_per_room_profiles=False),
+            server=SimpleNamespace(
+                allow_per_room_profiles=False, include_profile_data_on_invite=False
+            ),
         )
     )
     api._store = SimpleNamespace()  # private attributes autospec cannot see
