@@ -106,3 +106,20 @@ def test_moderation_log_since_parsing() -> None:
     assert parse_since("2023-11-14T23:13:20+01:00") == 1_700_000_000_000
     with pytest.raises(ValueError, match="30m"):
         parse_since("yesterday")
+
+
+def test_member_event_changes_go_on_top_of_another_modules_replacement() -> None:
+    """display_names: profile and another module's check_event_allowed both replacing a
+    member event: the other module's content, with this module's name and reason changes."""
+    from synapse_phenom.modules._moderation_names import _merged
+
+    original = event("m.room.member", membership="join", displayname="bad", reason="bad")
+    ours = {"content": {"membership": "join", "displayname": "u"}}
+    theirs = {"type": "m.room.member", "content": {**original.content, "x": 1}}
+    merged = _merged(original, ours, theirs)
+    assert merged == {
+        "type": "m.room.member",
+        "content": {"membership": "join", "displayname": "u", "x": 1},
+    }
+    kept = _merged(original, {"content": dict(original.content)}, theirs)
+    assert kept["content"] == theirs["content"]  # nothing of ours changed: theirs as is
