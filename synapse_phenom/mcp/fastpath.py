@@ -4,8 +4,9 @@ The SDK serves every legacy (2024-11-05 … 2025-11-25) stateless request with a
 transport, JSON-RPC dispatcher, session and SSE writer, and every 2026-07-28 request with its
 per-request runner and middleware chain: most of the sidecar's CPU per call. A ``tools/call``
 that needs none of that (a single request, no ``progressToken``, so no notification can ever
-be sent on it; a client that accepts JSON; a known tool) is answered here with plain JSON (the
-spec lets a server answer a POST with ``application/json``), through the same tool
+be sent on it; a client that accepts JSON and SSE, as the SDK requires; a known tool) is
+answered here with plain JSON (the spec lets a server answer a POST with
+``application/json``), through the same tool
 (``MCPServer.call_tool``: argument validation, structured and text result) and the same
 Host/Origin/Content-Type checks. A 2026-07-28 request first passes the SDK's own envelope
 ladder (``classify_inbound_request``, duplicated routing headers) and its result gets the
@@ -83,8 +84,11 @@ class ToolsCallFastPath:
     async def _answered(self, scope: Scope, request: dict[str, Any], send: Send) -> bool:
         """Answer ``request`` here if it qualifies; False: the SDK must answer it."""
         http = Request(scope)
-        has_json, _ = check_accept_headers(http)
-        if not has_json or await self.security.validate_request(http, is_post=True) is not None:
+        # Both, as the SDK requires of a POST (json_response=False): it answers 406 otherwise.
+        has_json, has_sse = check_accept_headers(http)
+        if not (has_json and has_sse):
+            return False
+        if await self.security.validate_request(http, is_post=True) is not None:
             return False
         if self._tools is None:
             self._tools = frozenset(tool.name for tool in await self.mcp.list_tools())

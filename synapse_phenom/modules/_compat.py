@@ -54,7 +54,8 @@ MODULE_API_NEEDS: dict[str, ApiNeeds] = {
         register_third_party_rules_callbacks="check_event_allowed",
     ),
     "moderation": _needs(
-        # _hs: the homeserver's macaroon secret, from which the card-signing key derives.
+        # _hs: the homeserver's macaroon secret, from which the card-signing key derives,
+        # and (display_names: profile) the third-party-rules dispatcher, for member events.
         # _store: Synapse's cached member lists with room profiles (legacy highlights) and
         # a user's rooms (display names).
         "_hs _store create_and_send_event_into_room defer_to_thread get_profile_for_user"

@@ -3,7 +3,7 @@
 Synapse's ``user_may_join_room`` / ``user_may_invite`` spam-checker hooks: ban lists (a banned
 user can neither join, be invited, nor invite), mutes (a muted user may leave, not come back
 or bring others in until the mute ends) and, with ``display_names: profile``, the name a join
-or an invite would carry (``_moderation_names``).
+would carry (``_moderation_names``; invites carry none).
 """
 
 from __future__ import annotations
@@ -44,10 +44,6 @@ class MembershipGates(DisplayNames):
         muted = await self._muted_refusal(room_id, inviter)
         if muted is not None:
             return self._reply(muted)
-        if self._config.display_names == "profile":
-            v = await self._refuse_join_name(invitee, room_id, invite=True)
-            if v is not None:
-                return self._reply(v)
         return NOT_SPAM
 
     async def _ban_gate(self, user_id: str, room_id: str, what: str, target: str) -> Any:

@@ -8,7 +8,9 @@ The module's ``display_names`` key picks the design (docs/moderation.md):
   room the user is in is reset to the user's localpart (``on_profile_update``; the reset
   reaches every room the usual way), and a join into a room whose rules the name breaks
   (a name set before the rules were) is refused once, with the name reset, so the next
-  join goes through (``user_may_join_room``).
+  join goes through (``user_may_join_room``). What guarantees it is the member event
+  itself: every local one is checked as built (name, reason, mutes), through Synapse's
+  third-party-rules dispatcher for member events only (``_check_member_events``).
 - ``rewrite`` replaces a breaking name by the localpart in that room's member event
   (``check_event_allowed``). Synapse then loads the room's whole current state for every
   event: a per-message cost that grows with the room (docs/benchmarks.md).
@@ -18,7 +20,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import attrs
 from synapse.module_api.errors import ConfigError
@@ -59,15 +61,58 @@ class DisplayNames(RoomState):
                 check_event_allowed=self.check_event_allowed
             )
         elif mode == "profile":
-            if self._api._hs.config.server.allow_per_room_profiles:
-                raise ConfigError(
-                    "display_names: profile needs 'allow_per_room_profiles: false' in "
-                    "homeserver.yaml (per-room names would go unchecked); or set the "
-                    "moderation module's display_names to rewrite (costly) or off",
-                    ("modules", "moderation", "display_names"),
-                )
+            server = self._api._hs.config.server
+            # Invites: Synapse reads the invitee's profile before user_may_invite, and skips
+            # that hook for server admins (the rooms module's system user is one).
+            for key, why in (
+                ("allow_per_room_profiles", "per-room names would go unchecked"),
+                ("include_profile_data_on_invite", "invites would show unchecked names"),
+            ):
+                if getattr(server, key):
+                    raise ConfigError(
+                        f"display_names: profile needs '{key}: false' in homeserver.yaml "
+                        f"({why}); or set the moderation module's display_names to rewrite "
+                        "(costly) or off",
+                        ("modules", "moderation", "display_names"),
+                    )
             self.on_profile_update = guarded("moderation", None, logger)(self._on_profile_update)
             self._api.register_third_party_rules_callbacks(on_profile_update=self.on_profile_update)
+            self._check_member_events(fallback_allowed)
+
+    def _check_member_events(self, fallback_allowed: Callable[[], Any]) -> None:
+        """Every local member event as built, what rooms show: the profile checks above
+        cannot guarantee it alone. Synapse copies the global name into a join *before*
+        ``user_may_join_room`` reads the profile again (a rename in between let a join carry
+        a name no check saw) and runs no hook at all for a knock; ``reason`` is user text
+        too. Registering ``check_event_allowed`` would make Synapse load the room's whole
+        state for every event; wrapping its dispatcher lets member events alone reach
+        ``_check_event_allowed`` (which reads no state), every other event goes on as before.
+        """
+        try:
+            rules: Any = self._api._hs.get_module_api_callbacks().third_party_event_rules
+            dispatch = rules.check_event_allowed  # the bound method Synapse's handlers call
+        except AttributeError as err:  # a Synapse without it: never run names unchecked
+            raise ConfigError(
+                f"display_names: profile cannot check member events on this Synapse ({err}); "
+                "set the moderation module's display_names to rewrite",
+                ("modules", "moderation", "display_names"),
+            ) from None
+        check = guarded("moderation", fallback_allowed, logger)(self._check_event_allowed)
+
+        async def check_event_allowed(
+            event: EventBase, context: Any
+        ) -> tuple[bool, dict[str, Any] | None]:
+            if event.type != "m.room.member":
+                return cast(tuple[bool, dict[str, Any] | None], await dispatch(event, context))
+            allowed, ours = await check(event, None)
+            if not allowed:
+                return False, None
+            allowed, theirs = await dispatch(event, context)
+            if not allowed or ours is None:
+                return allowed, theirs
+            return True, ours if theirs is None else _merged(event, ours, theirs)
+
+        rules.check_event_allowed = check_event_allowed
 
     def _own_name(self, event: EventBase) -> str | None:
         """The display name a local user gives themselves in a join/knock, else None."""
@@ -91,12 +136,10 @@ class DisplayNames(RoomState):
 
     # -- display_names: profile -----------------------------------------------------
 
-    async def _refuse_join_name(
-        self, user_id: str, room_id: str, invite: bool = False
-    ) -> Violation | None:
-        """A join (or an invite: the invite event carries the invitee's name too) whose
-        global display name breaks the room's rules: the name is reset to the localpart and
-        this one refused, so the next one goes through clean."""
+    async def _refuse_join_name(self, user_id: str, room_id: str) -> Violation | None:
+        """A join whose global display name breaks the room's rules: the name is reset to
+        the localpart and this join refused, so the next one goes through clean. (Invites
+        carry no name: ``include_profile_data_on_invite: false``, checked at startup.)"""
         if user_id == self._system_user or not self._api.is_mine(user_id):
             return None
         localpart = UserID.from_string(user_id).localpart
@@ -110,18 +153,11 @@ class DisplayNames(RoomState):
         # Synapse updates the user's other rooms in a background task: this never waits
         # on a membership lock of this room.
         await self._api.set_displayname(UserID.from_string(user_id), localpart)
-        what = "invite" if invite else "join"
-        await self.act(view, room_id, user_id, f"m.room.member/{what}", v, action="rename")
-        if invite:
-            message = (
-                f"{user_id}'s display name breaks this room's rules (rule '{v.rule}'), so it "
-                "was reset to their username. Invite them again."
-            )
-        else:
-            message = (
-                f"Your display name breaks this room's rules (rule '{v.rule}'), so it was "
-                "reset to your username. Join again."
-            )
+        await self.act(view, room_id, user_id, "m.room.member/join", v, action="rename")
+        message = (
+            f"Your display name breaks this room's rules (rule '{v.rule}'), so it was "
+            "reset to your username. Join again."
+        )
         return attrs.evolve(v, message=message)
 
     async def _on_profile_update(
@@ -219,3 +255,14 @@ class DisplayNames(RoomState):
         no callback sees member events; the spam checker's join/invite hooks do)."""
         until = await self._muted_until(room_id, user_id)
         return None if until is None else mute_violation(until, now_ms())
+
+
+def _merged(event: EventBase, ours: dict[str, Any], theirs: dict[str, Any]) -> dict[str, Any]:
+    """Another module's replacement of a member event with this module's changes on top
+    (a replaced name, a removed reason)."""
+    content = dict(theirs["content"])
+    if ours["content"].get("displayname") != event.content.get("displayname"):
+        content["displayname"] = ours["content"]["displayname"]
+    if "reason" not in ours["content"]:
+        content.pop("reason", None)
+    return {**theirs, "content": content}

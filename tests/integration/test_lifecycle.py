@@ -162,12 +162,13 @@ def test_invalid_module_config_fails_startup_naming_the_key(tmp_path: Path) -> N
     assert "everyone" in log
 
 
-def test_profile_display_names_need_global_profiles(tmp_path: Path) -> None:
-    """display_names: profile with per-room profiles allowed would leave per-room names
-    unchecked: Synapse does not start, and the error names both keys."""
+@pytest.mark.parametrize("key", ["allow_per_room_profiles", "include_profile_data_on_invite"])
+def test_profile_display_names_need_global_profiles(tmp_path: Path, key: str) -> None:
+    """display_names: profile with per-room profiles allowed (or the invitee's profile in
+    invites) would leave names unchecked: Synapse does not start, the error names both keys."""
     config_path = devstack.prepare_synapse(tmp_path, port=free_port())
     with config_path.open("a") as f:
-        f.write("\nallow_per_room_profiles: true\n")  # the last of a duplicate key wins
+        f.write(f"\n{key}: true\n")  # the last of a duplicate key wins
     proc = devstack.start_synapse(config_path)
     try:
         proc.popen.wait(60)
@@ -175,7 +176,7 @@ def test_profile_display_names_need_global_profiles(tmp_path: Path) -> None:
         proc.stop()
     assert proc.popen.returncode != 0
     log = proc.log_tail(200)
-    assert "allow_per_room_profiles: false" in log and "display_names" in log, log
+    assert f"{key}: false" in log and "display_names" in log, log
 
 
 def test_rate_limited_group_sync_converges(tmp_path: Path) -> None:

@@ -84,3 +84,57 @@ def test_light_path_and_sdk_path_give_the_same_answers(
     assert any("result" in m and not m["result"].get("isError") for _, m in sdk)
     assert any("result" in m and m["result"].get("isError") for _, m in sdk)
     assert any("error" in m for _, m in sdk)
+
+
+# Requests an attacker shapes: a DNS-rebinding page (Host, Origin), a form post (no JSON
+# content type), a tool the token has no scope for (delete_message needs moderate), no or a
+# bad token, a client that does not accept SSE. Neither path may run the tool for any of
+# them, and both must answer alike.
+HOSTILE: list[tuple[str, str, Any, dict[str, Any], dict[str, str]]] = [
+    (
+        "rebinding host",
+        "send_message",
+        {"room": "internal", "body": "x"},
+        {},
+        {"Host": "evil.example"},
+    ),
+    (
+        "rebinding origin",
+        "send_message",
+        {"room": "internal", "body": "x"},
+        {},
+        {"Origin": "http://evil.example"},
+    ),
+    (
+        "form post",
+        "send_message",
+        {"room": "internal", "body": "x"},
+        {},
+        {"Content-Type": "text/plain"},
+    ),
+    ("no scope", "delete_message", {"room": "internal", "event_id": "$e"}, {}, {}),
+    ("no token", "list_rooms", {}, {}, {"Authorization": ""}),
+    ("bad token", "list_rooms", {}, {}, {"Authorization": "Bearer x.y.z"}),
+    # Streamable HTTP: the client MUST accept both; the SDK answers 406 (the light path ran it).
+    ("accepts json only", "list_rooms", {}, {}, {"Accept": "application/json"}),
+]
+
+
+async def _raw_answers(sdk_only: bool, version: str, probes: list[Any]) -> list[tuple[int, str]]:
+    out = []
+    async with inprocess_mcp(sdk_only) as mcp:
+        for _, tool, args, meta, extra in probes:
+            headers = {**mcp.headers(version, tool), **extra}
+            body = call_body(tool, args, version, **meta)
+            resp = await mcp.client.post("/mcp", content=body, headers=headers)
+            out.append((resp.status_code, resp.text))
+    return out
+
+
+@pytest.mark.parametrize("version", [LEGACY, MODERN])
+def test_hostile_requests_get_the_same_refusals(version: str) -> None:
+    sdk = anyio.run(_raw_answers, True, version, HOSTILE)
+    light = anyio.run(_raw_answers, False, version, HOSTILE)
+    for (label, *_), want, got in zip(HOSTILE, sdk, light, strict=True):
+        assert got == want, label
+        assert want[0] in (400, 401, 403, 406, 415, 421), (label, want)

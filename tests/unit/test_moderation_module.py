@@ -15,6 +15,11 @@ from synapse_phenom.modules._guard import CALLBACK_ERRORS
 from synapse_phenom.modules.moderation import PhenomModeration
 
 
+async def synapse_dispatch(event: Any, context: Any) -> tuple[bool, None]:
+    """Synapse's third-party-rules dispatcher with no callback registered."""
+    return True, None
+
+
 def broken_api() -> Any:
     """A ``ModuleApi`` double (spec'd) that registers nothing; every room-state read fails."""
     api = create_autospec(ModuleApi, instance=True)
@@ -22,8 +27,14 @@ def broken_api() -> Any:
     api._hs = SimpleNamespace(
         config=SimpleNamespace(
             key=SimpleNamespace(macaroon_secret_key=b"k"),
-            server=SimpleNamespace(allow_per_room_profiles=False),
-        )
+            server=SimpleNamespace(
+                allow_per_room_profiles=False, include_profile_data_on_invite=False
+            ),
+        ),
+        rules=SimpleNamespace(check_event_allowed=synapse_dispatch),
+    )
+    api._hs.get_module_api_callbacks = lambda: SimpleNamespace(
+        third_party_event_rules=api._hs.rules
     )
     api._store = SimpleNamespace()  # private attributes autospec cannot see
     api.should_run_background_tasks.return_value = False
@@ -65,12 +76,21 @@ def test_failure_is_logged_counted_and_falls_back(fail_closed: bool) -> None:
             event("m.room.member", membership="join", displayname="n"), {}
         )
     )
+    # display_names: profile checks member events (only) through Synapse's dispatcher.
+    api = broken_api()
+    PhenomModeration(PhenomModeration.parse_config({"fail_closed": fail_closed}), api)
+    dispatch = api._hs.rules.check_event_allowed
+    member = asyncio.run(
+        dispatch(event("m.room.member", membership="join", displayname="n", reason="r"), None)
+    )
+    assert asyncio.run(dispatch(event(body="hi"), None)) == (True, None)  # not a member event
     if fail_closed:
         assert result[0] == Codes.FORBIDDEN and "not sent" in result[1]["error"]
         assert join[0] == Codes.FORBIDDEN
-        assert allowed == (False, None)
+        assert allowed == (False, None) and member == (False, None)
     else:
         assert result is NOT_SPAM and join is NOT_SPAM and allowed == (True, None)
+        assert member == (True, None)
     # Never a bool, whatever happens.
     assert not isinstance(result, bool) and not isinstance(join, bool)
 
@@ -86,3 +106,20 @@ def test_moderation_log_since_parsing() -> None:
     assert parse_since("2023-11-14T23:13:20+01:00") == 1_700_000_000_000
     with pytest.raises(ValueError, match="30m"):
         parse_since("yesterday")
+
+
+def test_member_event_changes_go_on_top_of_another_modules_replacement() -> None:
+    """display_names: profile and another module's check_event_allowed both replacing a
+    member event: the other module's content, with this module's name and reason changes."""
+    from synapse_phenom.modules._moderation_names import _merged
+
+    original = event("m.room.member", membership="join", displayname="bad", reason="bad")
+    ours = {"content": {"membership": "join", "displayname": "u"}}
+    theirs = {"type": "m.room.member", "content": {**original.content, "x": 1}}
+    merged = _merged(original, ours, theirs)
+    assert merged == {
+        "type": "m.room.member",
+        "content": {"membership": "join", "displayname": "u", "x": 1},
+    }
+    kept = _merged(original, {"content": dict(original.content)}, theirs)
+    assert kept["content"] == theirs["content"]  # nothing of ours changed: theirs as is
