@@ -99,6 +99,7 @@ def prepare_worker(
     port: int,
     host: str = "127.0.0.1",
     resources: tuple[str, ...] = ("client",),
+    extra_listeners: tuple[Mapping[str, Any], ...] = (),
 ) -> Path:
     """Write DIR/<name>.yaml (+ its log config) for a generic worker; return its path.
 
@@ -115,6 +116,7 @@ def prepare_worker(
         resources=resources,
         log_file=str(data_dir / f"{name}.log"),
         console_log_level="WARNING",
+        extra_listeners=extra_listeners,
     )
     path = data_dir / f"{name}.yaml"
     write_managed(path, worker_text)

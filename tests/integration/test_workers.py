@@ -1,8 +1,9 @@
-"""The Phenom modules with Synapse workers: a main process plus one generic worker.
+"""The Phenom modules with Synapse workers: main, an event persister and a generic worker.
 
 PostgreSQL and Redis only (workers need both). Every client call of interest goes to the
-WORKER's client port, so the rooms, moderation and link-preview callbacks run there, while
-main persists events and runs the background tasks (room creation, follow-up previews).
+WORKER's client port, so the rooms, moderation and link-preview callbacks run there; the
+event persister (``stream_writers: {events: [persister1]}``) writes every event, whichever
+process created it, and main runs the background tasks (room creation, follow-up previews).
 Synapse's Redis channel is the server name: a unique one keeps concurrent runs apart.
 """
 
@@ -32,7 +33,7 @@ from previews_site import SLOW_SECONDS, PhenomSite
 
 from synapse_phenom.endpoints import PREVIEW_PATH
 from synapse_phenom.moderation.config import POLICY_EVENT_TYPE
-from synapse_phenom.ops import devstack, hsconfig
+from synapse_phenom.ops import devstack, hsconfig, topology
 from synapse_phenom.ops.admin_client import SynapseAdmin
 from synapse_phenom.rooms import membership
 from synapse_phenom.rooms.config import RoomsConfig
@@ -40,6 +41,7 @@ from synapse_phenom.rooms.config import RoomsConfig
 pytestmark = pytest.mark.synapse
 
 WORKER = "worker1"
+PERSISTER = "persister1"
 
 
 @attrs.define
@@ -48,6 +50,7 @@ class Cluster:
     worker: devstack.ManagedProcess
     worker_url: str
     dsn: str
+    persister: devstack.ManagedProcess
 
     def on_worker(self, client: MatrixClient) -> MatrixClient:
         """The same user (same access token) talking to the worker."""
@@ -75,12 +78,15 @@ def cluster(phenom_site: PhenomSite, tmp_path_factory: pytest.TempPathFactory) -
     require_redis("Synapse workers replicate through Redis")
     database = create_postgres_database(dsn)
     data_dir = tmp_path_factory.mktemp("synapse-workers")
-    main: SynapseStack | None = None
-    worker: devstack.ManagedProcess | None = None
+    procs: list[devstack.ManagedProcess] = []
     try:
-        main = SynapseStack.start(
+        workers = topology.parse(topology.local_spec({PERSISTER: "events"}, free_port), 0)
+        port, server_name = free_port(), f"{unique('w')}.localhost"
+        config_path = devstack.prepare_synapse(
             data_dir,
-            database,
+            port=port,
+            database=database,
+            server_name=server_name,
             # The shared Synapse's previews config (the local Phenom site) with inline cards
             # (check_event_allowed on the worker; misses still get follow-ups); no ban list:
             # its alias is on another server name.
@@ -90,23 +96,39 @@ def cluster(phenom_site: PhenomSite, tmp_path_factory: pytest.TempPathFactory) -
                     "inline": True,
                 }
             },
-            extra_values={"replication": hsconfig.replication_values("127.0.0.1", free_port())},
-            server_name=f"{unique('w')}.localhost",
+            extra_values={
+                "replication": topology.replication_values(workers, "127.0.0.1", free_port())
+            },
         )
-        port = free_port()
-        worker = devstack.start_worker(
-            main.config_path, devstack.prepare_worker(data_dir, WORKER, port)
+        procs.append(devstack.start_synapse(config_path))
+        main = SynapseStack(
+            data_dir=data_dir,
+            base_url=f"http://127.0.0.1:{port}",
+            server_name=server_name,
+            engine=database.engine,
+            config_path=config_path,
+            process=procs[0],
+            database=database,
         )
-        worker_url = f"http://127.0.0.1:{port}"
-        devstack.wait_http(
-            f"{worker_url}/_matrix/client/versions", [worker, main.process], timeout=60
+        # Main prepares the database schema before it listens: only then may workers start.
+        # Main's first room creation waits for the persister (Synapse retries replication
+        # requests while the target is not up yet).
+        devstack.wait_http(f"{main.base_url}/_matrix/client/versions", procs, timeout=120)
+        ((persister_path, _),) = topology.prepare_local(data_dir, workers, free_port).values()
+        procs.append(devstack.start_worker(config_path, persister_path))
+        worker_port = free_port()
+        procs.append(
+            devstack.start_worker(
+                config_path, devstack.prepare_worker(data_dir, WORKER, worker_port)
+            )
         )
-        yield Cluster(main, worker, worker_url, dsn)
+        worker_url = f"http://127.0.0.1:{worker_port}"
+        devstack.wait_http(f"{worker_url}/_matrix/client/versions", procs, timeout=60)
+        main.wait_ready()
+        yield Cluster(main, procs[2], worker_url, dsn, procs[1])
     finally:
-        if worker is not None:
-            worker.stop()
-        if main is not None:
-            main.stop()
+        for proc in reversed(procs):
+            proc.stop()
         drop_postgres_database(dsn, database.name)
 
 
@@ -364,3 +386,69 @@ def test_uncached_link_gets_exactly_one_follow_up_from_main(
     (follow_up,) = follow_ups()
     assert follow_up["sender"] == alice.user_id
     assert follow_up["content"]["m.url_previews"][0]["og:title"] == "Slow page"
+
+
+def test_every_event_is_persisted_by_the_event_persister(cluster: Cluster) -> None:
+    """Main persists nothing; a moderation refusal and the group gate hold as before."""
+    main = cluster.main
+    owner_main = main.register()
+    owner = cluster.on_worker(owner_main)
+    room = owner.call("POST", "/_matrix/client/v3/createRoom", json={"preset": "public_chat"})[
+        "room_id"
+    ]
+    via_worker, via_main = owner.send(room, "via the worker"), owner_main.send(room, "via main")
+    rows = cluster.sql(
+        "SELECT event_id, instance_name FROM events WHERE event_id IN (%s, %s)",
+        via_worker,
+        via_main,
+    )
+    assert dict(rows) == {via_worker: PERSISTER, via_main: PERSISTER}
+    # Including the rooms main's rooms module created at startup, and every membership.
+    assert cluster.sql("SELECT DISTINCT instance_name FROM events") == [(PERSISTER,)]
+
+    # Moderation: refused on both processes, nothing persisted for the refused message
+    # (the owner, power level 100, is exempt: a plain member sends).
+    policy = {"keywords": [{"name": "test words", "keywords": ["forbiddenword"]}]}
+    assert owner.send_state(room, POLICY_EVENT_TYPE, policy).status_code == 200
+    member_main = main.register()
+    member = cluster.on_worker(member_main)
+    member.join(room)
+
+    def refused(client: MatrixClient, body: str) -> bool:
+        resp = client.send_raw(room, text(body))
+        if resp.status_code == 200:
+            return False
+        assert resp.status_code == 403, resp.text
+        assert resp.json()["app.phenom.moderation.rule"].startswith("keywords"), resp.text
+        return True
+
+    # Each process sees the live policy within cache_seconds (2 s) ...
+    eventually(lambda: refused(member, "a forbiddenword"), timeout=5, interval=0.5)
+    eventually(lambda: refused(member_main, "a forbiddenword"), timeout=5, interval=0.5)
+    # ... then refuses at once, and the room has no trace of the refused text (the
+    # moderators' notice in #internal quotes it: that is another room).
+    body = f"a forbiddenword {unique('')}"
+    assert refused(member, body) and refused(member_main, body)
+    found = cluster.sql(
+        "SELECT count(*) FROM event_json WHERE room_id = %s AND json LIKE %s", room, f"%{body}%"
+    )
+    assert found == [(0,)]
+
+    # Group gate: #internal refuses a user without `team` on both processes ...
+    outsider = main.register()
+    for client in (outsider, cluster.on_worker(outsider)):
+        resp = client.try_join(main.alias("internal"))
+        assert resp.status_code == 403 and resp.json()["errcode"] == "M_FORBIDDEN", resp.text
+    # ... and group sync joins a `team` user, the join written by the persister.
+    localpart, password = unique("team"), unique("pw")
+    with main.admin() as admin:
+        admin.provision(main.user_id(localpart), ["team"], password=password)
+    teammate = cluster.login_on_worker(localpart, password)
+    assert main.rooms["internal"] in teammate.joined_rooms()
+    joins = cluster.sql(
+        "SELECT e.instance_name FROM events e JOIN room_memberships m USING (event_id) "
+        "WHERE e.room_id = %s AND m.user_id = %s AND m.membership = 'join'",
+        main.rooms["internal"],
+        teammate.user_id,
+    )
+    assert joins == [(PERSISTER,)]
