@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from synapse_phenom.cli._common import console, fail
-from synapse_phenom.ops import hsconfig, topology
+from synapse_phenom.ops import hsconfig, replication, topology
 from synapse_phenom.ops.files import write_private
 
 
@@ -116,7 +116,7 @@ def _worker_file(
             get["PHENOM_REPLICATION_BIND_ADDRESS"],
             metrics=(values["metrics_bind_address"], metrics) if metrics else None,
         )
-    return hsconfig.render_worker(
+    return replication.render_worker(
         name,
         client_port,
         str(log_config or values["log_config_path"]),

@@ -27,7 +27,7 @@ from urllib.parse import quote
 import attrs
 import httpx2
 
-from synapse_phenom.ops import hsconfig
+from synapse_phenom.ops import hsconfig, replication
 from synapse_phenom.ops.admin_client import MatrixError, SynapseAdmin
 from synapse_phenom.ops.files import write_private
 
@@ -104,11 +104,11 @@ def prepare_worker(
     """Write DIR/<name>.yaml (+ its log config) for a generic worker; return its path.
 
     DIR/homeserver.yaml must have been prepared with the ``replication`` value
-    (``hsconfig.replication_values``) so main and worker can reach each other.
+    (``replication.replication_values``) so main and worker can reach each other.
     """
     data_dir = data_dir.resolve()
     log_config = data_dir / f"{name}.log.yaml"
-    worker_text, log_text = hsconfig.render_worker(
+    worker_text, log_text = replication.render_worker(
         name,
         port,
         str(log_config),

@@ -113,7 +113,7 @@ class MissingVariables(ValueError):
         super().__init__(f"missing environment variables ({len(missing)}):\n{names}")
 
 
-def _template_env() -> jinja2.Environment:
+def template_env() -> jinja2.Environment:
     return jinja2.Environment(
         loader=jinja2.FunctionLoader(_load_template),
         undefined=jinja2.StrictUndefined,
@@ -174,7 +174,7 @@ def appservices_pull_only(files: Sequence[str]) -> bool:
 
 def render(values: Mapping[str, Any]) -> tuple[str, str]:
     """(homeserver.yaml, log.yaml) text for these template values."""
-    env = _template_env()
+    env = template_env()
     values = {"no_appservice_push_instance": NO_APPSERVICE_PUSH_INSTANCE, **values}
     if "appservices_pull_only" not in values:
         files = values.get("app_service_config_files") or []
@@ -183,83 +183,6 @@ def render(values: Mapping[str, Any]) -> tuple[str, str]:
     log = env.get_template("log.yaml.j2").render(**values)
     yaml.safe_load(hs)  # a template bug must fail here, not in Synapse
     return hs, log
-
-
-# Main process name in instance_map (Synapse's default).
-MAIN_INSTANCE = "main"
-GENERIC_WORKER_APP = "synapse.app.generic_worker"
-
-
-def replication_values(
-    main_host: str,
-    replication_port: int,
-    redis_host: str = "127.0.0.1",
-    redis_port: int = 6379,
-    bind_address: str = "127.0.0.1",
-    instances: Mapping[str, Mapping[str, Any]] | None = None,
-    secret_path: str = "",
-    settings: Mapping[str, Any] | None = None,
-) -> dict[str, Any]:
-    """The ``replication`` template value: set it to run Synapse with workers.
-
-    Adds a replication listener on the main process (``bind_address:replication_port``),
-    ``instance_map`` (``main`` at ``main_host:replication_port`` plus ``instances``, e.g.
-    stream writers) and Redis. Without it the rendered config has no worker settings.
-    ``settings``: further top-level keys (stream_writers, pusher_instances, ...; see
-    ``topology.Topology.settings``).
-    """
-    instance_map: dict[str, Any] = {MAIN_INSTANCE: {"host": main_host, "port": replication_port}}
-    instance_map.update({name: dict(where) for name, where in (instances or {}).items()})
-    return {
-        "port": replication_port,
-        "bind_address": bind_address,
-        "instance_map": instance_map,
-        "redis_host": redis_host,
-        "redis_port": redis_port,
-        "secret_path": secret_path,
-        "settings": dict(settings or {}),
-    }
-
-
-def render_worker(
-    name: str,
-    port: int,
-    log_config_path: str,
-    bind_address: str = "127.0.0.1",
-    resources: tuple[str, ...] = ("client",),
-    app: str = GENERIC_WORKER_APP,
-    x_forwarded: bool = False,
-    log_file: str = "",
-    console_log_level: str = "INFO",
-    extra_listeners: Sequence[Mapping[str, Any]] = (),
-) -> tuple[str, str]:
-    """(worker.yaml, its log.yaml) text; Synapse reads worker.yaml after the shared
-    homeserver.yaml. No ``resources``: no client listener; ``extra_listeners``: dicts of
-    port, bind_address, type (http|metrics), names (see ``topology.listeners``)."""
-    env = _template_env()
-    listeners: list[Mapping[str, Any]] = []
-    if resources:
-        listeners.append(
-            {
-                "port": port,
-                "bind_address": bind_address,
-                "type": "http",
-                "names": list(resources),
-                "x_forwarded": x_forwarded,
-            }
-        )
-    listeners += extra_listeners
-    text = env.get_template("worker.yaml.j2").render(
-        worker_app=app,
-        worker_name=name,
-        worker_log_config=log_config_path,
-        worker_listeners=listeners,
-    )
-    log = env.get_template("log.yaml.j2").render(
-        profile=f"worker {name}", console_log_level=console_log_level, log_file=log_file
-    )
-    yaml.safe_load(text)  # a template bug must fail here, not in Synapse
-    return text, log
 
 
 def cognito_oidc_from_env(get: Mapping[str, str]) -> list[dict[str, Any]]:
@@ -307,32 +230,14 @@ def cognito_oidc_from_env(get: Mapping[str, str]) -> list[dict[str, Any]]:
     return [oidc_provider(settings)]
 
 
-def replication_from_env(get: Mapping[str, str]) -> dict[str, Any] | None:
-    """The ``replication`` value, or None (no workers) when PHENOM_REDIS_HOST is unset."""
-    from synapse_phenom.ops import topology  # it imports this module
-
-    workers = topology.from_env(get)
-    if not get["PHENOM_REDIS_HOST"]:
-        return None
-    if not get["PHENOM_MAIN_HOST"]:
-        raise MissingVariables([v for v in ENV_VARS if v.name == "PHENOM_MAIN_HOST"])
-    return topology.replication_values(
-        workers,
-        get["PHENOM_MAIN_HOST"],
-        int(get["PHENOM_REPLICATION_PORT"]),
-        redis_host=get["PHENOM_REDIS_HOST"],
-        redis_port=int(get["PHENOM_REDIS_PORT"]),
-        bind_address=get["PHENOM_REPLICATION_BIND_ADDRESS"],
-        secret_path=get["PHENOM_REPLICATION_SECRET_FILE"],
-    )
-
-
 def values_from_env(env: Mapping[str, str]) -> dict[str, Any]:
     """Production template values; raise MissingVariables naming every missing one."""
     missing = [v for v in ENV_VARS if v.required and not env.get(v.name)]
     if missing:
         raise MissingVariables(missing)
     get = {v.name: env.get(v.name) or v.default or "" for v in ENV_VARS}
+    from synapse_phenom.ops.replication import replication_from_env  # it imports this module
+
     data_dir = get["PHENOM_DATA_DIR"]
     password = ""
     if get["PHENOM_DB_PASSWORD_FILE"]:

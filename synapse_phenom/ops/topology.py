@@ -20,7 +20,7 @@ from typing import Any
 
 import attrs
 
-from synapse_phenom.ops import hsconfig
+from synapse_phenom.ops import replication
 
 ENV_KEY = "PHENOM_WORKERS"
 
@@ -129,10 +129,10 @@ def _parse_entry(entry: str, default_port: int, key: str) -> Worker:
     name, sep, rest = entry.partition(":")
     if not sep or not rest:
         raise TopologyError(f"{key}: entry {entry!r} is not NAME:ROLE[+ROLE...][@HOST[:PORT]]")
-    if not _NAME.match(name) or name == hsconfig.MAIN_INSTANCE:
+    if not _NAME.match(name) or name == replication.MAIN_INSTANCE:
         raise TopologyError(
             f"{key}: entry {entry!r}: bad worker name {name!r} (letters, digits, _ and -; "
-            f"{hsconfig.MAIN_INSTANCE!r} is the main process)"
+            f"{replication.MAIN_INSTANCE!r} is the main process)"
         )
     roles_text, _, where = rest.partition("@")
     roles = tuple(r.strip() for r in roles_text.split("+") if r.strip())
@@ -160,10 +160,10 @@ def replication_values(
     replication_port: int,
     **kwargs: Any,
 ) -> dict[str, Any]:
-    """``hsconfig.replication_values`` plus the topology's instance_map entries and keys."""
+    """``replication.replication_values`` plus the topology's instance_map entries and keys."""
     if topology is None:
-        return hsconfig.replication_values(main_host, replication_port, **kwargs)
-    return hsconfig.replication_values(
+        return replication.replication_values(main_host, replication_port, **kwargs)
+    return replication.replication_values(
         main_host,
         replication_port,
         instances=topology.instances(),

@@ -18,6 +18,7 @@ from synapse.config.homeserver import HomeServerConfig
 
 from synapse_phenom.cli import main as cli_main
 from synapse_phenom.ops import devstack, hsconfig
+from synapse_phenom.ops import replication as workers_config
 
 
 def _render(values: dict[str, Any]) -> dict[str, Any]:
@@ -40,7 +41,7 @@ def test_without_replication_the_output_is_unchanged() -> None:
 
 def test_replication_value_adds_listener_instance_map_and_redis() -> None:
     values = hsconfig.values_from_env(PRODUCTION_ENV)
-    values["replication"] = hsconfig.replication_values(
+    values["replication"] = workers_config.replication_values(
         "synapse-main.internal",
         9093,
         redis_host="redis.internal",
@@ -81,7 +82,7 @@ def test_replication_value_adds_listener_instance_map_and_redis() -> None:
 
 
 def test_render_worker() -> None:
-    worker_text, log_text = hsconfig.render_worker(
+    worker_text, log_text = workers_config.render_worker(
         "client1",
         8083,
         "/data/client1.log.yaml",
@@ -114,7 +115,7 @@ def test_synapse_loads_the_rendered_main_and_worker_configs(tmp_path: Path) -> N
     config_path = devstack.prepare_synapse(
         tmp_path,
         port=18008,
-        extra_values={"replication": hsconfig.replication_values("127.0.0.1", 19093)},
+        extra_values={"replication": workers_config.replication_values("127.0.0.1", 19093)},
     )
     worker_path = devstack.prepare_worker(tmp_path, "worker1", 18081)
     assert worker_path == tmp_path.resolve() / "worker1.yaml"
@@ -129,7 +130,7 @@ def test_synapse_loads_the_rendered_main_and_worker_configs(tmp_path: Path) -> N
 
     worker = HomeServerConfig.load_config("", ["-c", str(config_path), "-c", str(worker_path)])
     assert worker.worker.worker_name == "worker1"
-    assert worker.worker.worker_app == hsconfig.GENERIC_WORKER_APP
+    assert worker.worker.worker_app == workers_config.GENERIC_WORKER_APP
     assert not worker.worker.run_background_tasks  # rooms are created by main only
     assert worker.redis.redis_enabled
     assert [lis.port for lis in worker.worker.worker_listeners] == [18081]
