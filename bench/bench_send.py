@@ -13,6 +13,7 @@ Variants (``--variants``, comma-separated):
   full          dev config: every Phenom module + the MCP appservice registration
   no-as         full minus the appservice registration
   no-names      full, moderation with ``display_names: off`` (no display-name checks)
+  full-unmanaged full, but bench users are not Phenom-managed (no auto-join to #community)
   rewrite       full, moderation with ``display_names: rewrite`` (check_event_allowed: Synapse
                 loads the room's whole state for every event)
   full-as-push  full, but Synapse runs its appservice stream (no notify_appservices_from_worker)
@@ -74,10 +75,14 @@ MODULE_DROPS: dict[str, set[str]] = {
     "full-as-push": set(),
     "no-names": set(),
     "rewrite": set(),
+    "full-unmanaged": set(),
 }
 OVERRIDES: dict[str, dict[str, Any]] = {
     "no-names": {hsconfig.MODERATION_MODULE: {"display_names": "off"}},
     "rewrite": {hsconfig.MODERATION_MODULE: {"display_names": "rewrite"}},
+    # Bench users outside Phenom's group rooms: no auto-join to #community, so the reader's
+    # /sync covers the bench room alone, as in bare.
+    "full-unmanaged": {hsconfig.ROOMS_MODULE: {"unmanaged_users": ["^@"]}},
 }
 
 
