@@ -65,7 +65,9 @@ class DbOriginGate:
         self._probing: set[str] = set()
         self._seen_up_until: dict[str, int] = {}  # origin -> answered lately (no single-flight)
         self._trial: dict[str, int] = {}  # origin -> when this process's unproven fetch ends
-        self._trial_ms = int(config.total_timeout_s * 1000) + 1_000
+        # Only a safety net (record() ends a trial): long enough for a fetch that times out
+        # and its write on a loaded server, so waiters never start a second attempt.
+        self._trial_ms = int(config.total_timeout_s * 2000) + 5_000
 
     def known_down(self, origin: str) -> bool:
         return self._closed_until.get(origin, 0) > now_ms()
