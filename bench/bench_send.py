@@ -179,9 +179,13 @@ class Instance:
         self.senders = self.add_members(senders)
         self.members = 1 + senders
 
+    def new_member(self, i: int) -> MatrixClient:
+        """A new user, as the client that will talk to the server (bench_workers: a worker)."""
+        return self.stack.register()
+
     def add_members(self, n: int) -> list[MatrixClient]:
-        def one(_: int) -> MatrixClient:
-            client = self.stack.register()
+        def one(i: int) -> MatrixClient:
+            client = self.new_member(i)
             client.join(self.room_id)
             if self.name.endswith("-mentions"):
                 mentions_only(client, self.room_id)

@@ -32,7 +32,6 @@ import tempfile
 import threading
 import time
 import uuid
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -133,17 +132,8 @@ class Cluster(Instance):
         assert self.reader is not None
         self.reader = self.on_worker(self.reader, 0)
 
-    def add_members(self, n: int) -> list[MatrixClient]:
-        def one(i: int) -> MatrixClient:
-            client = self.on_worker(self.stack.register(), i)  # registered by main
-            client.join(self.room_id)
-            return client
-
-        with ThreadPoolExecutor(8) as pool:
-            added = list(pool.map(one, range(n)))
-        self.all_members += added
-        self.members += n
-        return added
+    def new_member(self, i: int) -> MatrixClient:
+        return self.on_worker(self.stack.register(), i)  # registered by main
 
     def stop(self) -> None:
         for proc in reversed(self.procs):

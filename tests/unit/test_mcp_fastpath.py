@@ -47,14 +47,18 @@ def _message(text: str, content_type: str) -> dict[str, Any]:
     return dict(json.loads(text))
 
 
-async def _answers(sdk_only: bool, version: str, probes: list[Any]) -> list[tuple[int, Any]]:
-    out = []
+async def _answers(
+    sdk_only: bool, version: str, probes: list[Any], raw: bool = False
+) -> list[tuple[int, Any]]:
+    """(status, JSON-RPC message) per probe; ``raw``: (status, body text), for refusals."""
+    out: list[tuple[int, Any]] = []
     async with inprocess_mcp(sdk_only) as mcp:
         for _, tool, args, meta, extra in probes:
             headers = {**mcp.headers(version, tool), **extra}
             body = call_body(tool, args, version, **meta)
             resp = await mcp.client.post("/mcp", content=body, headers=headers)
-            out.append((resp.status_code, _message(resp.text, resp.headers["content-type"])))
+            answer = resp.text if raw else _message(resp.text, resp.headers["content-type"])
+            out.append((resp.status_code, answer))
     return out
 
 
@@ -120,21 +124,10 @@ HOSTILE: list[tuple[str, str, Any, dict[str, Any], dict[str, str]]] = [
 ]
 
 
-async def _raw_answers(sdk_only: bool, version: str, probes: list[Any]) -> list[tuple[int, str]]:
-    out = []
-    async with inprocess_mcp(sdk_only) as mcp:
-        for _, tool, args, meta, extra in probes:
-            headers = {**mcp.headers(version, tool), **extra}
-            body = call_body(tool, args, version, **meta)
-            resp = await mcp.client.post("/mcp", content=body, headers=headers)
-            out.append((resp.status_code, resp.text))
-    return out
-
-
 @pytest.mark.parametrize("version", [LEGACY, MODERN])
 def test_hostile_requests_get_the_same_refusals(version: str) -> None:
-    sdk = anyio.run(_raw_answers, True, version, HOSTILE)
-    light = anyio.run(_raw_answers, False, version, HOSTILE)
+    sdk = anyio.run(_answers, True, version, HOSTILE, True)
+    light = anyio.run(_answers, False, version, HOSTILE, True)
     for (label, *_), want, got in zip(HOSTILE, sdk, light, strict=True):
         assert got == want, label
         assert want[0] in (400, 401, 403, 406, 415, 421), (label, want)
