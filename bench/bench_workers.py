@@ -122,6 +122,7 @@ class Cluster(Instance):
         self.room_id = ""
         self.members = 0
         self.all_members: list[MatrixClient] = []
+        self.blocks: dict[str, float] = {}  # bench_send.run_round adds Measure-block CPU here
 
     def on_worker(self, client: MatrixClient, i: int) -> MatrixClient:
         url = self.client_urls[i % len(self.client_urls)]
