@@ -14,6 +14,7 @@ Variants (``--variants``, comma-separated):
   no-as         full minus the appservice registration
   no-names      full, moderation with ``display_names: off`` (no display-name checks)
   full-unmanaged full, but bench users are not Phenom-managed (no auto-join to #community)
+  full-unmanaged-mentions  full-unmanaged, every member with the room rule dont_notify
   rewrite       full, moderation with ``display_names: rewrite`` (check_event_allowed: Synapse
                 loads the room's whole state for every event)
   full-as-push  full, but Synapse runs its appservice stream (no notify_appservices_from_worker)
@@ -76,6 +77,7 @@ MODULE_DROPS: dict[str, set[str]] = {
     "no-names": set(),
     "rewrite": set(),
     "full-unmanaged": set(),
+    "full-unmanaged-mentions": set(),
 }
 OVERRIDES: dict[str, dict[str, Any]] = {
     "no-names": {hsconfig.MODERATION_MODULE: {"display_names": "off"}},
@@ -83,7 +85,11 @@ OVERRIDES: dict[str, dict[str, Any]] = {
     # Bench users outside Phenom's group rooms: no auto-join to #community, so the reader's
     # /sync covers the bench room alone, as in bare.
     "full-unmanaged": {hsconfig.ROOMS_MODULE: {"unmanaged_users": ["^@"]}},
+    "full-unmanaged-mentions": {hsconfig.ROOMS_MODULE: {"unmanaged_users": ["^@"]}},
 }
+# --cache-factor: Synapse's caches.global_factor in every variant (rooms of thousands need
+# caches that hold every member: docs/benchmarks.md, "A cache cliff").
+CACHE_FACTOR: dict[str, float] = {}
 
 
 # --links down: every message carries a new link on a Phenom origin that never answers (a
@@ -136,6 +142,8 @@ class Instance:
         )
         config = yaml.safe_load(config_path.read_text())
         config["bcrypt_rounds"] = 4
+        if CACHE_FACTOR:
+            config["caches"] = {"global_factor": CACHE_FACTOR["global"]}
         if name == "full-as-push":
             config.pop("notify_appservices_from_worker", None)
         config_path.write_text(yaml.safe_dump(config, sort_keys=False))
@@ -336,6 +344,9 @@ def main() -> int:
         help="print the N Synapse Measure blocks whose CPU per message differs most from bare",
     )
     parser.add_argument(
+        "--cache-factor", type=float, metavar="F", help="caches.global_factor in every variant"
+    )
+    parser.add_argument(
         "--plot-from", metavar="JSONL", help="only plot the rows a --json run wrote, to --plot"
     )
     args = parser.parse_args()
@@ -351,6 +362,8 @@ def main() -> int:
         f"load={os.getloadavg()[0]:.1f} cmd: {' '.join(sys.argv)}",
         flush=True,
     )
+    if args.cache_factor:
+        CACHE_FACTOR["global"] = args.cache_factor
     pit = None
     if args.links == "down":
         pit = Tarpit().start()
@@ -364,8 +377,9 @@ def main() -> int:
                 run_round(inst, 100)  # warm-up
         for size in sizes:
             t = time.perf_counter()
+            with ThreadPoolExecutor(len(instances)) as pool:  # the variants grow in parallel
+                list(pool.map(Instance.grow_to, instances, [size] * len(instances)))
             for inst in instances:
-                inst.grow_to(size)
                 run_round(inst, 50)
             print(f"## members={size} (built in {time.perf_counter() - t:.0f} s)", flush=True)
             secs = {v: 0.0 for v in variants}

@@ -74,6 +74,7 @@ MODULE_API_NEEDS: dict[str, ApiNeeds] = {
     "rooms": _needs(
         # _store, _push_rules_handler: a room's default notification level is a push rule
         # for the member; the module API cannot create one (_rooms_push_defaults.py).
+        # _store also: the system user's rate-limit exemption (_rooms_creation.py).
         "_push_rules_handler _store"
         " check_user_exists create_and_send_event_into_room create_room delayed_background_call"
         " get_room_state get_user_by_req is_mine is_user_admin lookup_room_alias"
@@ -85,8 +86,6 @@ MODULE_API_NEEDS: dict[str, ApiNeeds] = {
             "check_event_for_spam user_may_invite user_may_join_room user_may_send_3pid_invite"
         ),
         register_account_validity_callbacks="on_user_login on_user_registration",
-        # Added in Synapse 1.132 (RatelimitOverride).
-        register_ratelimit_callbacks="get_ratelimit_override_for_user",
     ),
 }
 

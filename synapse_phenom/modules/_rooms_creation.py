@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from synapse.api.errors import Codes, SynapseError
 
@@ -85,19 +85,26 @@ class RoomCreation:
         return self.is_managed_user(user_id)
 
     async def _ensure_system_user(self) -> None:
-        if await self._api.check_user_exists(self.system_user_id):
-            return
-        try:
-            # A server admin from the start: it acts for `phenom-chat admin` (modules.ops
-            # also promotes a system user created before, on its next expiry check).
-            await self._api.register_user(
-                self._config.system_user,
-                displayname=self._config.system_display_name,
-                admin=True,
-            )
-        except SynapseError as err:
-            if err.errcode != Codes.USER_IN_USE:  # another process won the race
-                raise
+        if not await self._api.check_user_exists(self.system_user_id):
+            try:
+                # A server admin from the start: it acts for `phenom-chat admin` (modules.ops
+                # also promotes a system user created before, on its next expiry check).
+                await self._api.register_user(
+                    self._config.system_user,
+                    displayname=self._config.system_display_name,
+                    admin=True,
+                )
+            except SynapseError as err:
+                if err.errcode != Codes.USER_IN_USE:  # another process won the race
+                    raise
+        # Never throttled (it invites and kicks for group sync): Synapse's own per-user
+        # override, what its admin API `override_ratelimit` writes (0 = no limit), read from a
+        # cache before any limiter. A module rate-limit callback would instead cost every
+        # user's every limiter check a callback dispatch (docs/benchmarks.md).
+        store: Any = self._api._store  # @cached methods: typed by Synapse's mypy plugin only
+        current = await store.get_ratelimit_for_user(self.system_user_id)
+        if current is None or current.messages_per_second or current.burst_count:
+            await store.set_ratelimit_for_user(self.system_user_id, 0, 0)
 
     async def _create_room(self, key: str) -> str | None:
         spec = self._config.rooms[key]

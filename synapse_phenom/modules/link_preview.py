@@ -35,6 +35,7 @@ from synapse_phenom import db, endpoints
 from synapse_phenom.memo import TtlMemo
 from synapse_phenom.modules._compat import require_module_api
 from synapse_phenom.modules._config import parse_module_config
+from synapse_phenom.modules._event_checks import add_event_check
 from synapse_phenom.modules._guard import guarded
 from synapse_phenom.modules._health import mark_loaded
 from synapse_phenom.modules._link_preview_signing import card_signing_key
@@ -91,8 +92,9 @@ class PhenomLinkPreviews:
         # Every card entry the server hands out is signed (previews/signing.py).
         self.sign = functools.partial(sign_entry, key=card_signing_key(api))
         # check_event_for_spam is called for every event anyway (Synapse does no extra work
-        # for it); check_event_allowed makes Synapse load the room state for every event.
-        api.register_spam_checker_callbacks(check_event_for_spam=self.check_event_for_spam)
+        # for it; one registration for all modules); check_event_allowed makes Synapse load
+        # the room state for every event.
+        add_event_check(api, self.check_event_for_spam)
         if config.inline:
             api.register_third_party_rules_callbacks(check_event_allowed=self.check_event_allowed)
         resource = PreviewResource(

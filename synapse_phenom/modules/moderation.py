@@ -44,6 +44,7 @@ from synapse_phenom.moderation.rules import (
 )
 from synapse_phenom.modules._compat import require_module_api
 from synapse_phenom.modules._config import parse_module_config
+from synapse_phenom.modules._event_checks import add_event_check
 from synapse_phenom.modules._guard import guarded
 from synapse_phenom.modules._health import mark_loaded
 from synapse_phenom.modules._link_preview_signing import card_signing_key
@@ -93,10 +94,9 @@ class PhenomModeration(ContentChecks, MembershipGates, ModeratorNotices):
         self.check_event_for_spam = spam_guard(self._check_event_for_spam)
         self.user_may_join_room = spam_guard(self._user_may_join_room)
         self.user_may_invite = spam_guard(self._user_may_invite)
+        add_event_check(api, self.check_event_for_spam)  # one registration for all modules
         api.register_spam_checker_callbacks(
-            check_event_for_spam=self.check_event_for_spam,
-            user_may_join_room=self.user_may_join_room,
-            user_may_invite=self.user_may_invite,
+            user_may_join_room=self.user_may_join_room, user_may_invite=self.user_may_invite
         )
         self._register_display_names(config.display_names, self._fallback_allowed)
         api.register_web_resource(AUDIT_PATH, AuditResource(self, api))

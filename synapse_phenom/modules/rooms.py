@@ -23,7 +23,7 @@ from typing import Any
 
 import re2
 from synapse.api.errors import LimitExceededError, SynapseError
-from synapse.module_api import ModuleApi, RatelimitOverride
+from synapse.module_api import ModuleApi
 from synapse.types import UserID
 
 from synapse_phenom.cognito.login import sync_sso_login
@@ -32,6 +32,7 @@ from synapse_phenom.endpoints import GROUPS_INDEX_PATH, GROUPS_PATH
 from synapse_phenom.modules import _rooms_push_defaults as push_defaults
 from synapse_phenom.modules._compat import require_module_api
 from synapse_phenom.modules._config import parse_module_config
+from synapse_phenom.modules._event_checks import add_event_check
 from synapse_phenom.modules._guard import guarded
 from synapse_phenom.modules._health import mark_loaded
 from synapse_phenom.modules._registry import register_rooms, rooms_module
@@ -76,14 +77,12 @@ class PhenomRooms(RoomCreation, RoomLineage, RoomGate):
             user_may_join_room=self.user_may_join_room,
             user_may_invite=self.user_may_invite,
             user_may_send_3pid_invite=self.user_may_send_3pid_invite,
-            check_event_for_spam=self.check_event_for_spam,
         )
+        add_event_check(api, self.check_event_for_spam)  # one registration for all modules
         api.register_account_validity_callbacks(
             on_user_registration=self.on_user_registration,
             on_user_login=self.on_user_login,
         )
-        # The system user invites and kicks on behalf of group sync: never throttle it.
-        api.register_ratelimit_callbacks(get_ratelimit_override_for_user=self.ratelimit_override)
         api.register_web_resource(GROUPS_PATH, GroupsResource(self, api))
         api.register_web_resource(GROUPS_INDEX_PATH, GroupsIndexResource(self, api))
         if api.should_run_background_tasks():
@@ -336,10 +335,3 @@ class PhenomRooms(RoomCreation, RoomLineage, RoomGate):
         if await sync_sso_login(self._api, self, user_id, auth_provider_type, auth_provider_id):
             return
         await self.reconcile(user_id)
-
-    @guarded("rooms", fallback=None)
-    async def ratelimit_override(self, user_id: str, limiter_name: str) -> RatelimitOverride | None:
-        if user_id == self.system_user_id:
-            # Synapse uses these numbers as-is (0 would mean "never"), so: effectively unlimited.
-            return RatelimitOverride(per_second=1e6, burst_count=1_000_000)
-        return None

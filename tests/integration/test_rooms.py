@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from urllib.parse import quote
+
 import httpx2
 import pytest
 from harness import SynapseStack, eventually, unique
@@ -180,3 +182,33 @@ def test_no_federation_by_default(synapse: SynapseStack) -> None:
         create = admin.call("GET", f"/_synapse/admin/v1/rooms/{room}/state")["state"]
         content = next(e["content"] for e in create if e["type"] == "m.room.create")
         assert content.get("m.federate") is False, (key, content)
+
+
+def test_the_system_user_is_never_rate_limited(synapse: SynapseStack) -> None:
+    """It invites and kicks in bursts for group sync. The exemption is Synapse's own per-user
+    override (what the admin API ``override_ratelimit`` reads and writes; 0 = no limit),
+    which every limiter consults from a cache, not a module rate-limit callback that every
+    user's every limiter check would dispatch to."""
+    admin = synapse.register(admin=True)
+    room = synapse.rooms["community"]
+    state = admin.call("GET", f"/_synapse/admin/v1/rooms/{room}/state")["state"]
+    system = next(e["sender"] for e in state if e["type"] == "m.room.create")
+    path = f"/_synapse/admin/v1/users/{quote(system)}/override_ratelimit"
+    assert admin.call("GET", path) == {"messages_per_second": 0, "burst_count": 0}
+
+
+def test_synapse_dispatches_one_phenom_event_check_per_event(synapse: SynapseStack) -> None:
+    """Synapse wraps each registered check_event_for_spam in a Measure block per event; the
+    modules share one registration (docs/benchmarks.md), so Synapse's block metrics show
+    exactly one Phenom block for it, and no rate-limit callback block at all."""
+    user = synapse.register()
+    user.send(synapse.rooms["community"], "hello")
+    text = synapse.admin()._http.get("/_synapse/metrics").text
+    blocks = {
+        line.split('block_name="', 1)[1].split('"', 1)[0]
+        for line in text.splitlines()
+        if line.startswith("synapse_util_metrics_block_count") and "synapse_phenom" in line
+    }
+    spam_checks = {b for b in blocks if b.endswith("check_event_for_spam")}
+    assert spam_checks == {"synapse_phenom.modules._event_checks.EventChecks.check_event_for_spam"}
+    assert not any("ratelimit" in b for b in blocks), blocks
