@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from synapse.module_api import NOT_SPAM, ModuleApi, make_deferred_yieldable
@@ -38,6 +37,7 @@ from synapse_phenom.modules._config import parse_module_config
 from synapse_phenom.modules._event_checks import add_event_check
 from synapse_phenom.modules._guard import guarded
 from synapse_phenom.modules._health import mark_loaded
+from synapse_phenom.modules._link_preview_inline import InlineCards
 from synapse_phenom.modules._link_preview_signing import card_signing_key
 from synapse_phenom.modules._link_preview_support import (
     DbOriginGate,
@@ -69,7 +69,7 @@ _MEMO_SIZE = 2048
 _MEMO_SECONDS = 30.0
 
 
-class PhenomLinkPreviews:
+class PhenomLinkPreviews(InlineCards):
     def __init__(self, config: LinkPreviewConfig, api: ModuleApi) -> None:
         require_module_api("link_preview", api)
         self._config = config
@@ -230,51 +230,6 @@ class PhenomLinkPreviews:
             return False
         return self._gate.known_down(origin_of(target.url) or "")
 
-    async def _cards_now(self, links: list[str]) -> list[tuple[str, Card]]:
-        """Cards for ``links`` (as written) from the cache, misses resolved here.
-        The caller bounds how long it waits for this."""
-        keys = {link: normalise_url(link) for link in links}
-        cached = await self.cached(list(dict.fromkeys(keys.values())))
-        cards: dict[str, Card] = {k: v for k, v in cached.items() if isinstance(v, Card)}
-        misses = [k for k, v in cached.items() if v is None and not self._down(k)]
-        if misses:
-            results = await make_deferred_yieldable(
-                defer.gatherResults([self.resolution(k) for k in misses], consumeErrors=True)
-            )
-            cards.update({k: c for k, c in zip(misses, results, strict=True) if c is not None})
-        return [(link, cards[key]) for link, key in keys.items() if key in cards]
-
-    def _memoised(self, links: list[str]) -> list[tuple[str, Card]] | None:
-        """Cards for all ``links`` if this process knows every one of them, else None."""
-        out: list[tuple[str, Card]] = []
-        for link in links:
-            known = self._memo.get(normalise_url(link))
-            if known is None:
-                return None
-            if isinstance(known, Card):
-                out.append((link, known))
-        return out
-
-    async def _within_budget(self, links: list[str]) -> list[tuple[str, Card]]:
-        """``_cards_now``, but never longer than ``budget_ms``; the work goes on regardless."""
-        # Its own log context: it may outlive the send request that started it.
-        work = self._api.run_as_background_process(
-            "phenom_link_preview_inline", self._cards_now, links
-        )
-        gate: defer.Deferred[list[tuple[str, Card]]] = defer.Deferred()
-
-        def finish(result: Any) -> None:
-            if not gate.called:
-                gate.callback(result if isinstance(result, list) else [])
-
-        work.addBoth(lambda result: reactor.callLater(0, finish, result))
-        timer = reactor.callLater(self._config.budget_ms / 1000, finish, [])
-        try:
-            return await make_deferred_yieldable(gate)
-        finally:
-            if timer.active():
-                timer.cancel()
-
     @guarded("link_preview", fallback=None)
     async def prune(self) -> None:
         await self._ensure_schema()
@@ -307,27 +262,6 @@ class PhenomLinkPreviews:
         # No card for a link the rendered HTML shows going elsewhere (msc4095.shows_link):
         # moderation refuses such a card, and it would vouch for the wrong target.
         return [link for link in links if html is None or msc4095.shows_link(html, link)]
-
-    # Fail open: a preview problem must never block or alter a message.
-    @guarded("link_preview", fallback=(True, None))
-    async def check_event_allowed(
-        self, event: EventBase, state: Mapping[Any, Any]
-    ) -> tuple[bool, dict | None]:
-        if ("m.room.encryption", "") in state or not msc4095.wants_previews(event.content):
-            return True, None
-        links = self._links_in(event)
-        if not links:
-            return True, None
-        cards = self._memoised(links)
-        if cards is None:
-            cards = await self._within_budget(links)
-        if not cards:
-            return True, None
-        replacement = event.get_dict()
-        replacement["content"] = msc4095.with_previews(
-            replacement["content"], msc4095.previews_for(cards, self.sign)
-        )
-        return True, replacement
 
     @guarded("link_preview", fallback=NOT_SPAM)
     async def check_event_for_spam(self, event: EventBase) -> Any:
