@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from synapse_phenom.cli._common import console, fail
-from synapse_phenom.ops import hsconfig, replication, topology
+from synapse_phenom.ops import env_vars, hsconfig, replication, topology
 from synapse_phenom.ops.files import write_private
 
 
@@ -20,7 +20,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         description="Variables:\n"
         + "\n".join(
             f"  {v.name}{'' if v.required else f' (default {v.default!r})'}: {v.help}"
-            for v in hsconfig.ENV_VARS
+            for v in env_vars.ENV_VARS
         )
         + "\n\nPHENOM_WORKERS roles (NAME:ROLE[+ROLE...][@HOST[:PORT]], comma-separated):\n"
         + "\n".join(f"  {role}: {help}" for role, help in topology.ROLES.items()),
@@ -51,7 +51,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     try:
         values = hsconfig.values_from_env(os.environ)
-        get = {v.name: os.environ.get(v.name) or v.default or "" for v in hsconfig.ENV_VARS}
+        get = {v.name: os.environ.get(v.name) or v.default or "" for v in env_vars.ENV_VARS}
         workers = topology.from_env(get)
         if (args.worker or args.worker_dir) and not values["replication"]:
             return fail(
@@ -75,7 +75,7 @@ def run(args: argparse.Namespace) -> int:
             )
         else:
             hs_text, log_text = hsconfig.render(values)
-    except hsconfig.MissingVariables as err:
+    except env_vars.MissingVariables as err:
         return fail(str(err))
     except (OSError, ValueError) as err:
         return fail(f"cannot render config: {err}")

@@ -11,7 +11,8 @@ from typing import Any
 
 import yaml
 
-from synapse_phenom.ops.hsconfig import ENV_VARS, MissingVariables, template_env
+from synapse_phenom.ops.env_vars import ENV_VARS, MissingVariables
+from synapse_phenom.ops.hsconfig import template_env
 
 # Main process name in instance_map (Synapse's default).
 MAIN_INSTANCE = "main"

@@ -13,7 +13,7 @@ from synapse.module_api.errors import ConfigError
 
 from synapse_phenom.cognito.config import CognitoOidcSettings, oidc_provider
 from synapse_phenom.modules.cognito import CognitoMappingProvider
-from synapse_phenom.ops import hsconfig
+from synapse_phenom.ops import env_vars, hsconfig
 
 
 def _cognito_env(tmp_path: Path, **extra: str) -> dict[str, str]:
@@ -62,11 +62,11 @@ def test_cognito_block_from_env_is_valid_for_synapse(tmp_path: Path) -> None:
 
 
 def test_partial_cognito_env_names_what_is_missing() -> None:
-    with pytest.raises(hsconfig.MissingVariables) as err:
+    with pytest.raises(env_vars.MissingVariables) as err:
         hsconfig.values_from_env({**PROD_ENV, "PHENOM_COGNITO_USER_POOL_ID": "eu-west-1_AbC123"})
     assert "PHENOM_COGNITO_CLIENT_ID" in str(err.value)
     assert "PHENOM_COGNITO_CLIENT_SECRET_FILE" in str(err.value)
-    with pytest.raises(hsconfig.MissingVariables) as err:
+    with pytest.raises(env_vars.MissingVariables) as err:
         hsconfig.values_from_env({**PROD_ENV, "PHENOM_COGNITO_REQUIRED_GROUP": "team"})
     assert "PHENOM_COGNITO_USER_POOL_ID" in str(err.value)
 

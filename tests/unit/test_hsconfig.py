@@ -8,11 +8,11 @@ import pytest
 import yaml
 from harness import PRODUCTION_ENV as PROD_ENV
 
-from synapse_phenom.ops import hsconfig
+from synapse_phenom.ops import env_vars, hsconfig
 
 
 def test_missing_variables_are_all_named() -> None:
-    with pytest.raises(hsconfig.MissingVariables) as err:
+    with pytest.raises(env_vars.MissingVariables) as err:
         hsconfig.values_from_env({"PHENOM_SERVER_NAME": "x"})
     text = str(err.value)
     for name in PROD_ENV:

@@ -17,7 +17,7 @@ from harness import PRODUCTION_ENV, free_port, redis_available
 from synapse.config.homeserver import HomeServerConfig
 
 from synapse_phenom.cli import main as cli_main
-from synapse_phenom.ops import devstack, hsconfig
+from synapse_phenom.ops import devstack, env_vars, hsconfig
 from synapse_phenom.ops import replication as workers_config
 
 
@@ -140,7 +140,7 @@ def test_synapse_loads_the_rendered_main_and_worker_configs(tmp_path: Path) -> N
 
 
 def test_production_workers_from_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    with pytest.raises(hsconfig.MissingVariables, match="PHENOM_MAIN_HOST"):
+    with pytest.raises(env_vars.MissingVariables, match="PHENOM_MAIN_HOST"):
         hsconfig.values_from_env({**PRODUCTION_ENV, "PHENOM_REDIS_HOST": "redis"})
     env = {**PRODUCTION_ENV, "PHENOM_REDIS_HOST": "redis", "PHENOM_MAIN_HOST": "synapse-main"}
     config = _render(hsconfig.values_from_env(env))
