@@ -31,6 +31,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from synapse_phenom.mcp.arguments import ToolFailure
 from synapse_phenom.mcp.auth import CognitoTokenVerifier, key_source, short_scopes
 from synapse_phenom.mcp.backend import ChatBackend
 from synapse_phenom.mcp.config import McpConfig
@@ -50,7 +51,7 @@ from synapse_phenom.mcp.models import (
 from synapse_phenom.mcp.observability import JsonLogFormatter, Metrics, configure_logging
 from synapse_phenom.mcp.protocol import PhenomMCP, PostOnly, close_on_shutdown
 from synapse_phenom.mcp.revocation import with_revocations
-from synapse_phenom.mcp.tools import ChatTools, Principal, ToolFailure
+from synapse_phenom.mcp.tools import ChatTools, Principal
 
 __all__ = [
     "CountUnauthorized",

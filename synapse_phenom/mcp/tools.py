@@ -1,6 +1,6 @@
 """Tool logic, independent of MCP and of the backend: validation, scopes, rate limits, audit.
 
-``ChatTools`` checks arguments, the caller's scope and rate limit, turns Markdown into
+``ChatTools`` checks arguments (arguments.py), the caller's scope and rate limit, turns Markdown into
 HTML, calls the backend and audit-logs writes. Backend errors become ``ToolFailure``
 with a text the model can act on; ``server`` turns that into an MCP tool error.
 """
@@ -9,16 +9,27 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 import attrs
-from markdown_it import MarkdownIt
 
 from synapse_phenom.mcp import backend as b
-from synapse_phenom.mcp.config import ROOM_KEYS, AgentProfile
+from synapse_phenom.mcp.arguments import (
+    IDEMPOTENCY_KEY,
+    MAX_BODY_CHARS,
+    MAX_CONTENT_BYTES,
+    TOO_LARGE,
+    TokenBucket,
+    ToolFailure,
+    bounded_limit,
+    check_cursor,
+    check_event_id,
+    check_room_ref,
+    render_markdown,
+)
+from synapse_phenom.mcp.config import AgentProfile
 from synapse_phenom.mcp.models import (
     Deletion,
     LinkPreview,
@@ -47,25 +58,6 @@ TOOL_SCOPES: dict[str, str] = {
     "get_link_preview": "read",
 }
 WRITE_TOOLS = frozenset({"send_message", "react_to_message", "delete_message"})
-MAX_LIMIT = 100
-MAX_BODY_CHARS = 30_000  # Matrix events are capped at 64 KiB; leave room for HTML and JSON.
-# The message content as JSON (body + rendered HTML), in UTF-8 bytes: the 64 KiB event cap
-# less room for the event's envelope (ids, signatures, hashes, relations).
-MAX_CONTENT_BYTES = 60_000
-TOO_LARGE = (
-    "The message is too large for the chat server: {size} bytes as sent (text plus its "
-    "rendered HTML; at most {limit}). Shorten it or split it into several messages."
-)
-_ROOM_HELP = (
-    "Use internal, partners or community, an alias like #community:server, or a room ID like "
-    "!abc:server"
-)
-_IDEMPOTENCY_KEY = re.compile(r"^[A-Za-z0-9._:~-]{1,128}$")
-_MARKDOWN = MarkdownIt("commonmark", {"html": False}).enable("strikethrough").enable("table")
-
-
-class ToolFailure(Exception):
-    """Shown to the model as the tool's error text."""
 
 
 @attrs.frozen
@@ -79,82 +71,6 @@ class Principal:
 
 def required_scope(tool: str) -> str:
     return TOOL_SCOPES[tool]
-
-
-def check_room_ref(room: str) -> str:
-    """A room key, alias or room ID, normalised; ToolFailure naming the accepted forms."""
-    value = room.strip()
-    if value.lower() in ROOM_KEYS:
-        return value.lower()
-    if value.startswith("#") and ":" in value and " " not in value and len(value) <= 255:
-        return value
-    if (
-        value.startswith("!")
-        and len(value) > 1
-        and not any(c.isspace() for c in value)
-        and len(value) <= 255
-    ):
-        return value
-    raise ToolFailure(f"Invalid room {room!r}. {_ROOM_HELP}.")
-
-
-def check_event_id(event_id: str) -> str:
-    value = event_id.strip()
-    if (
-        not value.startswith("$")
-        or len(value) < 2
-        or len(value) > 255
-        or any(c.isspace() for c in value)
-    ):
-        raise ToolFailure(
-            f"Invalid event ID {event_id!r}: event IDs look like $abc123 (take them from "
-            "get_messages)."
-        )
-    return value
-
-
-def check_cursor(cursor: str | None, name: str) -> str | None:
-    if cursor is None or cursor == "":
-        return None
-    if len(cursor) > 2000 or any(c.isspace() for c in cursor):
-        raise ToolFailure(
-            f"Invalid {name}: pass back a cursor exactly as a previous result returned it."
-        )
-    return cursor
-
-
-def render_markdown(body: str) -> str:
-    """Markdown -> HTML for ``formatted_body``; raw HTML in the input is escaped, not passed on."""
-    html = _MARKDOWN.render(body).strip()
-    # A lone paragraph is sent without <p>, as Matrix clients do.
-    if html.startswith("<p>") and html.endswith("</p>") and html.count("<p>") == 1:
-        html = html[3:-4]
-    return html
-
-
-@attrs.define
-class TokenBucket:
-    """Per-agent limiter: ``rate_per_minute`` calls, bursting up to that many."""
-
-    rate_per_minute: int
-    clock: Callable[[], float] = time.monotonic
-    _tokens: float = attrs.field(init=False)
-    _updated: float = attrs.field(init=False)
-
-    def __attrs_post_init__(self) -> None:
-        self._tokens = float(self.rate_per_minute)
-        self._updated = self.clock()
-
-    def take(self) -> float:
-        """0 when allowed; otherwise seconds until the next call would be allowed."""
-        now = self.clock()
-        rate = self.rate_per_minute / 60.0
-        self._tokens = min(float(self.rate_per_minute), self._tokens + (now - self._updated) * rate)
-        self._updated = now
-        if self._tokens >= 1:
-            self._tokens -= 1
-            return 0.0
-        return (1 - self._tokens) / rate
 
 
 @attrs.define
@@ -237,7 +153,7 @@ class ChatTools:
         thread_id: str | None = None,
     ) -> MessagePage:
         ref = check_room_ref(room)
-        limit = _bounded(limit)
+        limit = bounded_limit(limit)
         cursor = check_cursor(before, "before")
         thread = check_event_id(thread_id) if thread_id else None
         return await self._run(
@@ -260,7 +176,7 @@ class ChatTools:
         if not query or len(query) > 500:
             raise ToolFailure("query must be 1 to 500 characters of words to search for.")
         ref = check_room_ref(room) if room else None
-        limit = _bounded(limit)
+        limit = bounded_limit(limit)
         token = check_cursor(cursor, "cursor")
         return await self._run(
             who,
@@ -288,7 +204,7 @@ class ChatTools:
                 f"body is {len(body)} characters; the limit is {MAX_BODY_CHARS}. Shorten or "
                 "split it."
             )
-        if idempotency_key is not None and not _IDEMPOTENCY_KEY.match(idempotency_key):
+        if idempotency_key is not None and not IDEMPOTENCY_KEY.match(idempotency_key):
             raise ToolFailure(
                 "idempotency_key must be 1-128 characters of letters, digits and . _ : ~ -"
             )
@@ -364,9 +280,3 @@ class ChatTools:
         return await self._run(
             who, "get_link_preview", None, lambda: self.backend.link_preview(who.agent, url)
         )
-
-
-def _bounded(limit: int) -> int:
-    if limit < 1 or limit > MAX_LIMIT:
-        raise ToolFailure(f"limit must be between 1 and {MAX_LIMIT}.")
-    return limit

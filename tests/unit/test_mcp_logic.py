@@ -28,6 +28,13 @@ from synapse_phenom.mcp.appservice import (
     registration,
     write_registration,
 )
+from synapse_phenom.mcp.arguments import (
+    TokenBucket,
+    ToolFailure,
+    check_event_id,
+    check_room_ref,
+    render_markdown,
+)
 from synapse_phenom.mcp.auth import (
     CognitoTokenVerifier,
     JwksUrlKeys,
@@ -39,15 +46,7 @@ from synapse_phenom.mcp.config import AgentProfile, AuthConfig, load_config
 from synapse_phenom.mcp.devkeys import DevSigner
 from synapse_phenom.mcp.models import LinkPreview, RoomList, SentMessage
 from synapse_phenom.mcp.server import make_backend
-from synapse_phenom.mcp.tools import (
-    ChatTools,
-    Principal,
-    TokenBucket,
-    ToolFailure,
-    check_event_id,
-    check_room_ref,
-    render_markdown,
-)
+from synapse_phenom.mcp.tools import ChatTools, Principal
 from synapse_phenom.rooms.config import RoomsConfig
 from synapse_phenom.rooms.membership import groups_for_rooms, plan_agent_rooms
 
