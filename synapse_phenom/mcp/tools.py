@@ -1,7 +1,7 @@
 """Tool logic, independent of MCP and of the backend: validation, scopes, rate limits, audit.
 
-``ChatTools`` checks arguments (arguments.py), the caller's scope and rate limit, turns Markdown into
-HTML, calls the backend and audit-logs writes. Backend errors become ``ToolFailure``
+``ChatTools`` checks arguments (arguments.py), the caller's scope and rate limit, turns
+Markdown into HTML, calls the backend and audit-logs writes. Backend errors become ``ToolFailure``
 with a text the model can act on; ``server`` turns that into an MCP tool error.
 """
 
