@@ -243,12 +243,16 @@ _BLOCK = re.compile(r'block_name="([^"]+)"')
 
 
 def block_cpu(inst: Instance) -> dict[str, float]:
-    """CPU seconds so far per Synapse ``Measure`` block (nested blocks count in their parents)."""
+    """CPU seconds so far per Synapse ``Measure`` block (nested blocks count in their parents),
+    and the seconds Synapse's garbage collections took per generation (outside any block)."""
     text = httpx2.get(f"{inst.stack.base_url}/_synapse/metrics", timeout=30).text
     out: dict[str, float] = {}
     for line in text.splitlines():
         if line.startswith(BLOCK_CPU) and (m := _BLOCK.search(line)):
             out[m.group(1)] = out.get(m.group(1), 0.0) + float(line.rsplit(" ", 1)[1])
+        elif line.startswith("python_gc_time_sum"):  # Synapse's own GC timing (wall, ~CPU)
+            key = "(python gc, " + line.split("{", 1)[1].split("}", 1)[0] + ")"
+            out[key] = out.get(key, 0.0) + float(line.rsplit(" ", 1)[1])
     return out
 
 
