@@ -135,14 +135,14 @@ class AgentSession:
         """Register the agent user and its device, set its name (once per process), join
         its rooms (re-read every ``_ROOMS_TTL_S``: a room upgrade moves a room key to a new
         room, which the agent must follow without a restart)."""
-        ready = self._ready.get(agent.localpart)
-        fresh = anyio.current_time() < self._ready_at.get(agent.localpart, 0.0) + _ROOMS_TTL_S
-        if ready is not None and fresh:
+        ready = self._fresh(agent.localpart)
+        if ready is not None:
             return ready
         lock = self._locks.setdefault(agent.localpart, anyio.Lock())
         async with lock:
-            if anyio.current_time() < self._ready_at.get(agent.localpart, 0.0) + _ROOMS_TTL_S:
-                return self._ready[agent.localpart]
+            ready = self._fresh(agent.localpart)
+            if ready is not None:
+                return ready
             if agent.localpart not in self._ready:
                 await self._register(agent)
                 if agent.display_name:
@@ -171,6 +171,15 @@ class AgentSession:
             self._ready[agent.localpart] = rooms
             self._ready_at[agent.localpart] = anyio.current_time()
             return rooms
+
+    def _fresh(self, localpart: str) -> dict[str, str] | None:
+        """The agent's rooms if read less than ``_ROOMS_TTL_S`` ago. "Never read" is no
+        timestamp, not 0: the monotonic clock starts near 0 on a freshly booted host (a new
+        Fargate task), where 0 + TTL would still be in the future."""
+        read_at = self._ready_at.get(localpart)
+        if read_at is None or anyio.current_time() >= read_at + _ROOMS_TTL_S:
+            return None
+        return self._ready[localpart]
 
     async def _register(self, agent: AgentProfile) -> None:
         try:
