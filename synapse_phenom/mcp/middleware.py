@@ -1,17 +1,27 @@
-"""ASGI middleware of the MCP sidecar: the per-tool scope gate and the 401 counter."""
+"""ASGI middleware of the MCP sidecar: the per-tool scope gate and the 401 counter, and where
+they go in the SDK's app (``install_gates``)."""
 
 from __future__ import annotations
 
 import json
+import os
 from typing import Any
 
-from mcp.server.auth.middleware.bearer_auth import AuthenticatedUser
-from mcp.server.transport_security import DEFAULT_MAX_REQUEST_BODY_SIZE
+from mcp.server.auth.middleware.bearer_auth import AuthenticatedUser, RequireAuthMiddleware
+from mcp.server.auth.routes import build_resource_metadata_url, create_protected_resource_routes
+from mcp.server.mcpserver import MCPServer
+from mcp.server.transport_security import DEFAULT_MAX_REQUEST_BODY_SIZE, TransportSecuritySettings
+from pydantic import AnyHttpUrl
+from starlette.applications import Starlette
 from starlette.responses import Response
+from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from synapse_phenom.mcp.auth import short_scopes
+from synapse_phenom.mcp.config import McpConfig
+from synapse_phenom.mcp.fastpath import ToolsCallFastPath
 from synapse_phenom.mcp.observability import Metrics
+from synapse_phenom.mcp.protocol import PostOnly
 from synapse_phenom.mcp.tools import TOOL_SCOPES
 
 
@@ -128,3 +138,37 @@ class CountUnauthorized:
             await send(message)
 
         await self.app(scope, receive, counting_send)
+
+
+def install_gates(
+    app: Starlette,
+    mcp: MCPServer,
+    config: McpConfig,
+    metrics: Metrics,
+    security: TransportSecuritySettings,
+) -> None:
+    """Wrap the SDK's authenticated /mcp route: authentication (401) first, then the per-tool
+    scope check (403), then the light tools/call path, then the SDK's transport; and list the
+    tools' scopes in the protected-resource metadata (the SDK would list none)."""
+    metadata_url = str(build_resource_metadata_url(AnyHttpUrl(config.resource_url)))
+    scopes = [f"{config.auth.resource_server}/{s}" for s in ("read", "write", "moderate")]
+    gated = False
+    for i, route in enumerate(app.router.routes):
+        if not isinstance(route, Route):
+            continue
+        if route.path == "/mcp" and isinstance(route.app, RequireAuthMiddleware):
+            inner = route.app.app
+            if os.environ.get("PHENOM_MCP_SDK_ONLY") != "1":  # escape hatch, and for bench
+                inner = ToolsCallFastPath(inner, mcp, security)
+            route.app.app = ScopeGate(inner, config.auth.resource_server, metadata_url, metrics)
+            route.app = PostOnly(CountUnauthorized(route.app, metrics))
+            gated = True
+        elif route.path.startswith("/.well-known/oauth-protected-resource"):
+            app.router.routes[i] = create_protected_resource_routes(
+                AnyHttpUrl(config.resource_url),
+                [AnyHttpUrl(config.auth.issuer)],
+                scopes_supported=scopes,
+                resource_name="Phenom chat MCP",
+            )[0]
+    if not gated:  # an SDK change moved the auth wrapper: refuse to run without the scope gate
+        raise RuntimeError("cannot find the authenticated /mcp route to install the scope check on")

@@ -8,14 +8,11 @@ Stateless with SSE responses, so replicas can sit behind a load balancer.
 from __future__ import annotations
 
 import logging
-import os
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Annotated, TypeVar
 
 from mcp.server.auth.middleware.auth_context import get_access_token
-from mcp.server.auth.middleware.bearer_auth import RequireAuthMiddleware
-from mcp.server.auth.routes import build_resource_metadata_url, create_protected_resource_routes
 from mcp.server.auth.settings import AuthSettings
 from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
@@ -29,15 +26,13 @@ from pydantic import AnyHttpUrl, Field
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
 
 from synapse_phenom.mcp.arguments import ToolFailure
 from synapse_phenom.mcp.auth import CognitoTokenVerifier, key_source, short_scopes
 from synapse_phenom.mcp.backend import ChatBackend
 from synapse_phenom.mcp.config import McpConfig
-from synapse_phenom.mcp.fastpath import ToolsCallFastPath
 from synapse_phenom.mcp.http_metrics import instrument as instrument_http
-from synapse_phenom.mcp.middleware import CountUnauthorized, ScopeGate
+from synapse_phenom.mcp.middleware import CountUnauthorized, ScopeGate, install_gates
 from synapse_phenom.mcp.models import (
     Deletion,
     LinkPreview,
@@ -49,7 +44,7 @@ from synapse_phenom.mcp.models import (
     WaitResult,
 )
 from synapse_phenom.mcp.observability import JsonLogFormatter, Metrics, configure_logging
-from synapse_phenom.mcp.protocol import PhenomMCP, PostOnly, close_on_shutdown
+from synapse_phenom.mcp.protocol import PhenomMCP, close_on_shutdown
 from synapse_phenom.mcp.revocation import with_revocations
 from synapse_phenom.mcp.tools import ChatTools, Principal
 
@@ -297,37 +292,9 @@ def build_app(config: McpConfig, backend: ChatBackend) -> Starlette:
         host=config.host,
         transport_security=security,
     )
-    metadata_url = str(build_resource_metadata_url(AnyHttpUrl(config.resource_url)))
-    scopes = [f"{config.auth.resource_server}/{s}" for s in ("read", "write", "moderate")]
-    gated = False
-    for i, route in enumerate(app.router.routes):
-        if not isinstance(route, Route):
-            continue
-        if route.path == "/mcp" and isinstance(route.app, RequireAuthMiddleware):
-            # Authentication (401) first, then the per-tool scope check (403), then MCP.
-            inner = route.app.app
-            if os.environ.get("PHENOM_MCP_SDK_ONLY") != "1":  # escape hatch, and for bench
-                inner = ToolsCallFastPath(inner, mcp, security)
-            route.app.app = ScopeGate(
-                inner,
-                config.auth.resource_server,
-                metadata_url,
-                metrics,
-            )
-            route.app = PostOnly(CountUnauthorized(route.app, metrics))
-            gated = True
-        elif route.path.startswith("/.well-known/oauth-protected-resource"):
-            # Same metadata, listing the scopes tools need (the SDK would list none).
-            app.router.routes[i] = create_protected_resource_routes(
-                AnyHttpUrl(config.resource_url),
-                [AnyHttpUrl(config.auth.issuer)],
-                scopes_supported=scopes,
-                resource_name="Phenom chat MCP",
-            )[0]
+    install_gates(app, mcp, config, metrics, security)
     instrument_http(app, metrics.registry)  # phenom_mcp_http_responses_total
     close_on_shutdown(app, backend.aclose)
-    if not gated:  # an SDK change moved the auth wrapper: refuse to run without the scope gate
-        raise RuntimeError("cannot find the authenticated /mcp route to install the scope check on")
     return app
 
 
