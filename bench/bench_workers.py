@@ -17,7 +17,13 @@ the CPU of this machine's PostgreSQL processes over the same rounds.
 
     .venv/bin/python bench/bench_workers.py \\
         --postgres postgresql://postgres@127.0.0.1:5432/postgres --members 1,1000 \\
-        --rounds 3 --messages 60 --json /tmp/workers.jsonl
+        --rounds 3 --messages 60 --json /tmp/workers.jsonl [--cache-factor 12] [--then-mentions]
+
+``--cache-factor F``: ``caches.global_factor`` in both (caches that hold every member of the
+room). ``--then-mentions``: after the largest size, every member of both gets the room rule
+``dont_notify`` (what #community's ``notifications: mentions_only`` sets, as bench_send's
+``*-mentions`` variants) and the rounds run
+again in the same rooms, reported as ``single-mentions`` / ``workers-mentions``.
 """
 
 from __future__ import annotations
@@ -34,13 +40,25 @@ import time
 import uuid
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
+import httpx2
 import psycopg2
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
-from bench_send import OVERRIDES, Instance, cpu_seconds, devstack_free_port, pct, run_round
+from concurrent.futures import ThreadPoolExecutor
+
+from bench_send import (
+    CACHE_FACTOR,
+    OVERRIDES,
+    Instance,
+    cpu_seconds,
+    devstack_free_port,
+    pct,
+    run_round,
+)
 from harness import MatrixClient, SynapseStack, create_postgres_database, drop_postgres_database
 
 from synapse_phenom.mcp import dev as mcp_dev
@@ -89,6 +107,8 @@ class Cluster(Instance):
         )
         config = yaml.safe_load(config_path.read_text())
         config["bcrypt_rounds"] = 4
+        if CACHE_FACTOR:  # in homeserver.yaml, which every worker reads too
+            config["caches"] = {"global_factor": CACHE_FACTOR["global"]}
         config_path.write_text(yaml.safe_dump(config, sort_keys=False))
         self.process = devstack.start_synapse(config_path)
         self.procs = [self.process]
@@ -222,7 +242,7 @@ def report(
     base = instances[0].name
     row: dict[str, Any] = {"members": size, "built_s": built, "topologies": {}}
     print(
-        f"{'topology':<8} {'msgs/s':>7} {'ratio':>6} {'p50 ms':>7} {'p95 ms':>7} "
+        f"{'topology':<16} {'msgs/s':>7} {'ratio':>6} {'p50 ms':>7} {'p95 ms':>7} "
         f"{'CPU ms/msg':>10} {'PG ms/msg':>9}  per process ms/msg | per-round msgs/s"
     )
     for inst in instances:
@@ -234,7 +254,7 @@ def report(
         ratio = rate / (sent / data[base][0])
         p50, p95 = pct(lats, 0.5), pct(lats, 0.95)
         print(
-            f"{inst.name:<8} {rate:7.1f} {ratio:6.2f} {p50:7.0f} {p95:7.0f} {total:10.1f} "
+            f"{inst.name:<16} {rate:7.1f} {ratio:6.2f} {p50:7.0f} {p95:7.0f} {total:10.1f} "
             f"{pg / sent * 1000:9.1f}  {split} | {per_round}",
             flush=True,
         )
@@ -251,6 +271,41 @@ def report(
     return row
 
 
+def room_rule(inst: Instance) -> None:
+    """Every member of ``inst``'s room: the room rule ``dont_notify`` (bench_send's
+    mentions_only), written through main, Synapse's push_rules stream writer."""
+    path = f"/_matrix/client/v3/pushrules/global/room/{quote(inst.room_id, safe='')}"
+    with httpx2.Client(base_url=inst.stack.base_url, timeout=60) as http:
+
+        def one(member: MatrixClient) -> None:
+            auth = {"Authorization": f"Bearer {member.access_token}"}
+            http.put(path, headers=auth, json={"actions": ["dont_notify"]}).raise_for_status()
+
+        with ThreadPoolExecutor(8) as pool:
+            list(pool.map(one, inst.all_members))
+
+
+def measure_size(
+    instances: list[Instance], size: int, built: float, args: argparse.Namespace
+) -> None:
+    """Alternating rounds at the current size; prints (and appends to --json) the result."""
+    data: dict[str, Any] = {i.name: [0.0, {}, [], [], 0.0] for i in instances}
+    for r in range(args.rounds):
+        for inst in instances[r % 2 :] + instances[: r % 2]:
+            s, cpu, lat, pg = measure(inst, args.messages)
+            entry = data[inst.name]
+            entry[0] += s
+            for k, v in cpu.items():
+                entry[1][k] = entry[1].get(k, 0.0) + v
+            entry[2] += lat
+            entry[3].append(args.messages / s)
+            entry[4] += pg
+    row = report(size, built, instances, args, data)
+    if args.json:
+        with open(args.json, "a") as f:
+            f.write(json.dumps(row) + "\n")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--postgres", metavar="DSN", required=True)
@@ -259,7 +314,17 @@ def main() -> int:
     parser.add_argument("--messages", type=int, default=60, help="per round per topology")
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--json", metavar="FILE", help="append results (one JSON line per size)")
+    parser.add_argument(
+        "--cache-factor", type=float, metavar="F", help="caches.global_factor in both"
+    )
+    parser.add_argument(
+        "--then-mentions",
+        action="store_true",
+        help="after the largest size, every member mentions-only, and measure again",
+    )
     args = parser.parse_args()
+    if args.cache_factor:
+        CACHE_FACTOR["global"] = args.cache_factor
     signal.signal(signal.SIGTERM, signal.default_int_handler)  # stop the Synapses on kill
     # Bench users are not Phenom-managed: the rooms module would also join every one of
     # them to #community, doubling what growing the room costs (the send path is the same).
@@ -285,21 +350,15 @@ def main() -> int:
                 f"load {' '.join(f'{x:.1f}' for x in os.getloadavg())})",
                 flush=True,
             )
-            data: dict[str, Any] = {i.name: [0.0, {}, [], [], 0.0] for i in instances}
-            for r in range(args.rounds):
-                for inst in instances[r % 2 :] + instances[: r % 2]:
-                    s, cpu, lat, pg = measure(inst, args.messages)
-                    entry = data[inst.name]
-                    entry[0] += s
-                    for k, v in cpu.items():
-                        entry[1][k] = entry[1].get(k, 0.0) + v
-                    entry[2] += lat
-                    entry[3].append(args.messages / s)
-                    entry[4] += pg
-            row = report(size, built, instances, args, data)
-            if args.json:
-                with open(args.json, "a") as f:
-                    f.write(json.dumps(row) + "\n")
+            measure_size(instances, size, built, args)
+        if args.then_mentions:
+            t = time.perf_counter()
+            for inst in instances:
+                inst.name += "-mentions"
+                room_rule(inst)
+                run_round(inst, 30)  # settle caches with the new rules
+            print(f"## members={size}, every member mentions-only", flush=True)
+            measure_size(instances, size, time.perf_counter() - t, args)
         cluster = instances[1]
         assert isinstance(cluster, Cluster)
         print(
