@@ -9,8 +9,10 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+import threading
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -97,15 +99,42 @@ class InProcessMcp:
         return out
 
 
+class _NoOpsModule(BaseHTTPRequestHandler):
+    """A homeserver without Phenom's ops module: 404 for the revoked-agents list, which
+    the MCP server reads before it accepts agent tokens (``mcp/revocation.py``)."""
+
+    def do_GET(self) -> None:
+        self.send_response(404)
+        self.send_header("Content-Type", "application/json")
+        self.end_headers()
+        self.wfile.write(b'{"errcode": "M_UNRECOGNIZED"}')
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+@contextmanager
+def _homeserver_without_ops() -> Iterator[str]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _NoOpsModule)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
 @asynccontextmanager
 async def inprocess_mcp(sdk_only: bool) -> AsyncIterator[InProcessMcp]:
     """The app built with (``sdk_only``) or without ``PHENOM_MCP_SDK_ONLY=1``."""
-    with tempfile.TemporaryDirectory(prefix="mcp-inprocess-") as tmp:
+    with (
+        tempfile.TemporaryDirectory(prefix="mcp-inprocess-") as tmp,
+        _homeserver_without_ops() as homeserver,
+    ):
         data = Path(tmp)
         registration = mcp_dev.write_registration_file(data, "localhost")
-        files = mcp_dev.prepare_mcp(
-            data, "http://127.0.0.1:9", port=3999, registration=registration
-        )
+        files = mcp_dev.prepare_mcp(data, homeserver, port=3999, registration=registration)
         config = McpConfig.model_validate(yaml.safe_load(files.config.read_text()))
         configure_logging("WARNING")
         before = os.environ.get("PHENOM_MCP_SDK_ONLY")

@@ -4,7 +4,9 @@
 (``phenom_agent_revocations``, shared by every Synapse process); every MCP replica reads
 the list from ``GET /_synapse/client/phenom/v1/agents/revoked`` with its application
 service token, at most every ``ttl_seconds``. A revoked agent's valid Cognito token gets
-401 like an invalid one. If Synapse cannot be asked, the last known list stays in force.
+401 like an invalid one. If Synapse cannot be asked, the last known list stays in force; until
+a first list has been read, no agent token is accepted (a check that cannot run must not let a
+revoked agent through — and without Synapse or the chat database no tool works anyway).
 
 Implementation B (``backend: hasura``) has no Synapse: ``phenom-chat lite agents revoke``
 disables the agent's ``chat.users`` row (``lite/agents.py``) and every replica re-reads the
@@ -18,6 +20,7 @@ import time
 from collections.abc import Mapping
 from typing import Protocol
 
+import anyio
 import attrs
 import httpx2
 import psycopg
@@ -31,24 +34,35 @@ logger = logging.getLogger(__name__)
 
 @attrs.define
 class _Polled:
-    """A revocation list re-read every ``ttl_seconds``; a failed read keeps the last one."""
+    """A revocation list re-read every ``ttl_seconds``; a failed read keeps the last one.
+    ``revoked()`` is None until a first read succeeded."""
 
     ttl_seconds: float = attrs.field(default=5.0, kw_only=True)
-    _revoked: frozenset[str] = attrs.field(default=frozenset(), kw_only=True)
+    _revoked: frozenset[str] | None = attrs.field(default=None, kw_only=True)
     _fetched_at: float = attrs.field(default=float("-inf"), kw_only=True)
 
-    async def revoked(self) -> frozenset[str]:
-        now = time.monotonic()
-        if now - self._fetched_at < self.ttl_seconds:
+    _lock: anyio.Lock | None = attrs.field(default=None, init=False)  # made in the loop
+
+    async def revoked(self) -> frozenset[str] | None:
+        if self._lock is None:
+            self._lock = anyio.Lock()
+        # While a re-read is under way, calls use the last list; before the first one they
+        # wait for it (or they would all be refused during a burst at startup).
+        stale = time.monotonic() - self._fetched_at >= self.ttl_seconds
+        if not stale or (self._revoked is not None and self._lock.locked()):
             return self._revoked
-        self._fetched_at = now
-        try:
-            fetched = await self._fetch()
-        except (httpx2.HTTPError, psycopg.Error, ValueError) as err:
-            logger.warning("cannot read revoked agents (keeping the last list): %s", err)
-        else:
-            if fetched is not None:
-                self._revoked = fetched
+        async with self._lock:
+            if time.monotonic() - self._fetched_at < self.ttl_seconds:
+                return self._revoked  # read by the call we waited for
+            try:
+                fetched = await self._fetch()
+            except (httpx2.HTTPError, psycopg.Error, ValueError) as err:
+                logger.warning("cannot read revoked agents (keeping the last list): %s", err)
+            else:
+                if fetched is not None:
+                    self._revoked = fetched
+            finally:
+                self._fetched_at = time.monotonic()
         return self._revoked
 
     async def _fetch(self) -> frozenset[str] | None:
@@ -74,8 +88,9 @@ class RevokedAgents(_Polled):
         )
         if resp.status_code == 200:
             return frozenset(str(u) for u in resp.json().get("revoked", []))
-        if resp.status_code != 404:  # 404: the ops module is not loaded (nothing revoked)
-            logger.warning("cannot read revoked agents: HTTP %s", resp.status_code)
+        if resp.status_code == 404:  # the ops module is not loaded: nothing can be revoked
+            return frozenset()
+        logger.warning("cannot read revoked agents: HTTP %s", resp.status_code)
         return None
 
 
@@ -97,7 +112,7 @@ class DisabledAgents(_Polled):
 
 
 class RevocationList(Protocol):
-    async def revoked(self) -> frozenset[str]: ...
+    async def revoked(self) -> frozenset[str] | None: ...
 
 
 @attrs.define
@@ -114,7 +129,11 @@ class RevocationCheckingVerifier(TokenVerifier):
         if access is None or access.client_id not in self.agents:
             return access
         user_id = f"@{self.agents[access.client_id].localpart}:{self.server_name}"
-        if user_id in await self.revocations.revoked():
+        revoked = await self.revocations.revoked()
+        if revoked is None:
+            logger.warning("bearer token rejected: the revoked agents could not be read yet")
+            return None
+        if user_id in revoked:
             logger.info("bearer token rejected: agent %s is revoked", user_id)
             return None
         return access
