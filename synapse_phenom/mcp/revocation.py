@@ -61,8 +61,9 @@ class _Polled:
             else:
                 if fetched is not None:
                     self._revoked = fetched
-            finally:
-                self._fetched_at = time.monotonic()
+            # Not in a `finally`: a read cancelled with its caller leaves the list stale, so
+            # the next waiter reads it instead of taking "unknown" as the answer.
+            self._fetched_at = time.monotonic()
         return self._revoked
 
     async def _fetch(self) -> frozenset[str] | None:

@@ -124,3 +124,23 @@ def test_synapse_answers(
     polled._http = httpx2.AsyncClient(transport=httpx2.MockTransport(handler))
     assert anyio.run(polled.revoked) == expected
     assert seen == [REVOKED_AGENTS_PATH]
+
+
+def test_a_first_read_cancelled_with_its_caller_is_done_by_the_next_waiter() -> None:
+    polled = Scripted(ttl_seconds=60, steps=[frozenset(), frozenset()], delay=0.2)
+    check = verifier(polled)
+    seen: list[bool] = []
+
+    async def scenario() -> None:
+        async def waiter() -> None:
+            await anyio.sleep(0.01)  # queued behind the first read
+            seen.append(await check.verify_token("t") is not None)
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(waiter)
+            with anyio.move_on_after(0.05):  # the first caller gives up mid-read
+                await check.verify_token("t")
+
+    anyio.run(scenario)
+    assert seen == [True]
+    assert polled.reads == 2
