@@ -7,12 +7,12 @@ the client sent. Responses are buffered (the stateless MCP endpoint ends each re
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 
 import httpx2
+from loopback import serve
 
 HOP_BY_HOP = {
     "connection",
@@ -58,13 +58,8 @@ def auth_proxy(upstream: str, token: str) -> Iterator[str]:
 
         do_GET = do_POST = do_DELETE = do_PUT = do_OPTIONS = _forward
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    server.daemon_threads = True
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
     try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
+        with serve(Handler) as url:
+            yield url
     finally:
-        server.shutdown()
-        server.server_close()
         client.close()

@@ -9,16 +9,16 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-import threading
-from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager, contextmanager
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
 import attrs
 import httpx2
 import yaml
+from loopback import serve
 
 from synapse_phenom.mcp import dev as mcp_dev
 from synapse_phenom.mcp.backend import InvalidRequest, OutgoingMessage
@@ -113,24 +113,12 @@ class _NoOpsModule(BaseHTTPRequestHandler):
         pass
 
 
-@contextmanager
-def _homeserver_without_ops() -> Iterator[str]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _NoOpsModule)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
-
-
 @asynccontextmanager
 async def inprocess_mcp(sdk_only: bool) -> AsyncIterator[InProcessMcp]:
     """The app built with (``sdk_only``) or without ``PHENOM_MCP_SDK_ONLY=1``."""
     with (
         tempfile.TemporaryDirectory(prefix="mcp-inprocess-") as tmp,
-        _homeserver_without_ops() as homeserver,
+        serve(_NoOpsModule) as homeserver,
     ):
         data = Path(tmp)
         registration = mcp_dev.write_registration_file(data, "localhost")

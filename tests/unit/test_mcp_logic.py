@@ -6,10 +6,9 @@ from __future__ import annotations
 import json
 import logging
 import re
-import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +16,7 @@ import anyio
 import jwt
 import pytest
 import yaml
+from loopback import serve
 
 from synapse_phenom.cli import main as cli_main
 from synapse_phenom.config import InvalidConfig
@@ -376,10 +376,8 @@ def jwks_server() -> Iterator[tuple[str, dict[str, Any], list[int]]]:
             self.end_headers()
             self.wfile.write(body)
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_port}/.well-known/jwks.json", state, hits
-    server.shutdown()
+    with serve(Handler) as url:
+        yield f"{url}/.well-known/jwks.json", state, hits
 
 
 def test_jwks_is_cached_and_unknown_kids_refetch_after_the_cooldown(
