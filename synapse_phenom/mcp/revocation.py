@@ -89,10 +89,21 @@ class RevokedAgents(_Polled):
         )
         if resp.status_code == 200:
             return frozenset(str(u) for u in resp.json().get("revoked", []))
-        if resp.status_code == 404:  # the ops module is not loaded: nothing can be revoked
+        if resp.status_code == 404 and self._revoked is None and _unrecognized(resp):
+            # Synapse itself does not know the path: the ops module is not loaded, so nothing
+            # can be revoked. Only before a list is known: later (or from a proxy) a 404 must
+            # not clear the agents revoked so far.
             return frozenset()
         logger.warning("cannot read revoked agents: HTTP %s", resp.status_code)
         return None
+
+
+def _unrecognized(resp: httpx2.Response) -> bool:
+    try:
+        body = resp.json()
+    except ValueError:
+        return False
+    return isinstance(body, dict) and body.get("errcode") == "M_UNRECOGNIZED"
 
 
 @attrs.define

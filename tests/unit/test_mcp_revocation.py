@@ -105,6 +105,7 @@ def test_calls_during_a_re_read_use_the_last_list() -> None:
     [
         (lambda: httpx2.Response(200, json={"revoked": [AGENT]}), frozenset({AGENT})),
         (lambda: httpx2.Response(404, json={"errcode": "M_UNRECOGNIZED"}), frozenset()),
+        (lambda: httpx2.Response(404, text="<html>not found</html>"), None),  # a proxy's
         (lambda: httpx2.Response(502, text="bad gateway"), None),
         (lambda: httpx2.Response(200, text="<html>"), None),
     ],
@@ -112,8 +113,8 @@ def test_calls_during_a_re_read_use_the_last_list() -> None:
 def test_synapse_answers(
     respond: Callable[[], httpx2.Response], expected: frozenset[str] | None
 ) -> None:
-    """404 = the ops module is not loaded: nothing can be revoked. Anything else that is not
-    a list leaves the list unknown."""
+    """Synapse's own 404 = the ops module is not loaded: nothing can be revoked. Anything else
+    that is not a list leaves the list unknown."""
     seen: list[str] = []
 
     def handler(request: httpx2.Request) -> httpx2.Response:
@@ -144,3 +145,16 @@ def test_a_first_read_cancelled_with_its_caller_is_done_by_the_next_waiter() -> 
     anyio.run(scenario)
     assert seen == [True]
     assert polled.reads == 2
+
+
+def test_a_later_404_does_not_clear_the_revoked_agents() -> None:
+    answers = [
+        httpx2.Response(200, json={"revoked": [AGENT]}),
+        httpx2.Response(404, json={"errcode": "M_UNRECOGNIZED"}),
+    ]
+    polled = revocation.RevokedAgents("http://synapse.test", "as-token", ttl_seconds=0)
+    polled._http = httpx2.AsyncClient(transport=httpx2.MockTransport(lambda r: answers.pop(0)))
+    check = verifier(polled)
+    assert not accepted(check)
+    assert not accepted(check)  # still revoked after the 404
+    assert answers == []
